@@ -1,0 +1,1 @@
+"""edgeship pipeline steps: each <step>/core.py holds the logic, <step>/component.py the KFP interface."""

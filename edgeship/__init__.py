@@ -1,0 +1,3 @@
+"""edgeship: train, quantize, evaluate and ship on-device object detectors."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,1 @@
+"""CLI subcommand modules; see edgeship.cli.COMMAND_MODULES."""

@@ -1,0 +1,1 @@
+"""KFP pipeline wiring, compilation, local runs and cloud submission."""

@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# Set up (idempotent) and run the test suite. Extra arguments go to pytest.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+cd "$root"
+EDGESHIP_SETUP_CHECKOV=1 bash scripts/setup.sh
+exec .venv/bin/python -m pytest "$@"
