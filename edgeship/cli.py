@@ -14,7 +14,9 @@ import sys
 COMMAND_MODULES = (
     "edgeship.commands.local",      # local up | down | status
     "edgeship.commands.data",       # data generate | inspect
-    "edgeship.commands.model",      # train | qat | quantize | evaluate | benchmark
+    "edgeship.commands.train",      # train | qat
+    "edgeship.commands.quantize",   # quantize
+    "edgeship.commands.evaluate",   # evaluate
     "edgeship.commands.autoquant",  # autoquant
     "edgeship.commands.publish",    # publish | channel | watch
     "edgeship.commands.pipeline",   # run | pipeline compile | submit | schedule
