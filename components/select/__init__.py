@@ -1,0 +1,1 @@
+"""select: the quality gate that picks one variant and decides whether to publish it."""

@@ -1,0 +1,401 @@
+"""The quality gate: choose one variant under an accuracy budget and decide whether to publish it.
+
+Like TFX's Evaluator "blessing", but multi-criteria and explicit. Every rule below is applied in
+order and every outcome carries its reasons, which end up in decision.json / decision.md and in
+the published manifest.
+
+1. **Eligibility.** A variant is eligible when its mAP@[.5:.95] loss against the float model
+   (ΔmAP, in mAP *points*: 1 pt = 0.01 mAP) is within ``accuracy_budget`` and, when
+   ``latency_budget_ms`` > 0, its 1-thread median latency is within that budget.
+   The float reference is the Keras float model's mAP (``report["float_keras"]``), or the fp32
+   .tflite when the report has no Keras row.
+2. **Choice.** Among eligible variants, the fastest (1-thread median latency); ties go to the
+   smaller file, then the more accurate.
+3. **No budget configured** (``accuracy_budget`` is None / "" / "none"): nothing is traded
+   silently: the gate picks the *most accurate* variant (ties: the fastest) and says so.
+4. **Champion.** The chosen variant is compared with the model currently on the target channel:
+   it passes if its mAP is not lower than the champion's by more than ``tolerance`` points.
+   With no champion (first run on the channel) the comparison is skipped and recorded as such.
+   When the champion was measured on another dataset (different fingerprint) the comparison still
+   runs and the reasons say that the figures are not strictly comparable.
+5. **Force-promote** publishes the choice even when a rule failed (if no variant is within the
+   budget, the most accurate one), and records which rules were overridden.
+
+Plain Python; never imports kfp.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+DECISION_FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """What the gate enforces. Budgets in mAP points (1 pt = 0.01 mAP@[.5:.95])."""
+
+    accuracy_budget: float | None = 1.0  # max ΔmAP vs float, points; None = not configured
+    latency_budget_ms: float = 0.0  # max 1-thread median latency; 0 = no latency budget
+    tolerance: float = 0.5  # max mAP drop vs the champion, points
+    force_promote: bool = False
+
+    def __post_init__(self) -> None:
+        for name in ("accuracy_budget", "latency_budget_ms", "tolerance"):
+            value = getattr(self, name)
+            if value is None and name == "accuracy_budget":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"gate {name} must be a finite number, got {value!r}")
+            if value < 0:
+                raise ValueError(f"gate {name} must be >= 0, got {value!r}")
+
+
+def parse_budget(value: Any, *, name: str = "accuracy budget") -> float | None:
+    """Parse a budget given as a number or text. "", "none" → None (not configured).
+
+    Raises ValueError naming the value when it is not a number or is negative.
+    """
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in ("", "none", "null"):
+            return None
+        try:
+            number = float(text)
+        except ValueError:
+            raise ValueError(f"{name} must be a number of mAP points (or 'none'), got {value!r}") from None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        raise ValueError(f"{name} must be a number of mAP points (or 'none'), got {value!r}")
+    if not math.isfinite(number):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0 mAP points, got {value!r}")
+    return number
+
+
+@dataclass(frozen=True)
+class Champion:
+    """The model currently served on the target channel."""
+
+    version: str
+    map: float | None  # mAP@[.5:.95], 0..1, from its manifest metrics
+    variant: str | None = None
+    dataset_fingerprint: str | None = None
+    source: str = ""  # where it was read from (for the record)
+
+
+@dataclass
+class Candidate:
+    name: str
+    map: float
+    delta_map_pts: float  # float mAP - variant mAP, in points (positive = worse than float)
+    latency_ms: float | None
+    size_bytes: int | None
+    eligible: bool
+    why: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Decision:
+    """The gate's verdict. ``publish`` drives the pipeline's dsl.If around publish."""
+
+    publish: bool
+    chosen: str | None
+    reasons: list[str]
+    candidates: list[Candidate]
+    config: GateConfig
+    float_map: float
+    float_reference: str
+    champion: Champion | None
+    forced: bool = False
+    dataset_fingerprint: str | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "format_version": DECISION_FORMAT_VERSION,
+            "publish": self.publish,
+            "chosen": self.chosen,
+            "forced": self.forced,
+            "reasons": list(self.reasons),
+            "config": asdict(self.config),
+            "float_reference": {"name": self.float_reference, "map": self.float_map},
+            "champion": asdict(self.champion) if self.champion else None,
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "candidates": [asdict(c) for c in self.candidates],
+        }
+
+
+def _latency(row: dict) -> float | None:
+    try:
+        value = row["latency_ms"]["threads_1"]["median"]
+    except (KeyError, TypeError):
+        return None
+    return float(value) if value is not None else None
+
+
+def _float_reference(report: dict) -> tuple[str, float]:
+    keras_row = report.get("float_keras")
+    if isinstance(keras_row, dict) and keras_row.get("map") is not None:
+        return "float_keras", float(keras_row["map"])
+    fp32 = report.get("variants", {}).get("fp32")
+    if isinstance(fp32, dict) and fp32.get("map") is not None:
+        return "fp32", float(fp32["map"])
+    raise ValueError("evaluation report has no float reference: neither 'float_keras' nor the 'fp32' "
+                     "variant has a 'map'")
+
+
+def decide(report: dict, config: GateConfig, champion: Champion | None) -> Decision:
+    """Apply the gate to an evaluation report (docs/contracts.md "Evaluation artifact").
+
+    Pure: reads nothing, writes nothing. Raises ValueError when the report has no variants.
+    """
+    variants = report.get("variants")
+    if not isinstance(variants, dict) or not variants:
+        raise ValueError("evaluation report lists no variants: nothing to select from")
+    float_name, float_map = _float_reference(report)
+    budget = config.accuracy_budget
+    reasons: list[str] = []
+
+    candidates: list[Candidate] = []
+    for name in sorted(variants):
+        row = variants[name]
+        if not isinstance(row, dict) or row.get("map") is None:
+            raise ValueError(f"evaluation report: variant {name!r} has no 'map'")
+        vmap = float(row["map"])
+        delta = round((float_map - vmap) * 100.0, 4)
+        latency = _latency(row)
+        why = []
+        eligible = True
+        if budget is not None and delta > budget:
+            eligible = False
+            why.append(f"ΔmAP {delta:.2f} pt > budget {budget:.2f} pt")
+        if config.latency_budget_ms > 0:
+            if latency is None:
+                eligible = False
+                why.append("no 1-thread latency measured")
+            elif latency > config.latency_budget_ms:
+                eligible = False
+                why.append(f"latency {latency:.2f} ms > budget {config.latency_budget_ms:.2f} ms")
+        candidates.append(Candidate(name, vmap, delta, latency, row.get("size_bytes"), eligible, why))
+
+    def speed_key(c: Candidate) -> tuple:
+        return (c.latency_ms if c.latency_ms is not None else math.inf,
+                c.size_bytes if c.size_bytes is not None else math.inf, -c.map, c.name)
+
+    def accuracy_key(c: Candidate) -> tuple:
+        return (-c.map, *speed_key(c))
+
+    eligible = [c for c in candidates if c.eligible]
+    rule_failed = False
+    chosen: Candidate | None
+    if budget is None:
+        pool = eligible or candidates
+        chosen = min(pool, key=accuracy_key)
+        reasons.append("no accuracy budget configured: chose the most accurate variant "
+                       f"{chosen.name!r} (ΔmAP {chosen.delta_map_pts:.2f} pt) rather than trade "
+                       "accuracy for speed without being told")
+        if not eligible:
+            rule_failed = True
+            reasons.append(f"no variant meets the latency budget {config.latency_budget_ms:.2f} ms")
+    elif eligible:
+        chosen = min(eligible, key=speed_key)
+        lat = f"{chosen.latency_ms:.2f} ms" if chosen.latency_ms is not None else "unmeasured latency"
+        reasons.append(f"{len(eligible)} of {len(candidates)} variants within ΔmAP ≤ {budget:.2f} pt"
+                       + (f" and latency ≤ {config.latency_budget_ms:.2f} ms"
+                          if config.latency_budget_ms > 0 else "")
+                       + f"; fastest: {chosen.name!r} ({lat}, ΔmAP {chosen.delta_map_pts:.2f} pt)")
+    else:
+        rule_failed = True
+        chosen = min(candidates, key=accuracy_key) if config.force_promote else None
+        best = min(candidates, key=lambda c: c.delta_map_pts)
+        reasons.append(f"no variant within the budget: the smallest ΔmAP is {best.delta_map_pts:.2f} pt "
+                       f"({best.name!r}) against a budget of {budget:.2f} pt"
+                       + (f" (latency budget {config.latency_budget_ms:.2f} ms)"
+                          if config.latency_budget_ms > 0 else ""))
+
+    if chosen is not None:
+        if champion is None:
+            reasons.append("no champion on the channel yet (first release): nothing to compare with")
+        elif champion.map is None:
+            reasons.append(f"champion {champion.version} has no mAP in its manifest: comparison skipped")
+        else:
+            drop = round((champion.map - chosen.map) * 100.0, 4)
+            fp = report.get("dataset_fingerprint")
+            if champion.dataset_fingerprint and fp and champion.dataset_fingerprint != fp:
+                reasons.append(f"note: champion {champion.version} was evaluated on another dataset "
+                               f"({champion.dataset_fingerprint[:19]}… vs {fp[:19]}…); figures are "
+                               "not strictly comparable")
+            if drop > config.tolerance:
+                rule_failed = True
+                reasons.append(f"worse than champion {champion.version}: mAP {chosen.map:.4f} vs "
+                               f"{champion.map:.4f} (−{drop:.2f} pt > tolerance {config.tolerance:.2f} pt)")
+            else:
+                reasons.append(f"not worse than champion {champion.version} beyond tolerance: mAP "
+                               f"{chosen.map:.4f} vs {champion.map:.4f} "
+                               f"({-drop:+.2f} pt, tolerance {config.tolerance:.2f} pt)")
+
+    forced = False
+    if rule_failed and config.force_promote:
+        forced = True
+        publish = chosen is not None
+        reasons.append(f"force-promote: publishing {chosen.name!r} although the gate failed")
+    else:
+        publish = chosen is not None and not rule_failed
+    if not publish:
+        reasons.append("decision: NOT publishing")
+    else:
+        reasons.append(f"decision: publish {chosen.name!r}")
+    return Decision(publish=publish, chosen=chosen.name if chosen else None, reasons=reasons,
+                    candidates=candidates, config=config, float_map=float_map,
+                    float_reference=float_name, champion=champion, forced=forced,
+                    dataset_fingerprint=report.get("dataset_fingerprint"))
+
+
+def render_markdown(decision: Decision) -> str:
+    """A human-readable account of the decision: verdict, reasons, the candidate table."""
+    verdict = ("PUBLISH" + (" (forced)" if decision.forced else "")) if decision.publish else "DO NOT PUBLISH"
+    lines = [f"# Gate decision: {verdict}", ""]
+    if decision.chosen:
+        lines.append(f"Chosen variant: **{decision.chosen}**")
+        lines.append("")
+    lines.append("## Reasons")
+    lines += [f"- {r}" for r in decision.reasons]
+    cfg = decision.config
+    lines += ["", "## Rules",
+              f"- accuracy budget: {'not configured' if cfg.accuracy_budget is None else f'{cfg.accuracy_budget:.2f} pt'}"
+              f" (ΔmAP@[.5:.95] vs {decision.float_reference}, mAP {decision.float_map:.4f})",
+              f"- latency budget: {'none' if cfg.latency_budget_ms <= 0 else f'{cfg.latency_budget_ms:.2f} ms'} (1 thread, median)",
+              f"- tolerance vs champion: {cfg.tolerance:.2f} pt",
+              f"- force-promote: {cfg.force_promote}",
+              f"- champion: {decision.champion.version + ' (' + decision.champion.source + ')' if decision.champion else 'none'}",
+              "", "## Candidates", "",
+              "| variant | mAP | ΔmAP (pt) | latency 1T (ms) | size (KB) | eligible | why not |",
+              "|---|---|---|---|---|---|---|"]
+    for c in sorted(decision.candidates, key=lambda c: (c.latency_ms is None, c.latency_ms or 0)):
+        mark = " ←" if c.name == decision.chosen else ""
+        lat = f"{c.latency_ms:.2f}" if c.latency_ms is not None else "—"
+        size = f"{c.size_bytes / 1024:.0f}" if c.size_bytes else "—"
+        lines.append(f"| {c.name}{mark} | {c.map:.4f} | {c.delta_map_pts:.2f} | {lat} | {size} | "
+                     f"{'yes' if c.eligible else 'no'} | {'; '.join(c.why)} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_html(markdown: str) -> str:
+    """Minimal HTML wrapper (KFP's HTML visualisation) around the Markdown text."""
+    import html
+
+    return ("<!doctype html><meta charset='utf-8'><title>edgeship gate decision</title>"
+            f"<pre style='font-family:monospace'>{html.escape(markdown)}</pre>\n")
+
+
+ChampionLookup = Callable[[str, str], "Champion | None"]
+
+
+def champion_from_manifest(manifest: dict, source: str) -> Champion:
+    """Build a Champion from a published manifest.json (functions/register_model/manifest.schema.json)."""
+    metrics = manifest.get("metrics") or {}
+    value = None
+    for key in ("map", "mAP", "map_50_95"):
+        if metrics.get(key) is not None:
+            value = float(metrics[key])
+            break
+    return Champion(version=str(manifest.get("version")), map=value,
+                    variant=manifest.get("variant") or metrics.get("variant"),
+                    dataset_fingerprint=manifest.get("dataset_fingerprint"), source=source)
+
+
+def run_select(evaluation_dir: str | Path, out_json: str | Path, out_md: str | Path, *,
+               config: GateConfig, champion: Champion | None,
+               out_html: str | Path | None = None) -> Decision:
+    """Read report.json from an evaluation artifact, decide, write decision.json/.md(/.html).
+
+    Side effects: writes the output files; logs the verdict and its reasons.
+    """
+    report_path = Path(evaluation_dir) / "report.json"
+    if not report_path.is_file():
+        raise FileNotFoundError(f"evaluation artifact has no report.json: {report_path}")
+    try:
+        report = json.loads(report_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{report_path} is not valid JSON: {exc}") from exc
+    decision = decide(report, config, champion)
+    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_json).write_text(json.dumps(decision.to_dict(), indent=2, ensure_ascii=False))
+    markdown = render_markdown(decision)
+    Path(out_md).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_md).write_text(markdown)
+    if out_html is not None:
+        Path(out_html).parent.mkdir(parents=True, exist_ok=True)
+        Path(out_html).write_text(render_html(markdown))
+    level = logging.INFO if decision.publish else logging.WARNING
+    log.log(level, "gate: %s", "; ".join(decision.reasons))
+    return decision
+
+
+def find_champion_gcs(bucket: str, model_name: str, channel: str) -> Champion | None:
+    """The newest manifest published to ``channel`` under gs://bucket/models/{model}/.
+
+    Version ids sort in publish order (docs/delivery.md), so the newest is the largest. Used when
+    the Firestore registry cannot be read. Returns None when nothing was published there yet.
+    """
+    from edgeship import storage
+
+    prefix = f"gs://{bucket}/models/{model_name}"
+    manifests = [u for u in storage.list_files(prefix) if u.endswith("/manifest.json")
+                 and u.count("/") == prefix.count("/") + 2]
+    for uri in sorted(manifests, reverse=True):
+        try:
+            manifest = json.loads(storage.read_bytes(uri))
+        except (ValueError, FileNotFoundError) as exc:
+            log.warning("skipping unreadable manifest %s: %s", uri, exc)
+            continue
+        if manifest.get("channel") == channel:
+            return champion_from_manifest(manifest, source=uri)
+    return None
+
+
+def find_champion(bucket: str, model_name: str, channel: str) -> Champion | None:
+    """The model currently on ``channel``: the registry's current release (Firestore, through the
+    publish step's reader when present), else the newest manifest for that channel in GCS."""
+    try:
+        from components.publish import core as publish_core  # optional: the registry reader
+        reader = getattr(publish_core, "current_release_manifest", None)
+    except ImportError:
+        reader = None
+    if reader is not None:
+        manifest = reader(model_name, channel, bucket=bucket)
+        return champion_from_manifest(manifest, source="firestore") if manifest else None
+    return find_champion_gcs(bucket, model_name, channel)
+
+
+def select_step(*, evaluation_dir: str, model_name: str, channel: str, bucket: str,
+                accuracy_budget: Any, latency_budget_ms: float, tolerance: float,
+                force_promote: bool, out_json: str, out_md: str, out_html: str | None = None,
+                champion_lookup: ChampionLookup | None = None) -> Decision:
+    """The select step end to end: validate parameters, find the champion, decide, write outputs.
+
+    ``champion_lookup(model_name, channel)`` replaces the registry lookup (tests, offline runs).
+    """
+    config = GateConfig(
+        accuracy_budget=parse_budget(accuracy_budget, name="accuracy_budget"),
+        latency_budget_ms=float(parse_budget(latency_budget_ms, name="latency_budget_ms") or 0.0),
+        tolerance=float(parse_budget(tolerance, name="tolerance") or 0.0),
+        force_promote=bool(force_promote))
+    if champion_lookup is None:
+        def champion_lookup(model: str, chan: str) -> Champion | None:
+            return find_champion(bucket, model, chan) if bucket else None
+    champion = champion_lookup(model_name, channel)
+    log.info("gate: champion on %s/%s: %s", model_name, channel,
+             f"{champion.version} (mAP {champion.map})" if champion else "none")
+    return run_select(evaluation_dir, out_json, out_md, config=config, champion=champion,
+                      out_html=out_html)
