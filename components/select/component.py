@@ -46,3 +46,11 @@ def select(
                               "forced": result.forced})
     outputs = collections.namedtuple("SelectOutputs", ["publish", "variant"])
     return outputs(result.publish, result.chosen or "")
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def not_published(decision: Input[Artifact], explanation: Output[Markdown]):
+    """Runs when the gate refused: logs why nothing was published and keeps that as Markdown."""
+    from components.select import core
+
+    core.explain_refusal(decision.path, explanation.path)

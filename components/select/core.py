@@ -399,3 +399,15 @@ def select_step(*, evaluation_dir: str, model_name: str, channel: str, bucket: s
              f"{champion.version} (mAP {champion.map})" if champion else "none")
     return run_select(evaluation_dir, out_json, out_md, config=config, champion=champion,
                       out_html=out_html)
+
+
+def explain_refusal(decision_json: str | Path, out_md: str | Path) -> str:
+    """Log (WARNING) and write why the gate did not publish. Returns the message."""
+    saved = json.loads(Path(decision_json).read_text())
+    message = ("NOT PUBLISHED: the quality gate refused this model. "
+               + " | ".join(saved.get("reasons", [])))
+    log.warning("%s", message)
+    print(message, flush=True)  # noqa: T201 - shown in the step's log by every runner
+    Path(out_md).parent.mkdir(parents=True, exist_ok=True)
+    Path(out_md).write_text("# Not published\n\n" + "\n".join(f"- {r}" for r in saved.get("reasons", [])) + "\n")
+    return message

@@ -1,0 +1,93 @@
+"""The edgeship pipeline: data → train → qat → quantize → evaluate → select → (gate) publish.
+
+Wiring only: every step is a component from components/<step>/component.py. Typed artifacts flow
+between steps (Dataset, Model, the variants and evaluation artifacts, the gate's decision).
+
+Variants "in parallel": one quantize step produces every variant (fp32, dynamic-range int8,
+float16, full int8, 16x8, QAT int8) into one Variants artifact (docs/contracts.md), rather than
+a dsl.ParallelFor over schemes feeding a collector. Reasons: the conversions share the loaded
+models and the calibration set (loading them dominates a conversion on this data size), the
+contract is one folder with one variants.json, and on a 2-core machine parallel steps gain
+nothing. On Vertex AI each step gets its own machine, so a fan-out would pay six image pulls and
+model loads for seconds of conversion each.
+
+Publishing runs only inside ``dsl.If(select.publish == True)``; when the gate refuses, the
+``not-published`` branch runs a tiny step that logs why (the decision's Markdown is also an
+output of select, shown by Vertex AI and kfp.local).
+"""
+from __future__ import annotations
+
+from kfp import dsl
+
+from components.data.component import data as data_op
+from components.evaluate.component import evaluate as evaluate_op
+from components.publish.component import publish as publish_op
+from components.qat.component import qat as qat_op
+from components.quantize.component import quantize as quantize_op
+from components.select.component import not_published as not_published_op
+from components.select.component import select as select_op
+from components.train.component import train as train_op
+
+PIPELINE_NAME = "edgeship"
+
+
+@dsl.pipeline(name=PIPELINE_NAME,
+              description="Train, QAT, quantize, evaluate, gate and publish an on-device detector.")
+def edgeship_pipeline(
+    data_uri: str = "",
+    model_name: str = "edgeship-detector",
+    channel: str = "stable",
+    bucket: str = "edgeship",
+    input_size: int = 160,
+    epochs: int = 12,
+    qat_epochs: float = 2.0,
+    accuracy_budget: str = "1.0",
+    latency_budget_ms: float = 0.0,
+    tolerance: float = 0.5,
+    force_promote: bool = False,
+    min_app_version: str = "1.0.0",
+):
+    """Args:
+    data_uri: dataset folder or gs:// prefix in the contract's layout; "" = generate the
+        embedded default dataset.
+    model_name, channel, bucket: where the model is published (gs://bucket/models/model_name/)
+        and which channel's current release is the champion.
+    input_size: square input side in pixels. epochs: float training epochs.
+    qat_epochs: quantization-aware fine-tuning epochs (fractions allowed).
+    accuracy_budget: max ΔmAP@[.5:.95] vs float, in points; "none" = not configured.
+    latency_budget_ms: max 1-thread median latency (0 = none). tolerance: max mAP drop vs the
+        champion, points. force_promote: publish even when the gate fails (recorded).
+    min_app_version: the lowest client app version that can run the model (in the manifest).
+    """
+    data_task = data_op(data_uri=data_uri)
+    data_task.set_display_name("data")
+    dataset = data_task.outputs["dataset"]
+
+    train_task = train_op(dataset=dataset, input_size=input_size, epochs=epochs)
+    float_model = train_task.outputs["model"]
+
+    qat_task = qat_op(dataset=dataset, float_model=float_model, epochs=qat_epochs)
+    qat_model = qat_task.outputs["model"]
+
+    quantize_task = quantize_op(dataset=dataset, float_model=float_model, qat_model=qat_model)
+    variants = quantize_task.outputs["variants"]
+
+    evaluate_task = evaluate_op(dataset=dataset, float_model=float_model, variants=variants)
+    evaluation = evaluate_task.outputs["evaluation"]
+
+    select_task = select_op(
+        evaluation=evaluation, model_name=model_name, channel=channel, bucket=bucket,
+        accuracy_budget=accuracy_budget, latency_budget_ms=latency_budget_ms,
+        tolerance=tolerance, force_promote=force_promote)
+    select_task.set_caching_options(False)  # the champion can change between runs
+
+    with dsl.If(select_task.outputs["publish"] == True, name="gate-passed"):  # noqa: E712
+        publish_task = publish_op(
+            variants=variants, evaluation=evaluation, dataset=dataset,
+            decision=select_task.outputs["decision"], variant=select_task.outputs["variant"],
+            model_name=model_name, channel=channel, bucket=bucket,
+            min_app_version=min_app_version)
+        publish_task.set_caching_options(False)
+    with dsl.Else(name="gate-refused"):
+        refused = not_published_op(decision=select_task.outputs["decision"])
+        refused.set_caching_options(False)

@@ -1,0 +1,224 @@
+"""Run the whole pipeline on this machine with kfp.local's SubprocessRunner.
+
+Each step runs as a subprocess of this Python (the project's installed code, no container), with
+this process's environment: set the local stack's emulator variables (STORAGE_EMULATOR_HOST,
+FIRESTORE_EMULATOR_HOST, GOOGLE_CLOUD_PROJECT) in os.environ before calling run_local and every
+step talks to the local cloud.
+
+kfp.local quirks handled here (kfp 2.17):
+- It replaces the root logger's handlers and prints every step's output (and its full executor
+  input JSON) to sys.stdout. run_local captures that stream into ``pipeline.log`` and turns the
+  task start/finish lines into progress events instead of flooding the terminal.
+- A pipeline parameter typed ``Optional[...] = None`` crashes its argument handling
+  ("Unknown value type"), so every pipeline parameter has a concrete default (the accuracy
+  budget is a string, "none" meaning not configured).
+- It returns no handle on task outputs for a pipeline without outputs; outputs are read from
+  the run folder, ``<pipeline_root>/<pipeline-name>-<timestamp>/<task>/<output>``.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import os
+import re
+import sys
+import threading
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+log = logging.getLogger(__name__)
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_START = re.compile(r"Executing task '([^']+)'")
+_FINISH = re.compile(r"Task '([^']+)' finished with status (\w+)")
+_SKIP = re.compile(r"[Ss]kipping task '([^']+)'|Task '([^']+)' (?:was )?skipped")
+_PIPELINE_DONE = re.compile(r"Pipeline '([^']+)' finished with status (\w+)")
+
+
+@dataclass
+class StepEvent:
+    """A progress event: kind is "start", "finish", "skip", "log" or "done"."""
+
+    kind: str
+    task: str = ""
+    status: str = ""
+    line: str = ""
+
+
+class _CaptureStream(io.TextIOBase):
+    """Stands in for sys.stdout during a kfp.local run: every line goes to the log file, and
+    task start/finish lines become StepEvents."""
+
+    def __init__(self, log_file, on_event: Callable[[StepEvent], None]):
+        self._file = log_file
+        self._on_event = on_event
+        self._buffer = ""
+        self.current = ""
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, text: str) -> int:
+        self._file.write(text)
+        self._buffer += text
+        while "\n" in self._buffer:
+            line, self._buffer = self._buffer.split("\n", 1)
+            self._line(_ANSI.sub("", line))
+        return len(text)
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def _line(self, line: str) -> None:
+        if m := _START.search(line):
+            self.current = m.group(1)
+            self._on_event(StepEvent("start", m.group(1)))
+        elif m := _FINISH.search(line):
+            self._on_event(StepEvent("finish", m.group(1), m.group(2)))
+        elif m := _SKIP.search(line):
+            self._on_event(StepEvent("skip", m.group(1) or m.group(2)))
+        elif m := _PIPELINE_DONE.search(line):
+            self._on_event(StepEvent("done", m.group(1), m.group(2)))
+        else:
+            text = line.strip()
+            # Executor boilerplate (the executor input JSON) is kept in the log file only.
+            if text and not text.startswith(("[KFP Executor", "{", "}", '"', "],", "]", "-----")):
+                self._on_event(StepEvent("log", self.current, line=text))
+
+
+def _tree_rss(root_pid: int, extra_pids: tuple[int, ...] = ()) -> int:
+    """Sum of VmRSS (bytes) of root_pid, all its descendants and extra_pids (Linux /proc)."""
+    children: dict[int, list[int]] = {}
+    rss: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry.name}/status") as fh:
+                ppid, vmrss = 0, 0
+                for line in fh:
+                    if line.startswith("PPid:"):
+                        ppid = int(line.split()[1])
+                    elif line.startswith("VmRSS:"):
+                        vmrss = int(line.split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            continue
+        pid = int(entry.name)
+        rss[pid] = vmrss
+        children.setdefault(ppid, []).append(pid)
+    total, stack, seen = 0, [root_pid, *extra_pids], set()
+    while stack:
+        pid = stack.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        total += rss.get(pid, 0)
+        stack.extend(children.get(pid, []))
+    return total
+
+
+class MemorySampler:
+    """Samples the total resident memory of this process tree (plus extra pids, e.g. the local
+    stack's servers) every ``interval`` seconds; ``peak`` is the largest sum seen."""
+
+    def __init__(self, extra_pids: tuple[int, ...] = (), interval: float = 0.5):
+        self.extra_pids = extra_pids
+        self.interval = interval
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="memory-sampler")
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak = max(self.peak, _tree_rss(os.getpid(), self.extra_pids))
+            except OSError:
+                pass
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "MemorySampler":
+        if Path("/proc").is_dir():
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout=5)
+
+
+@dataclass
+class LocalRun:
+    """What a local run left behind."""
+
+    run_dir: Path
+    log_path: Path
+    wall_s: float
+    statuses: dict[str, str] = field(default_factory=dict)
+    peak_rss_bytes: int = 0
+
+    def output(self, task: str, name: str) -> Path:
+        """Path of a task's output artifact/parameter file in the run folder."""
+        return self.run_dir / task / name
+
+
+def run_local(parameters: dict[str, Any], *, pipeline_root: str | Path,
+              on_event: Callable[[StepEvent], None] | None = None,
+              extra_pids: tuple[int, ...] = (), pipeline_func: Callable | None = None) -> LocalRun:
+    """Run pipelines.edgeship_pipeline (or ``pipeline_func``) with kfp.local (SubprocessRunner,
+    no venv per step).
+
+    Side effects: creates ``pipeline_root``, writes the run folder and ``pipeline.log`` there.
+    Raises RuntimeError naming the failed step and the log file when a step fails.
+    """
+    from kfp import local
+
+    if pipeline_func is None:
+        from pipelines.edgeship_pipeline import edgeship_pipeline as pipeline_func
+
+    root = Path(pipeline_root).resolve()
+    root.mkdir(parents=True, exist_ok=True)
+    log_path = root / "pipeline.log"
+    statuses: dict[str, str] = {}
+
+    def handle(event: StepEvent) -> None:
+        if event.kind == "finish":
+            statuses[event.task] = event.status
+        elif event.kind == "skip":
+            statuses[event.task] = "SKIPPED"
+        if on_event is not None:
+            on_event(event)
+
+    before = {p.name for p in root.iterdir() if p.is_dir()}
+    local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
+               raise_on_error=True)
+    # kfp.local warns for every step that its base_image is not a plain Python image; here that
+    # is the point (the project's own code is installed in this environment), so say it once.
+    warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
+    start = time.monotonic()
+    error: BaseException | None = None
+    with open(log_path, "a", encoding="utf-8") as log_file, MemorySampler(extra_pids) as sampler:
+        stream = _CaptureStream(log_file, handle)
+        saved = sys.stdout
+        sys.stdout = stream
+        try:
+            pipeline_func(**parameters)
+        except BaseException as exc:  # noqa: BLE001 - re-raised below with the log's path
+            error = exc
+        finally:
+            sys.stdout = saved
+            stream.flush()
+    wall = time.monotonic() - start
+    new = sorted((p for p in root.iterdir() if p.is_dir() and p.name not in before),
+                 key=lambda p: p.stat().st_mtime)
+    run_dir = new[-1] if new else root
+    result = LocalRun(run_dir=run_dir, log_path=log_path, wall_s=wall, statuses=statuses,
+                      peak_rss_bytes=sampler.peak)
+    if error is not None:
+        failed = [t for t, s in statuses.items() if s not in ("SUCCESS", "SKIPPED")]
+        step = failed[0] if failed else stream.current or "?"
+        raise RuntimeError(f"pipeline step {step!r} failed: {error} (full log: {log_path})") from error
+    return result
