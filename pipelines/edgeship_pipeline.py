@@ -15,7 +15,6 @@ Publishing runs only inside ``dsl.If(select.publish == True)``; when the gate re
 ``not-published`` branch runs a tiny step that logs why (the decision's Markdown is also an
 output of select, shown by Vertex AI and kfp.local).
 """
-from __future__ import annotations
 
 from kfp import dsl
 

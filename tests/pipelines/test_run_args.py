@@ -1,0 +1,46 @@
+"""`edgeship run` refuses bad input before it starts anything (stack, client, pipeline)."""
+import sys
+import types
+
+import pytest
+
+from edgeship import cli
+
+
+@pytest.fixture
+def no_stack(monkeypatch):
+    started = []
+    fake = types.ModuleType("edgeship.local_stack")
+
+    class StackConfig:
+        def __init__(self, *a, **k):
+            started.append("config")
+
+    fake.StackConfig = StackConfig
+    fake.up = lambda *a, **k: started.append("up")
+    monkeypatch.setitem(sys.modules, "edgeship.local_stack", fake)
+    return started
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--budget", "-0.5"], "accuracy_budget must be >= 0"),
+    (["--budget", "half"], "accuracy_budget must be a number"),
+    (["--data-uri", "/no/such/dir"], "data_uri '/no/such/dir' does not exist"),
+    (["--param", "colour=red"], "unknown pipeline parameter 'colour'"),
+    (["--epochs", "2.5"], "'epochs' must be an integer"),
+    (["--qat-epochs", "-1"], "'qat_epochs' must be >= 0"),
+])
+def test_run_refuses_bad_input_before_starting(no_stack, capsys, argv, message):
+    rc = cli.main(["run", *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err, err
+    assert no_stack == []
+
+
+def test_check_parameters_types(tmp_path):
+    from pipelines.main_job import check_parameters
+
+    values = check_parameters({"data_uri": str(tmp_path), "epochs": "3", "qat_epochs": "0.5",
+                               "force_promote": True, "accuracy_budget": "none"})
+    assert values == {"data_uri": str(tmp_path), "epochs": 3, "qat_epochs": 0.5,
+                      "force_promote": True, "accuracy_budget": "none"}
