@@ -1,0 +1,535 @@
+"""The local stand-in for Eventarc: Cloud Storage finalize events delivered as CloudEvents.
+
+Run as its own process (``edgeship local up`` starts it)::
+
+    python -m edgeship.relay --listen 127.0.0.1:4443 --backend http://127.0.0.1:PORT \
+        --function-url http://127.0.0.1:8090/ --state-dir .edgeship/local/relay
+
+Design: a recording proxy, not a poller. fake-gcs-server's only event sink is Pub/Sub, so the relay
+sits in front of it: ``STORAGE_EMULATOR_HOST`` names the relay, which forwards every request to
+fake-gcs-server unchanged and watches the responses. When a request finalizes an object (a media,
+multipart or completed resumable upload, copyTo, rewriteTo, compose, or an XML-API PUT) the
+response carries the new object resource, and the relay turns it into a
+``google.cloud.storage.object.v1.finalized`` CloudEvent. Why not poll the bucket listing every
+100-200 ms? A listing costs O(objects in the bucket) each time; after the dataset upload that is
+thousands of objects, parsed ~7 times a second on a 2-core machine shared with everything else,
+and an object overwritten twice between two polls would lose a generation. The proxy costs nothing
+when idle, sees every generation exactly when it is written, and delivers in well under 2 s.
+
+Guarantees (what Eventarc gives a Cloud Function):
+- at least once: the event is appended to ``journal.jsonl`` (flushed) *before* the upload's
+  response goes back to the client, so an upload that succeeded always has its event on disk;
+  delivered events are appended to ``delivered.jsonl`` as (bucket, name, generation). On start the
+  relay replays journal entries not yet delivered, then reconciles with a listing of every bucket
+  (objects written behind its back, e.g. straight to fake-gcs-server, are delivered too). A relay
+  restart therefore loses nothing; a crash between a delivery and its record means one duplicate.
+- in order per object: events are sharded by (bucket, name) onto a few worker threads, each a
+  FIFO, so the generations of one object are delivered in the order they were written.
+- retries: any non-2xx answer or connection error is retried with exponential backoff
+  (0.1 s doubling to 5 s) up to ``--max-attempts``, then the event goes to ``dead.jsonl``.
+
+Delivery is binary-mode HTTP: ``ce-id`` (stable across retries), ``ce-source``
+``//storage.googleapis.com/projects/_/buckets/B``, ``ce-type``, ``ce-subject`` ``objects/NAME``,
+``ce-time``, ``ce-specversion: 1.0``, ``ce-bucket``; the body is the object resource as the JSON API
+returned it (bucket, name, generation and metageneration as strings, size, md5Hash, crc32c,
+contentType, timeCreated, updated, metadata when set, id, selfLink, mediaLink, ...).
+
+Control routes (``/_relay/...``, not valid GCS paths): ``GET health``, ``GET stats``,
+``POST reset`` (forget queues and state; tests), ``POST drain?timeout=S`` (wait until nothing is
+pending).
+"""
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import logging
+import re
+import threading
+import time
+import urllib.parse
+import uuid
+import zlib
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+EVENT_TYPE = "google.cloud.storage.object.v1.finalized"
+HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
+    "trailers", "transfer-encoding", "upgrade", "content-length",
+}
+_FINALIZING_JSON = (
+    re.compile(r"^/upload/"),  # media / multipart / resumable (completion) uploads
+    re.compile(r"^/storage/v1/b/[^/]+/o/.+/(copyTo|rewriteTo)/b/[^/]+/o/.+$"),
+    re.compile(r"^/storage/v1/b/[^/]+/o/.+/compose$"),
+)
+_NOT_XML_API = re.compile(r"^/(storage|upload|download|batch|_relay)/")
+
+
+def event_key(obj: dict[str, Any]) -> str:
+    """The identity of one finalize: ``bucket/name#generation``."""
+    return f"{obj['bucket']}/{obj['name']}#{obj['generation']}"
+
+
+def make_event(obj: dict[str, Any]) -> dict[str, Any]:
+    """A journal entry (CloudEvent attributes + data) for a finalized object resource."""
+    obj = {k: v for k, v in obj.items() if k != "acl"}
+    return {
+        "id": uuid.uuid4().hex,
+        "source": f"//storage.googleapis.com/projects/_/buckets/{obj['bucket']}",
+        "type": EVENT_TYPE,
+        "subject": f"objects/{obj['name']}",
+        "time": obj.get("updated") or obj.get("timeCreated") or _now_rfc3339(),
+        "specversion": "1.0",
+        "bucket": obj["bucket"],
+        "key": event_key(obj),
+        "accepted_at": time.time(),
+        "data": obj,
+    }
+
+
+def _now_rfc3339() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def finalized_object(method: str, path: str, status: int, body: bytes) -> dict[str, Any] | None:
+    """The object resource a JSON-API response finalized, or None if the request finalized none."""
+    if method not in ("POST", "PUT") or not 200 <= status < 300:
+        return None
+    if not any(p.match(path) for p in _FINALIZING_JSON):
+        return None
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(doc, dict) and doc.get("kind") == "storage#rewriteResponse":
+        doc = doc.get("resource") if doc.get("done") else None
+    if not isinstance(doc, dict) or doc.get("kind") != "storage#object":
+        return None
+    if str(doc.get("generation", "0")) in ("0", "") or "name" not in doc or "bucket" not in doc:
+        return None  # a resumable upload session was opened, nothing is written yet
+    return doc
+
+
+@dataclass
+class _Shard:
+    queue: deque = field(default_factory=deque)
+    cond: threading.Condition = field(default_factory=threading.Condition)
+
+
+class Relay:
+    """Journal, delivered set and the delivery workers. Thread-safe."""
+
+    def __init__(self, backend: str, function_url: str, state_dir: Path, *, shards: int = 4,
+                 max_attempts: int = 50, max_backoff_s: float = 5.0) -> None:
+        self.backend = urllib.parse.urlsplit(backend)
+        self.function_url = urllib.parse.urlsplit(function_url)
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.journal_path = self.state_dir / "journal.jsonl"
+        self.delivered_path = self.state_dir / "delivered.jsonl"
+        self.dead_path = self.state_dir / "dead.jsonl"
+        self.max_attempts = max_attempts
+        self.max_backoff_s = max_backoff_s
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)
+        self._delivered: set[str] = set()
+        self._queued: set[str] = set()
+        self._pending = 0
+        self._epoch = 0
+        self.stats = {"accepted": 0, "delivered": 0, "attempts": 0, "failures": 0, "dead": 0}
+        self._shards = [_Shard() for _ in range(shards)]
+        self._journal = None
+        self._delivered_file = None
+        self._stopping = False
+
+    # ---------------------------------------------------------------- state
+    def load(self) -> int:
+        """Read the state files, compact the journal to what is still pending, queue it."""
+        if self.delivered_path.exists():
+            for line in self.delivered_path.read_text().splitlines():
+                if line.strip():
+                    self._delivered.add(json.loads(line)["key"])
+        pending: list[dict[str, Any]] = []
+        if self.journal_path.exists():
+            for line in self.journal_path.read_text().splitlines():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    log.warning("skipping a torn journal line: %.80r", line)
+                    continue
+                if event["key"] not in self._delivered and event["key"] not in {
+                        e["key"] for e in pending}:
+                    pending.append(event)
+        tmp = self.journal_path.with_suffix(".tmp")
+        tmp.write_text("".join(json.dumps(e) + "\n" for e in pending))
+        tmp.replace(self.journal_path)
+        self._journal = self.journal_path.open("a")
+        self._delivered_file = self.delivered_path.open("a")
+        for event in pending:
+            self._enqueue(event)
+        if pending:
+            log.info("replaying %d undelivered event(s) from %s", len(pending), self.journal_path)
+        return len(pending)
+
+    def reconcile(self) -> int:
+        """Queue events for objects in the backend that were never journaled nor delivered."""
+        found = 0
+        status, body = self.backend_request("GET", "/storage/v1/b?project=_")
+        if status != 200:
+            raise RuntimeError(f"listing buckets at {self.backend.geturl()} gave HTTP {status}")
+        for bucket in json.loads(body).get("items", []):
+            token = ""
+            while True:
+                path = f"/storage/v1/b/{urllib.parse.quote(bucket['name'], safe='')}/o?maxResults=1000"
+                if token:
+                    path += "&pageToken=" + urllib.parse.quote(token)
+                status, body = self.backend_request("GET", path)
+                if status != 200:
+                    raise RuntimeError(f"listing gs://{bucket['name']} gave HTTP {status}")
+                doc = json.loads(body)
+                items = sorted(doc.get("items", []), key=lambda o: int(o.get("generation", 0)))
+                for obj in items:
+                    key = event_key(obj)
+                    with self._lock:
+                        known = key in self._delivered or key in self._queued
+                    if not known:
+                        self.accept(obj)
+                        found += 1
+                token = doc.get("nextPageToken", "")
+                if not token:
+                    break
+        if found:
+            log.info("reconciliation found %d object(s) with no delivered event", found)
+        return found
+
+    def accept(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Journal and queue the finalize event of ``obj`` (once per generation)."""
+        event = make_event(obj)
+        with self._lock:
+            if event["key"] in self._queued or event["key"] in self._delivered:
+                return None
+            self._journal.write(json.dumps(event) + "\n")
+            self._journal.flush()
+            self.stats["accepted"] += 1
+        self._enqueue(event)
+        log.info("accepted %s", event["key"])
+        return event
+
+    def _enqueue(self, event: dict[str, Any]) -> None:
+        with self._lock:
+            self._queued.add(event["key"])
+            self._pending += 1
+        key = f"{event['data']['bucket']}/{event['data']['name']}"
+        shard = self._shards[zlib.crc32(key.encode()) % len(self._shards)]
+        with shard.cond:
+            shard.queue.append((self._epoch, event))
+            shard.cond.notify()
+
+    def reset(self) -> None:
+        """Forget everything: queues, journal, delivered set (between tests)."""
+        with self._lock:
+            self._epoch += 1
+            for shard in self._shards:
+                with shard.cond:
+                    shard.queue.clear()
+            self._queued.clear()
+            self._delivered.clear()
+            self._pending = 0
+            for name in ("accepted", "delivered", "attempts", "failures", "dead"):
+                self.stats[name] = 0
+            for f in (self._journal, self._delivered_file):
+                f.seek(0)
+                f.truncate()
+            self.dead_path.unlink(missing_ok=True)
+            self._idle.notify_all()
+
+    def drain(self, timeout: float) -> bool:
+        """Wait until nothing is pending; True if that happened within ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._pending:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._idle.wait(left)
+        return True
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {**self.stats, "pending": self._pending,
+                    "function_url": self.function_url.geturl(), "backend": self.backend.geturl()}
+
+    # ------------------------------------------------------------- delivery
+    def start_workers(self) -> None:
+        for i, shard in enumerate(self._shards):
+            threading.Thread(target=self._work, args=(shard,), name=f"deliver-{i}",
+                             daemon=True).start()
+
+    def stop(self) -> None:
+        self._stopping = True
+        for shard in self._shards:
+            with shard.cond:
+                shard.cond.notify_all()
+
+    def _work(self, shard: _Shard) -> None:
+        while not self._stopping:
+            with shard.cond:
+                while not shard.queue and not self._stopping:
+                    shard.cond.wait()
+                if self._stopping:
+                    return
+                epoch, event = shard.queue[0]
+            done = self._deliver_with_retries(epoch, event)
+            with shard.cond:
+                if shard.queue and shard.queue[0][1] is event:
+                    shard.queue.popleft()
+            with self._lock:
+                if epoch != self._epoch:
+                    continue
+                self._queued.discard(event["key"])
+                self._pending -= 1
+                if done:
+                    self._delivered.add(event["key"])
+                    self._delivered_file.write(json.dumps({"key": event["key"]}) + "\n")
+                    self._delivered_file.flush()
+                    self.stats["delivered"] += 1
+                else:
+                    self.stats["dead"] += 1
+                    with self.dead_path.open("a") as f:
+                        f.write(json.dumps(event) + "\n")
+                self._idle.notify_all()
+
+    def _deliver_with_retries(self, epoch: int, event: dict[str, Any]) -> bool:
+        delay = 0.1
+        for attempt in range(1, self.max_attempts + 1):
+            if epoch != self._epoch or self._stopping:
+                return False
+            with self._lock:
+                self.stats["attempts"] += 1
+            try:
+                status, body = self._post(event)
+            except OSError as exc:
+                status, body = 0, str(exc).encode()
+            if 200 <= status < 300:
+                log.info("delivered %s (attempt %d, %.0f ms after upload)", event["key"], attempt,
+                         1000 * (time.time() - event["accepted_at"]))
+                return True
+            with self._lock:
+                self.stats["failures"] += 1
+            log.warning("delivery of %s failed (attempt %d/%d): %s %s; retrying in %.1f s",
+                        event["key"], attempt, self.max_attempts, status or "no connection",
+                        body[:200].decode("utf-8", "replace"), delay)
+            time.sleep(delay)
+            delay = min(delay * 2, self.max_backoff_s)
+        log.error("giving up on %s after %d attempts; written to %s", event["key"],
+                  self.max_attempts, self.dead_path)
+        return False
+
+    def _post(self, event: dict[str, Any]) -> tuple[int, bytes]:
+        body = json.dumps(event["data"]).encode()
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "ce-id": event["id"],
+            "ce-source": event["source"],
+            "ce-type": event["type"],
+            "ce-subject": event["subject"],
+            "ce-time": event["time"],
+            "ce-specversion": event["specversion"],
+            "ce-bucket": event["bucket"],
+        }
+        url = self.function_url
+        conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=60)
+        try:
+            conn.request("POST", url.path or "/", body=body, headers=headers)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+    # -------------------------------------------------------------- backend
+    def backend_request(self, method: str, path: str, body: bytes | None = None,
+                        headers: dict[str, str] | None = None, timeout: float = 30
+                        ) -> tuple[int, bytes]:
+        conn = http.client.HTTPConnection(self.backend.hostname, self.backend.port, timeout=timeout)
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    relay: Relay  # set on the subclass made by serve()
+    _local = threading.local()
+
+    def log_message(self, fmt: str, *args: Any) -> None:  # route access logs to logging
+        log.debug("%s %s", self.address_string(), fmt % args)
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            chunks = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip(), 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    break
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+            return b"".join(chunks)
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else None
+
+    def _reply(self, status: int, body: bytes, headers: list[tuple[str, str]] = (),
+               content_type: str | None = "application/json",
+               head_length: str | None = None) -> None:
+        no_body = self.command == "HEAD" or status in (204, 304) or 100 <= status < 200
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        if content_type:
+            self.send_header("Content-Type", content_type)
+        if self.command == "HEAD":
+            self.send_header("Content-Length", head_length or "0")
+        elif not no_body:
+            self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if not no_body:
+            self.wfile.write(body)
+
+    def _control(self, path: str) -> None:
+        relay = self.relay
+        parsed = urllib.parse.urlsplit(path)
+        route = parsed.path[len("/_relay/"):]
+        if route == "health" and self.command == "GET":
+            try:
+                status, _ = relay.backend_request("GET", "/storage/v1/b?project=_", timeout=2)
+            except OSError as exc:
+                status = 0
+                log.debug("backend not answering: %s", exc)
+            body = {"ok": status == 200, "backend_status": status, **relay.snapshot()}
+            self._reply(200 if status == 200 else 503, json.dumps(body).encode())
+        elif route == "stats" and self.command == "GET":
+            self._reply(200, json.dumps(relay.snapshot()).encode())
+        elif route == "reset" and self.command == "POST":
+            relay.reset()
+            self._reply(200, json.dumps(relay.snapshot()).encode())
+        elif route == "drain" and self.command == "POST":
+            query = urllib.parse.parse_qs(parsed.query)
+            ok = relay.drain(float(query.get("timeout", ["10"])[0]))
+            self._reply(200 if ok else 504, json.dumps(relay.snapshot()).encode())
+        else:
+            self._reply(404, json.dumps({"error": f"no route {self.command} {path}"}).encode())
+
+    def _proxy(self) -> None:
+        if self.path.startswith("/_relay/"):
+            self._control(self.path)
+            return
+        body = self._read_body()
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in HOP_BY_HOP}
+        relay = self.relay
+        try:
+            conn = getattr(self._local, "conn", None)
+            if conn is None:
+                conn = http.client.HTTPConnection(relay.backend.hostname, relay.backend.port,
+                                                  timeout=300)
+                self._local.conn = conn
+            try:
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+                conn.close()  # a stale keep-alive connection: retry once on a fresh one
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+            data = resp.read()
+        except OSError as exc:
+            self._local.conn = None
+            msg = f"relay: fake-gcs-server at {relay.backend.geturl()} did not answer: {exc}"
+            self._reply(502, json.dumps({"error": {"code": 502, "message": msg}}).encode())
+            return
+        path = urllib.parse.urlsplit(self.path).path
+        obj = finalized_object(self.command, path, resp.status, data)
+        if obj is None and self.command == "PUT" and 200 <= resp.status < 300 \
+                and not _NOT_XML_API.match(path):
+            obj = self._xml_api_object(path)
+        if obj is not None:
+            relay.accept(obj)  # journaled before the client hears of the success
+        out_headers = [(k, v) for k, v in resp.getheaders()
+                       if k.lower() not in HOP_BY_HOP and k.lower() != "content-type"]
+        self._reply(resp.status, data, out_headers, resp.getheader("Content-Type"),
+                    head_length=resp.getheader("Content-Length"))
+
+    def _xml_api_object(self, path: str) -> dict[str, Any] | None:
+        bucket, _, name = path.lstrip("/").partition("/")
+        if not bucket or not name:
+            return None
+        meta = (f"/storage/v1/b/{urllib.parse.quote(bucket, safe='')}/o/"
+                f"{urllib.parse.quote(urllib.parse.unquote(name), safe='')}")
+        status, body = self.relay.backend_request("GET", meta)
+        return json.loads(body) if status == 200 else None
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _proxy
+
+
+def serve(listen: str, relay: Relay) -> ThreadingHTTPServer:
+    """Start the proxy on ``host:port`` in a daemon thread and return the server."""
+    host, _, port = listen.rpartition(":")
+    handler = type("Handler", (_ProxyHandler,), {"relay": relay, "_local": threading.local()})
+    server = ThreadingHTTPServer((host or "127.0.0.1", int(port)), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="proxy", daemon=True).start()
+    return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m edgeship.relay", description=__doc__.splitlines()[0])
+    parser.add_argument("--listen", required=True, help="host:port to serve the storage API on")
+    parser.add_argument("--backend", required=True, help="fake-gcs-server URL, http://host:port")
+    parser.add_argument("--function-url", required=True, help="where to POST the CloudEvents")
+    parser.add_argument("--state-dir", required=True, type=Path, help="journal + delivered set")
+    parser.add_argument("--shards", type=int, default=4)
+    parser.add_argument("--max-attempts", type=int, default=50)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s.%(msecs)03d %(levelname)s %(threadName)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    relay = Relay(args.backend, args.function_url, args.state_dir, shards=args.shards,
+                  max_attempts=args.max_attempts)
+    relay.load()
+    relay.start_workers()
+    server = serve(args.listen, relay)
+    log.info("relay listening on %s -> %s, events to %s", args.listen, args.backend,
+             args.function_url)
+    for _ in range(100):  # reconcile once the backend answers (it may start alongside us)
+        try:
+            relay.reconcile()
+            break
+        except (OSError, RuntimeError) as exc:
+            log.debug("reconciliation waiting for the backend: %s", exc)
+            time.sleep(0.1)
+    else:
+        log.warning("could not reconcile with %s; only proxied uploads will raise events",
+                    args.backend)
+    stop = threading.Event()
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    log.info("relay stopping; %s", relay.snapshot())
+    relay.stop()
+    server.shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
