@@ -235,6 +235,8 @@ def _port_holder(port: int) -> str:
 def check_port_free(host: str, port: int, what: str) -> None:
     """Raise StackError naming the port, its use and its holder if ``port`` cannot be bound."""
     with socket.socket() as s:
+        # like the servers themselves: SO_REUSEADDR, so TIME_WAIT leftovers do not count
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:
