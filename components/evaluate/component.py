@@ -1,0 +1,41 @@
+"""KFP interface of the evaluate step (logic in components/evaluate/core.py)."""
+from kfp import dsl
+from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+from components._image import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def evaluate(
+    dataset: Input[Dataset],
+    float_model: Input[Model],
+    variants: Input[Artifact],
+    evaluation: Output[Artifact],
+    metrics: Output[Metrics],
+    report_html: Output[HTML],
+    report_md: Output[Markdown],
+    latency_runs: int = 50,
+    split: str = "val",
+):
+    """Evaluate the float Keras model and every .tflite variant (run in LiteRT) on the val split.
+
+    Args:
+        dataset: the data step's Dataset artifact. float_model: the train step's Model artifact.
+        variants: the quantize step's artifact (variants.json + .tflite files).
+        latency_runs: timed runs per thread setting (after warm-up). split: the split to score.
+    Outputs: evaluation (report.json, report.md, report.html, tradeoff.png), metrics (mAP, ΔmAP,
+    size and latency per variant), report_html / report_md (table + plot, shown by Vertex AI and
+    kfp.local).
+    """
+    import shutil
+
+    from components.evaluate import core
+
+    report = core.evaluate(variants.path, dataset.path, evaluation.path, float_model_dir=float_model.path,
+                           split=split, latency_runs=latency_runs)
+    for name, value in core.key_metrics(report).items():
+        metrics.log_metric(name, value)
+    shutil.copyfile(report.files["report.html"], report_html.path)
+    shutil.copyfile(report.files["report.md"], report_md.path)
+    evaluation.metadata.update({"float_reference": report.float_reference or "",
+                                "variants": sorted(report.variants)})

@@ -1,0 +1,435 @@
+"""The evaluate step: measure every converted variant (and the float Keras model) honestly.
+
+For the float model and every .tflite in the variants artifact, run the model *itself* (LiteRT for
+the .tflite files) on the held-out split and compute:
+
+- COCO mAP@[.5:.95], mAP@.5 and per-class AP (pycocotools, `coco.py`);
+- file size, and its ratio to the fp32 .tflite;
+- latency with LiteRT/XNNPACK at 1 thread and at all threads (`latency.py`);
+- mAP on robustness slices of the split: dark, bright, blurred, occluded (`robustness.py`);
+- calibration: ECE, and the score shift of detections matched with the float model
+  (`calibration.py`).
+
+Writes report.json (docs/contracts.md "Evaluation artifact"), report.md, report.html and
+tradeoff.png into the output directory. Plain Python; never imports kfp.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from components.evaluate import calibration as calib
+from components.evaluate.coco import CocoResult, Detections, class_names_by_id, coco_evaluate, validate_examples
+from components.evaluate.latency import LatencyStats, all_threads, tflite_latency
+from components.evaluate.report import write_reports
+from components.evaluate.robustness import SLICES, make_slices
+
+log = logging.getLogger(__name__)
+
+REPORT_FORMAT_VERSION = 1
+FLOAT_KERAS = "float_keras"
+
+
+# --------------------------------------------------------------------------- results
+
+@dataclass
+class ModelEval:
+    """Everything measured for one model (a variant or the float Keras model)."""
+
+    name: str
+    coco: CocoResult
+    size_bytes: int | None = None
+    file: str | None = None
+    scheme: str | None = None
+    source: str | None = None
+    input_dtype: str | None = None
+    latency_1: LatencyStats | None = None
+    latency_n: LatencyStats | None = None
+    robustness: dict[str, CocoResult] = field(default_factory=dict)
+    calibration: calib.Calibration | None = None
+    shift: calib.ScoreShift | None = None
+    delta_map_vs_float: float | None = None  # (float − this) × 100, mAP points; + = accuracy lost
+    size_ratio_vs_fp32: float | None = None
+    latency_ratio_vs_fp32: float | None = None
+
+    @property
+    def map(self) -> float:
+        return self.coco.map
+
+    @property
+    def map50(self) -> float:
+        return self.coco.map50
+
+    def to_dict(self) -> dict[str, Any]:
+        """The row of report.json for this model (contract keys first, then extras)."""
+        latency = None
+        if self.latency_1 is not None:
+            latency = {"threads_1": {"median": self.latency_1.median, "p90": self.latency_1.p90},
+                       "threads_N": ({"median": self.latency_n.median, "p90": self.latency_n.p90}
+                                     if self.latency_n else None),
+                       "N": self.latency_n.threads if self.latency_n else None,
+                       "runs": self.latency_1.runs, "warmup": self.latency_1.warmup}
+        cal = None
+        if self.calibration is not None:
+            cal = {"ece": self.calibration.ece,
+                   "score_shift": self.shift.mean if self.shift is not None else None,
+                   "score_shift_abs": self.shift.mean_abs if self.shift is not None else None,
+                   "matched_with_float": self.shift.matched if self.shift is not None else None,
+                   "match_rate_with_float": self.shift.match_rate if self.shift is not None else None,
+                   "detections": self.calibration.detections,
+                   "mean_score": self.calibration.mean_score, "hit_rate": self.calibration.hit_rate}
+        return {
+            "size_bytes": self.size_bytes,
+            "map": self.coco.map,
+            "map50": self.coco.map50,
+            "per_class_ap": dict(self.coco.per_class_ap),
+            "delta_map_vs_float": self.delta_map_vs_float,
+            "latency_ms": latency,
+            "robustness": {k: {"map": v.map, "map50": v.map50} for k, v in self.robustness.items()},
+            "calibration": cal,
+            "per_class_ap50": dict(self.coco.per_class_ap50),
+            "size_ratio_vs_fp32": self.size_ratio_vs_fp32,
+            "latency_ratio_vs_fp32": self.latency_ratio_vs_fp32,
+            "file": self.file, "scheme": self.scheme, "source": self.source,
+            "input_dtype": self.input_dtype, "detections": self.coco.detections,
+        }
+
+
+@dataclass
+class EvalReport:
+    """The evaluation of every variant; ``to_dict()`` is report.json."""
+
+    dataset_fingerprint: str | None
+    split: str
+    images: int
+    objects: int
+    classes: list[str]
+    variants: dict[str, ModelEval]
+    float_keras: ModelEval | None
+    float_reference: str | None
+    latency_runs: int
+    threads_n: int
+    out_dir: Path | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "format_version": REPORT_FORMAT_VERSION,
+            "dataset_fingerprint": self.dataset_fingerprint,
+            "split": self.split,
+            "images": self.images,
+            "objects": self.objects,
+            "classes": list(self.classes),
+            "float_reference": self.float_reference,
+            "latency_runs": self.latency_runs,
+            "threads_N": self.threads_n,
+            "variants": {name: row.to_dict() for name, row in self.variants.items()},
+            "float_keras": self.float_keras.to_dict() if self.float_keras is not None else None,
+        }
+
+
+# --------------------------------------------------------------------------- inputs
+
+@dataclass(frozen=True)
+class VariantSpec:
+    """One entry of variants.json, with its file resolved."""
+
+    name: str
+    path: Path
+    size_bytes: int
+    input: dict[str, Any]
+    outputs: dict[str, Any]
+    scheme: str | None
+    source: str | None
+
+
+def load_variants(variants_dir: str | os.PathLike, only: Sequence[str] | None = None) -> tuple[list[VariantSpec], list[str] | None]:
+    """Read variants.json (and labels.txt when present) from a variants artifact directory.
+
+    Raises FileNotFoundError for a missing directory, variants.json or .tflite, ValueError for a
+    malformed or empty list, naming the file.
+    """
+    root = Path(variants_dir)
+    if str(variants_dir).startswith("gs://"):
+        raise ValueError(f"variants must be a local directory (download it first), got {variants_dir}")
+    index = root / "variants.json"
+    if not index.is_file():
+        raise FileNotFoundError(f"variants artifact has no variants.json: {index}")
+    try:
+        doc = json.loads(index.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{index} is not valid JSON: {exc}") from exc
+    entries = doc.get("variants") if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{index} lists no variants (expected a non-empty 'variants' list)")
+    specs = []
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, dict) or not entry.get("name") or not entry.get("file"):
+            raise ValueError(f"{index}: variant #{i} needs 'name' and 'file', got {entry!r}")
+        if only and entry["name"] not in only:
+            continue
+        path = root / entry["file"]
+        if not path.is_file():
+            raise FileNotFoundError(f"{index}: variant {entry['name']!r} file not found: {path}")
+        specs.append(VariantSpec(name=str(entry["name"]), path=path, size_bytes=path.stat().st_size,
+                                 input=dict(entry.get("input") or {}), outputs=dict(entry.get("outputs") or {}),
+                                 scheme=entry.get("scheme"), source=entry.get("source")))
+    if only:
+        unknown = sorted(set(only) - {s.name for s in specs})
+        if unknown:
+            raise ValueError(f"variant(s) {unknown} not in {index} (has {[e.get('name') for e in entries]})")
+    labels_path = root / "labels.txt"
+    labels = None
+    if labels_path.is_file():
+        labels = [line.strip() for line in labels_path.read_text().splitlines() if line.strip()]
+    return specs, labels
+
+
+def _class_names(info: Any) -> list[str]:
+    classes = info["classes"] if isinstance(info, Mapping) else getattr(info, "classes")
+    pairs = []
+    for c in classes:
+        if isinstance(c, Mapping):
+            pairs.append((int(c["id"]), str(c["name"])))
+        elif isinstance(c, str):
+            pairs.append((len(pairs) + 1, c))
+        else:
+            pairs.append((int(c.id), str(c.name)))
+    return [name for _, name in sorted(class_names_by_id(dict(pairs)).items())]
+
+
+def _fingerprint(info: Any) -> str | None:
+    return info.get("fingerprint") if isinstance(info, Mapping) else getattr(info, "fingerprint", None)
+
+
+def check_label_maps(data_classes: Sequence[str], other: Sequence[str] | None, where: str) -> None:
+    """Raise ValueError when a model's label map disagrees with the dataset's classes."""
+    if other is None:
+        return
+    if list(other) != list(data_classes):
+        raise ValueError(f"label map of {where} {list(other)} disagrees with the dataset's classes "
+                         f"{list(data_classes)}")
+
+
+def load_examples(dataset_uri: str, split: str = "val", *, max_images: int | None = None) -> tuple[list[Any], list[str], str | None]:
+    """The split's examples, the class names (ids 1..K) and the dataset fingerprint."""
+    from components.data import core as data
+
+    info = data.read_dataset_info(dataset_uri)
+    names = _class_names(info)
+    examples = list(data.load_split(dataset_uri, split))
+    if max_images is not None:
+        examples = examples[: int(max_images)]
+    return examples, names, _fingerprint(info)
+
+
+# --------------------------------------------------------------------------- running
+
+def run_detector(detector: Any, examples: Sequence[Any], *, on_image: Callable[[], None] | None = None) -> list[Detections]:
+    """Detections of ``detector`` on every example (batched when the detector supports it)."""
+    batch_fn = getattr(detector, "detect_batch", None)
+    out: list[Detections] = []
+    if batch_fn is not None:
+        size = int(getattr(detector, "batch_size", 8))
+        for start in range(0, len(examples), size):
+            chunk = examples[start:start + size]
+            out.extend(batch_fn([ex.image for ex in chunk]))
+            for _ in chunk:
+                on_image and on_image()
+        return out
+    for ex in examples:
+        out.append(detector(ex.image))
+        on_image and on_image()
+    return out
+
+
+def _measure_accuracy(detector: Any, sets: Mapping[str, Sequence[Any]], class_names: Sequence[str],
+                      progress: Any, task: Any) -> tuple[dict[str, CocoResult], dict[str, list[Detections]]]:
+    results, dets = {}, {}
+    for set_name, examples in sets.items():
+        if progress is not None:
+            progress.update(task, description=f"{detector.name}: {set_name}")
+        advance = (lambda: progress.advance(task)) if progress is not None else None
+        dets[set_name] = run_detector(detector, examples, on_image=advance)
+        results[set_name] = coco_evaluate(examples, dets[set_name], class_names,
+                                          where=f"{set_name} split", validate=False)
+    return results, dets
+
+
+def _progress(enabled: bool):
+    from contextlib import nullcontext
+
+    if not enabled:
+        return nullcontext(None)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    TimeElapsedColumn(), transient=False)
+
+
+def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], class_names: Sequence[str],
+                      *, float_detector: Any = None, split: str = "val",
+                      dataset_fingerprint: str | None = None, latency_runs: int = 50,
+                      latency_warmup: int = 5, threads: int | None = None,
+                      slices: Sequence[str] = SLICES, seed: int = 0, ece_min_score: float = 0.1,
+                      show_progress: bool = True) -> EvalReport:
+    """Evaluate ``variants`` (and the optional float detector) on in-memory examples.
+
+    The examples are validated first (non-empty, labels inside the label map). Raises ValueError
+    otherwise.
+    """
+    names = class_names_by_id(list(class_names))
+    validate_examples(examples, names, where=f"{split} split")
+    unknown = [s for s in slices if s not in SLICES]
+    if unknown:
+        raise ValueError(f"unknown robustness slice(s) {unknown}; known: {list(SLICES)}")
+    sets: dict[str, Sequence[Any]] = {split: examples, **make_slices(examples, slices, seed=seed)}
+    n_threads = int(threads or all_threads())
+    k = len(names)
+
+    results: dict[str, ModelEval] = {}
+    float_eval: ModelEval | None = None
+    float_dets: list[Detections] | None = None
+    variant_dets: dict[str, list[Detections]] = {}
+    total = len(examples) * len(sets)
+    with _progress(show_progress) as progress:
+        if float_detector is not None:
+            task = progress.add_task(f"{float_detector.name}", total=total) if progress else None
+            cocos, dets = _measure_accuracy(float_detector, sets, class_names, progress, task)
+            float_dets = dets[split]
+            cal = calib.expected_calibration_error(examples, float_dets, min_score=ece_min_score)
+            weights = Path(getattr(float_detector, "model_dir", "") or "") / "weights.h5"
+            float_eval = ModelEval(name=FLOAT_KERAS, coco=cocos[split],
+                                   size_bytes=weights.stat().st_size if weights.is_file() else None,
+                                   file=str(weights) if weights.is_file() else None, source="float",
+                                   scheme="keras float32", input_dtype="float32",
+                                   robustness={s: cocos[s] for s in sets if s != split},
+                                   calibration=cal, shift=calib.ScoreShift(0.0, 0.0, cal.detections, 1.0))
+        for spec in variants:
+            from components.evaluate.detectors import TFLiteDetector
+
+            detector = TFLiteDetector(spec.path, num_threads=n_threads, input_spec=spec.input,
+                                      output_map=spec.outputs, name=spec.name, num_classes=k)
+            task = progress.add_task(spec.name, total=total + 2) if progress else None
+            cocos, dets = _measure_accuracy(detector, sets, class_names, progress, task)
+            if progress is not None:
+                progress.update(task, description=f"{spec.name}: latency (1 thread)")
+            sample = detector.prepare(examples[0].image)
+            lat1 = tflite_latency(spec.path, sample, threads=1, runs=latency_runs, warmup=latency_warmup)
+            if progress is not None:
+                progress.advance(task)
+                progress.update(task, description=f"{spec.name}: latency ({n_threads} threads)")
+            latn = tflite_latency(spec.path, sample, threads=n_threads, runs=latency_runs, warmup=latency_warmup)
+            if progress is not None:
+                progress.advance(task)
+                progress.update(task, description=f"{spec.name}: done")
+            results[spec.name] = ModelEval(
+                name=spec.name, coco=cocos[split], size_bytes=spec.size_bytes, file=spec.path.name,
+                scheme=spec.scheme, source=spec.source, input_dtype=str(detector.input_dtype),
+                latency_1=lat1, latency_n=latn, robustness={s: cocos[s] for s in sets if s != split},
+                calibration=calib.expected_calibration_error(examples, dets[split], min_score=ece_min_score))
+            variant_dets[spec.name] = dets[split]  # kept for the score shift below
+            log.info("%s: mAP %.4f, mAP@.5 %.4f, %d B, 1-thread %.2f ms, %d-thread %.2f ms", spec.name,
+                     cocos[split].map, cocos[split].map50, spec.size_bytes, lat1.median, n_threads, latn.median)
+
+    # float reference: the Keras model, else the fp32 .tflite
+    reference_name, reference_map, reference_dets = None, None, None
+    if float_eval is not None:
+        reference_name, reference_map, reference_dets = FLOAT_KERAS, float_eval.map, float_dets
+        float_eval.delta_map_vs_float = 0.0
+    elif "fp32" in results:
+        reference_name, reference_map, reference_dets = "fp32", results["fp32"].map, variant_dets["fp32"]
+    fp32 = results.get("fp32")
+    for name, row in results.items():
+        if reference_map is not None:
+            row.delta_map_vs_float = round((reference_map - row.map) * 100.0, 4)
+        if reference_dets is not None:
+            row.shift = calib.score_shift(variant_dets[name], reference_dets, min_score=ece_min_score)
+        if fp32 is not None:
+            row.size_ratio_vs_fp32 = row.size_bytes / fp32.size_bytes if fp32.size_bytes else None
+            if row.latency_1 and fp32.latency_1 and fp32.latency_1.median > 0:
+                row.latency_ratio_vs_fp32 = row.latency_1.median / fp32.latency_1.median
+    return EvalReport(dataset_fingerprint=dataset_fingerprint, split=split, images=len(examples),
+                      objects=int(sum(len(np.asarray(ex.labels).reshape(-1)) for ex in examples)),
+                      classes=[names[i] for i in sorted(names)], variants=results, float_keras=float_eval,
+                      float_reference=reference_name, latency_runs=int(latency_runs), threads_n=n_threads)
+
+
+def write_report(report: EvalReport, out_dir: str | os.PathLike) -> dict[str, Path]:
+    """Write report.json, report.md, report.html and tradeoff.png into ``out_dir``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    doc = report.to_dict()
+    path = out / "report.json"
+    path.write_text(json.dumps(doc, indent=2, allow_nan=False), encoding="utf-8")
+    files = {"report.json": path, **write_reports(doc, out)}
+    report.out_dir, report.files = out, files
+    return files
+
+
+def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | os.PathLike, *,
+             float_model_dir: str | os.PathLike | None = None, split: str = "val",
+             latency_runs: int = 50, latency_warmup: int = 5, threads: int | None = None,
+             slices: Sequence[str] = SLICES, seed: int = 0, max_images: int | None = None,
+             variants: Sequence[str] | None = None, show_progress: bool = True) -> EvalReport:
+    """Evaluate every variant in ``variants_dir`` (and the float Keras model) on ``split`` of the
+    dataset at ``dataset_uri``; write report.json/.md/.html and tradeoff.png into ``out_dir``.
+
+    Args:
+        variants_dir: the quantize step's artifact (variants.json, *.tflite, labels.txt).
+        dataset_uri: the dataset artifact (local dir or gs:// prefix).
+        out_dir: where the reports go (created).
+        float_model_dir: the train step's Model artifact; None = no Keras row (the fp32 .tflite is
+            then the float reference).
+        latency_runs / latency_warmup: timed and untimed invocations per thread setting.
+        threads: the "all threads" count (default os.cpu_count()).
+        slices: robustness slices to score. max_images: evaluate only the first N images.
+        variants: evaluate only these variant names.
+    Raises FileNotFoundError / ValueError for missing or inconsistent inputs (empty split, labels
+    outside the label map, label maps that disagree, corrupt models), naming the culprit.
+    """
+    specs, variant_labels = load_variants(variants_dir, only=variants)
+    examples, class_names, fingerprint = load_examples(dataset_uri, split, max_images=max_images)
+    check_label_maps(class_names, variant_labels, f"{Path(variants_dir) / 'labels.txt'}")
+    float_detector = None
+    if float_model_dir is not None:
+        from components.evaluate.detectors import KerasDetector
+
+        float_detector = KerasDetector(float_model_dir)
+        labels = float_detector.config.get("labels")
+        check_label_maps(class_names, labels, f"the float model ({Path(float_model_dir) / 'model_config.json'})")
+    log.info("evaluating %d variant(s)%s on %d %s images of %s", len(specs),
+             " + the float Keras model" if float_detector else "", len(examples), split, dataset_uri)
+    report = evaluate_examples(specs, examples, class_names, float_detector=float_detector, split=split,
+                               dataset_fingerprint=fingerprint, latency_runs=latency_runs,
+                               latency_warmup=latency_warmup, threads=threads, slices=slices, seed=seed,
+                               show_progress=show_progress)
+    write_report(report, out_dir)
+    return report
+
+
+def key_metrics(report: EvalReport | Mapping[str, Any]) -> dict[str, float]:
+    """Flat {name: number} of the figures worth logging as KFP Metrics, per model."""
+    doc = report.to_dict() if isinstance(report, EvalReport) else report
+    out: dict[str, float] = {}
+    rows = dict(doc.get("variants") or {})
+    if doc.get("float_keras"):
+        rows[FLOAT_KERAS] = doc["float_keras"]
+    for name, row in rows.items():
+        for key, value in (("map", row.get("map")), ("map50", row.get("map50")),
+                           ("delta_map_pt", row.get("delta_map_vs_float")),
+                           ("size_kb", (row.get("size_bytes") or 0) / 1024 if row.get("size_bytes") else None),
+                           ("size_x_fp32", row.get("size_ratio_vs_fp32")),
+                           ("latency_1t_ms", ((row.get("latency_ms") or {}).get("threads_1") or {}).get("median")),
+                           ("latency_nt_ms", ((row.get("latency_ms") or {}).get("threads_N") or {}).get("median")),
+                           ("latency_x_fp32", row.get("latency_ratio_vs_fp32")),
+                           ("ece", (row.get("calibration") or {}).get("ece"))):
+            if value is not None:
+                out[f"{name}_{key}"] = float(value)
+    return out

@@ -1,0 +1,278 @@
+"""Detectors the evaluator runs: a converted .tflite in LiteRT, and the float Keras model.
+
+Both take one image (uint8 [H, W, 3], any size: it is resized to the model's input with the same
+bilinear resize for both) and return `Detections` with normalized (ymin, xmin, ymax, xmax) boxes,
+class ids 1..K and scores.
+
+`TFLiteDetector` runs the converted model *itself* (``ai_edge_litert.interpreter.Interpreter``,
+XNNPACK on by default), never its Keras twin. Its input is fed exactly as the variant's spec in
+variants.json says: float32 raw pixels 0..255, or uint8/int8 pixels quantized with the input's
+scale and zero point (identity when scale is 1 and zero point 0, the usual case for a model that
+normalizes inside). Its outputs are read through the variant's explicit output map.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable, Mapping, Protocol, Sequence
+
+import numpy as np
+
+from components.evaluate.coco import Detections
+
+log = logging.getLogger(__name__)
+
+OUTPUT_KEYS = ("boxes", "classes", "scores", "count")
+
+
+class Detector(Protocol):
+    """What the evaluator needs from a detector."""
+
+    name: str
+    input_size: tuple[int, int]
+
+    def __call__(self, image: np.ndarray) -> Detections: ...
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resize uint8 [H, W, 3] to (height, width) with bilinear filtering; float32 0..255 out.
+
+    Boxes are normalized, so they need no change. A no-op (apart from the dtype) when the size
+    already matches.
+    """
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise ValueError(f"expected an RGB image [H, W, 3], got shape {image.shape}")
+    height, width = int(size[0]), int(size[1])
+    if image.shape[0] == height and image.shape[1] == width:
+        return image.astype(np.float32)
+    from PIL import Image
+
+    resized = Image.fromarray(image.astype(np.uint8)).resize((width, height), Image.BILINEAR)
+    return np.asarray(resized, np.float32)
+
+
+def _resolve_output(details: list[dict], key: str, spec: Any, where: str) -> int:
+    """Position (in ``get_output_details()``) of output ``key`` from its map entry.
+
+    The entry is ``{"index": i, "name": n}`` or a bare int. A name that matches one output wins;
+    otherwise ``index`` is taken as the tensor index, then as the position in the output list.
+    """
+    if isinstance(spec, Mapping):
+        name, index = spec.get("name"), spec.get("index")
+    elif isinstance(spec, (int, np.integer)) and not isinstance(spec, bool):
+        name, index = None, int(spec)
+    else:
+        raise ValueError(f"{where}: output map entry for {key!r} must be {{'index', 'name'}} or an int, got {spec!r}")
+    if name:
+        hits = [pos for pos, d in enumerate(details) if d["name"] == name]
+        if len(hits) == 1:
+            return hits[0]
+    if index is not None:
+        index = int(index)
+        hits = [pos for pos, d in enumerate(details) if int(d["index"]) == index]
+        if len(hits) == 1:
+            return hits[0]
+        if 0 <= index < len(details):
+            return index
+    raise ValueError(f"{where}: output {key!r} ({spec!r}) matches none of the model's outputs "
+                     f"{[(d['index'], d['name']) for d in details]}")
+
+
+class TFLiteDetector:
+    """A .tflite detector with the standard outputs (boxes, classes, scores, count), run in LiteRT.
+
+    Args:
+        path: the .tflite file.
+        num_threads: LiteRT threads (default: all cores).
+        input_spec: the variant's ``input`` entry in variants.json (dtype, scale, zero_point);
+            checked against the model itself. None = take everything from the model.
+        output_map: the variant's ``outputs`` entry: boxes/classes/scores/count → {index, name}.
+        name: a label for logs and errors (default: the file name).
+        num_classes: K; when given, a class index >= K from the model is an error.
+    Raises FileNotFoundError for a missing file and ValueError for a file LiteRT cannot load or a
+    spec/model disagreement, naming the file.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, num_threads: int | None = None,
+                 input_spec: Mapping[str, Any] | None = None,
+                 output_map: Mapping[str, Any] | None = None, name: str | None = None,
+                 num_classes: int | None = None) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.path = Path(path)
+        self.name = name or self.path.stem
+        if not self.path.is_file():
+            raise FileNotFoundError(f"variant {self.name!r}: model file not found: {self.path}")
+        self.num_threads = int(num_threads or os.cpu_count() or 1)
+        try:
+            self.interpreter = Interpreter(model_path=str(self.path), num_threads=self.num_threads)
+            self.interpreter.allocate_tensors()
+        except Exception as exc:  # LiteRT raises ValueError/RuntimeError with C++ text
+            raise ValueError(f"variant {self.name!r}: LiteRT cannot load {self.path} "
+                             f"(corrupt or not a .tflite?): {exc}") from exc
+        inputs = self.interpreter.get_input_details()
+        if len(inputs) != 1:
+            raise ValueError(f"variant {self.name!r}: expected one image input in {self.path}, found {len(inputs)}")
+        self._input = inputs[0]
+        shape = [int(v) for v in self._input["shape"]]
+        if len(shape) != 4 or shape[0] != 1 or shape[3] != 3:
+            raise ValueError(f"variant {self.name!r}: input shape {shape} in {self.path} is not [1, H, W, 3]")
+        self.input_size = (shape[1], shape[2])
+        self.input_dtype = np.dtype(self._input["dtype"])
+        scale, zero_point = self._input.get("quantization", (0.0, 0))
+        if input_spec:
+            want = input_spec.get("dtype")
+            if want and np.dtype(want) != self.input_dtype:
+                raise ValueError(f"variant {self.name!r}: variants.json says input dtype {want} but "
+                                 f"{self.path} takes {self.input_dtype}")
+            spec_shape = input_spec.get("shape")
+            if spec_shape and [int(v) for v in spec_shape] != shape:
+                raise ValueError(f"variant {self.name!r}: variants.json says input shape {spec_shape} "
+                                 f"but {self.path} takes {shape}")
+            if input_spec.get("scale") is not None:
+                scale = float(input_spec["scale"])
+            if input_spec.get("zero_point") is not None:
+                zero_point = int(input_spec["zero_point"])
+        self.input_scale, self.input_zero_point = float(scale), int(zero_point)
+
+        outputs = self.interpreter.get_output_details()
+        if output_map is None:
+            raise ValueError(f"variant {self.name!r}: no output map (boxes/classes/scores/count → "
+                             f"output index) for {self.path}; variants.json must give one")
+        missing = [k for k in OUTPUT_KEYS if k not in output_map]
+        if missing:
+            raise ValueError(f"variant {self.name!r}: output map lacks {missing}; has {sorted(output_map)}")
+        where = f"variant {self.name!r} ({self.path})"
+        self._out = {k: outputs[_resolve_output(outputs, k, output_map[k], where)]["index"] for k in OUTPUT_KEYS}
+        if len(set(self._out.values())) != len(OUTPUT_KEYS):
+            raise ValueError(f"{where}: output map sends two keys to one tensor: {self._out}")
+        self.num_classes = num_classes
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        """The model input for ``image``: resized, batched and typed/quantized as the input spec says."""
+        pixels = resize_image(image, self.input_size)[None]
+        if self.input_dtype == np.float32:
+            return pixels.astype(np.float32)
+        if self.input_dtype in (np.dtype(np.uint8), np.dtype(np.int8)):
+            info = np.iinfo(self.input_dtype)
+            if self.input_scale > 0 and not (abs(self.input_scale - 1.0) < 1e-6 and self.input_zero_point == 0):
+                pixels = pixels / self.input_scale + self.input_zero_point
+            return np.clip(np.rint(pixels), info.min, info.max).astype(self.input_dtype)
+        raise ValueError(f"variant {self.name!r}: unsupported input dtype {self.input_dtype} in {self.path}")
+
+    def run(self, model_input: np.ndarray) -> Detections:
+        """Invoke on a prepared input and decode the four standard outputs."""
+        self.interpreter.set_tensor(self._input["index"], model_input)
+        self.interpreter.invoke()
+        get = self.interpreter.get_tensor
+        boxes = np.asarray(get(self._out["boxes"]), np.float32).reshape(-1, 4)
+        classes = np.asarray(get(self._out["classes"]), np.float32).reshape(-1)
+        scores = np.asarray(get(self._out["scores"]), np.float32).reshape(-1)
+        count = int(np.asarray(get(self._out["count"])).reshape(-1)[0])
+        count = max(0, min(count, len(scores), len(boxes), len(classes)))
+        labels = np.rint(classes[:count]).astype(np.int32) + 1  # 0-based index → class id
+        if self.num_classes is not None and len(labels) and (labels.min() < 1 or labels.max() > self.num_classes):
+            raise ValueError(f"variant {self.name!r}: model returned class index {int(labels.max()) - 1} "
+                             f"outside 0..{self.num_classes - 1}: its label map disagrees with the data")
+        return Detections(np.clip(boxes[:count], 0.0, 1.0), labels, scores[:count])
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        return self.run(self.prepare(image))
+
+
+class KerasDetector:
+    """The float Keras model (the train step's Model artifact) behind the same interface.
+
+    Loads the model with ``components.train.detector.load_model(model_dir)`` and decodes its
+    (box_encodings, class_logits) with that module's ``decode_and_nms`` (box decoding with the
+    artifact's anchors and box_scales, then NMS), so the float reference is decoded as the
+    train engineer defined it. Images are resized like the TFLite detector's.
+    """
+
+    def __init__(self, model_dir: str | os.PathLike, *, name: str = "float_keras", batch_size: int = 8) -> None:
+        from components.train import detector as det
+
+        self.model_dir = Path(model_dir)
+        self.name = name
+        if not self.model_dir.is_dir():
+            raise FileNotFoundError(f"float model directory not found: {self.model_dir}")
+        self._det = det
+        loaded = det.load_model(str(self.model_dir))
+        self._loaded = loaded
+        self.model, self.config = _model_and_config(loaded, self.model_dir)
+        size = self.config.get("input_size") or self.model.input_shape[1:3]
+        self.input_size = (int(size[0]), int(size[1]))
+        self.batch_size = int(batch_size)
+        self.num_classes = int(self.config.get("num_classes") or 0) or None
+
+    def _decode(self, outputs: Any) -> list[Detections]:
+        return _decode_with(self._det, self._loaded, self.model, self.config, outputs)
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """Detections for several images in one forward pass."""
+        batch = np.stack([resize_image(im, self.input_size) for im in images]).astype(np.float32)
+        outputs = self.model(batch, training=False)
+        return self._decode(outputs)
+
+    def __call__(self, image: np.ndarray) -> Detections:
+        return self.detect_batch([image])[0]
+
+
+def _model_and_config(loaded: Any, model_dir: Path) -> tuple[Any, dict]:
+    """Accept what ``load_model`` returns: a keras Model, (model, config), or an object with
+    ``.model``/``.config``; read model_config.json when the config is not returned."""
+    import json
+
+    model, config = loaded, None
+    if isinstance(loaded, tuple):
+        model, config = loaded[0], (loaded[1] if len(loaded) > 1 else None)
+    elif hasattr(loaded, "model"):
+        model, config = loaded.model, getattr(loaded, "config", None)
+    if config is None or not isinstance(config, Mapping):
+        if hasattr(config, "__dict__") and not isinstance(config, Mapping):
+            config = dict(vars(config))
+        else:
+            path = model_dir / "model_config.json"
+            if not path.is_file():
+                raise FileNotFoundError(f"float model has no model_config.json: {path}")
+            config = json.loads(path.read_text())
+    return model, dict(config)
+
+
+def _decode_with(det: Any, loaded: Any, model: Any, config: Mapping, outputs: Any) -> list[Detections]:
+    """Run the train module's decode_and_nms and turn its result into per-image Detections."""
+    if isinstance(outputs, Mapping):
+        box_encodings, class_logits = outputs["box_encodings"], outputs["class_logits"]
+    else:
+        box_encodings, class_logits = outputs[0], outputs[1]
+    result = det.decode_and_nms(box_encodings, class_logits, config=config) \
+        if _accepts(det.decode_and_nms, "config") else det.decode_and_nms(box_encodings, class_logits, loaded)
+    return _to_detections(result)
+
+
+def _accepts(fn: Callable, name: str) -> bool:
+    import inspect
+
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _to_detections(result: Any) -> list[Detections]:
+    """decode_and_nms output (dict or tuple of boxes [B,D,4], classes [B,D] 0-based, scores [B,D],
+    count [B]) → list of Detections with class ids 1..K."""
+    if isinstance(result, Mapping):
+        boxes, classes, scores, count = (result[k] for k in OUTPUT_KEYS)
+    else:
+        boxes, classes, scores, count = result
+    boxes, classes = np.asarray(boxes, np.float32), np.asarray(classes, np.float32)
+    scores, count = np.asarray(scores, np.float32), np.asarray(count).reshape(-1)
+    out = []
+    for b in range(boxes.shape[0]):
+        n = int(count[b])
+        out.append(Detections(np.clip(boxes[b, :n], 0.0, 1.0), np.rint(classes[b, :n]).astype(np.int32) + 1,
+                              scores[b, :n]))
+    return out
