@@ -23,6 +23,10 @@ def _num(value: Any, fmt: str = ".4f") -> str:
     return format(value, fmt)
 
 
+def _ms(value: float) -> str:
+    return f"{value:.2f}" if value >= 1.0 else f"{value:.3f}"
+
+
 def _latency(row: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
     lat = row.get("latency_ms") or {}
     value = lat.get(key)
@@ -53,8 +57,8 @@ def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
             _num(row.get("map")),
             _num(row.get("map50")),
             _num(row.get("delta_map_vs_float"), "+.2f"),
-            f"{t1['median']:.2f} / {t1['p90']:.2f}" if t1 else "—",
-            f"{tn['median']:.2f} / {tn['p90']:.2f}" if tn else "—",
+            f"{_ms(t1['median'])} / {_ms(t1['p90'])}" if t1 else "—",
+            f"{_ms(tn['median'])} / {_ms(tn['p90'])}" if tn else "—",
             _num(row.get("latency_ratio_vs_fp32"), ".3f"),
             _num(calib.get("ece"), ".3f"),
             _num(calib.get("score_shift"), "+.3f"),
