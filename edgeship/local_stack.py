@@ -229,7 +229,7 @@ def _port_holder(port: int) -> str:
                     return f"pid {proc.name} ({cmd[:120]})"
         except OSError:
             continue
-    return "a process this user cannot see"
+    return "a process whose sockets this user cannot see"
 
 
 def check_port_free(host: str, port: int, what: str) -> None:

@@ -3,7 +3,7 @@
 Served by functions-framework through the local stack (``target="record"``). Each delivery is
 appended as one JSON line to ``$RECORDER_FILE``: the CloudEvent attributes, the data, and
 ``received_at`` (time.time()). Objects whose name starts with ``$RECORDER_FAIL_PREFIX`` (default
-``fail/``) get HTTP 500 for their first ``$RECORDER_FAIL_TIMES`` deliveries (default 1), the way
+``fail/``) get HTTP 500 (the function raises) for their first ``$RECORDER_FAIL_TIMES`` deliveries (default 1), the way
 the real function answers a transient error, so the relay must redeliver.
 """
 from __future__ import annotations
@@ -36,6 +36,5 @@ def record(cloud_event):
                 "answered": 500 if failing else 200}
         with open(os.environ["RECORDER_FILE"], "a") as f:
             f.write(json.dumps(line, default=str) + "\n")
-    if failing:
-        return ("transient failure (test)", 500)
-    return ("", 204)
+    if failing:  # a CloudEvent function fails by raising: functions-framework answers 500
+        raise RuntimeError(f"transient failure (test) for {key}")
