@@ -156,6 +156,7 @@ class Relay:
                 if line.strip():
                     self._delivered.add(json.loads(line)["key"])
         pending: list[dict[str, Any]] = []
+        seen: set[str] = set()
         if self.journal_path.exists():
             for line in self.journal_path.read_text().splitlines():
                 try:
@@ -163,8 +164,8 @@ class Relay:
                 except ValueError:
                     log.warning("skipping a torn journal line: %.80r", line)
                     continue
-                if event["key"] not in self._delivered and event["key"] not in {
-                        e["key"] for e in pending}:
+                if event["key"] not in self._delivered and event["key"] not in seen:
+                    seen.add(event["key"])
                     pending.append(event)
         tmp = self.journal_path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(e) + "\n" for e in pending))
@@ -222,14 +223,14 @@ class Relay:
         return event
 
     def _enqueue(self, event: dict[str, Any]) -> None:
-        with self._lock:
-            self._queued.add(event["key"])
-            self._pending += 1
         key = f"{event['data']['bucket']}/{event['data']['name']}"
         shard = self._shards[zlib.crc32(key.encode()) % len(self._shards)]
-        with shard.cond:
-            shard.queue.append((self._epoch, event))
-            shard.cond.notify()
+        with self._lock:  # lock order: self._lock, then a shard's condition
+            self._queued.add(event["key"])
+            self._pending += 1
+            with shard.cond:
+                shard.queue.append((self._epoch, event))
+                shard.cond.notify()
 
     def reset(self) -> None:
         """Forget everything: queues, journal, delivered set (between tests)."""

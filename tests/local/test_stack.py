@@ -225,3 +225,26 @@ def test_firestore_emulator_serves_transactions_and_listeners(clean_stack) -> No
         watch.unsubscribe()
     assert ref.get().to_dict() == {"version": 2}
     assert seen[0] == 1 and seen[-1] == 2
+
+
+def test_copy_rewrite_compose_finalize_but_metadata_patch_does_not(recorder, bucket) -> None:
+    src = bucket.blob("parts/a.txt")
+    src.upload_from_string(b"aaa")
+    part_b = bucket.blob("parts/b.txt")
+    part_b.upload_from_string(b"bbb")
+    copied = bucket.copy_blob(src, bucket, "copies/a.txt")
+    rewritten = bucket.blob("copies/rewritten.txt")
+    token, _, _ = rewritten.rewrite(src)
+    assert token is None
+    composed = bucket.blob("copies/ab.txt")
+    composed.compose([src, part_b])
+    src.metadata = {"touched": "yes"}
+    src.patch()  # a metadata update is not a finalize
+    expected = {"parts/a.txt", "parts/b.txt", "copies/a.txt", "copies/rewritten.txt",
+                "copies/ab.txt"}
+    got = recorder.wait_for(lambda d: {e["data"]["name"] for e in d} >= expected)
+    names = [e["data"]["name"] for e in got if e["answered"] == 200]
+    assert sorted(names) == sorted(expected), names  # exactly one each, no event for the patch
+    by_name = {e["data"]["name"]: e["data"] for e in got}
+    assert by_name["copies/a.txt"]["generation"] == str(copied.generation)
+    assert by_name["copies/ab.txt"]["size"] == "6"
