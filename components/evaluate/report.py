@@ -85,6 +85,21 @@ def robustness_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str
     return header, rows
 
 
+def per_class_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of AP@[.5:.95] per class (one column per class)."""
+    entries = []
+    if isinstance(report.get("float_keras"), Mapping):
+        entries.append(("float (Keras)", report["float_keras"]))
+    entries.extend(sorted((report.get("variants") or {}).items()))
+    classes: list[str] = list(report.get("classes") or [])
+    for _, row in entries:
+        for name in (row.get("per_class_ap") or {}):
+            if name not in classes:
+                classes.append(name)
+    rows = [[name, *(_num((row.get("per_class_ap") or {}).get(c)) for c in classes)] for name, row in entries]
+    return ["variant", *classes], rows
+
+
 def _md_table(header: list[str] | tuple[str, ...], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
@@ -114,6 +129,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "# edgeship evaluation", "", *_summary_lines(report), "",
         _md_table(COLUMNS, table_rows(report)), "",
         "## Robustness (mAP@[.5:.95] per slice of val)", "", _md_table(header, rob), "",
+        "## AP@[.5:.95] per class", "", _md_table(*per_class_rows(report)), "",
     ])
 
 
@@ -170,7 +186,8 @@ def render_html(report: Mapping[str, Any], png_path: str | Path | None) -> str:
     return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>edgeship evaluation</title>"
             f"<style>{style}</style></head><body><h1>edgeship evaluation</h1><ul>{summary}</ul>"
             f"{table(COLUMNS, table_rows(report))}{img}<h2>Robustness (mAP@[.5:.95] per slice of val)</h2>"
-            f"{table(header, rob)}</body></html>")
+            f"{table(header, rob)}<h2>AP@[.5:.95] per class</h2>{table(*per_class_rows(report))}"
+            "</body></html>")
 
 
 def write_reports(report: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:
