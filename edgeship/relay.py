@@ -26,7 +26,8 @@ Guarantees (what Eventarc gives a Cloud Function):
 - in order per object: events are sharded by (bucket, name) onto a few worker threads, each a
   FIFO, so the generations of one object are delivered in the order they were written.
 - retries: any non-2xx answer or connection error is retried with exponential backoff
-  (0.1 s doubling to 5 s) up to ``--max-attempts``, then the event goes to ``dead.jsonl``.
+  (0.1 s doubling to 5 s) up to ``--max-attempts``, then the event goes to ``dead.jsonl`` and
+  is not retried again, even after a restart.
 
 Delivery is binary-mode HTTP: ``ce-id`` (stable across retries), ``ce-source``
 ``//storage.googleapis.com/projects/_/buckets/B``, ``ce-type``, ``ce-subject`` ``objects/NAME``,
@@ -153,6 +154,10 @@ class Relay:
         """Read the state files, compact the journal to what is still pending, queue it."""
         if self.delivered_path.exists():
             for line in self.delivered_path.read_text().splitlines():
+                if line.strip():
+                    self._delivered.add(json.loads(line)["key"])
+        if self.dead_path.exists():  # given up on: like Eventarc, not retried again
+            for line in self.dead_path.read_text().splitlines():
                 if line.strip():
                     self._delivered.add(json.loads(line)["key"])
         pending: list[dict[str, Any]] = []

@@ -47,3 +47,60 @@ def test_event_attributes_match_eventarc() -> None:
     assert event["key"] == "b/m/v1/manifest.json#17"
     assert "acl" not in event["data"] and event["data"]["generation"] == "17"
     assert make_event(OBJ)["id"] != event["id"]  # one id per event, kept across its retries
+
+
+def test_failing_deliveries_back_off_then_go_to_the_dead_letter_file(tmp_path) -> None:
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from edgeship.relay import Relay
+
+    hits: list[float] = []
+
+    class Always500(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            self.rfile.read(int(self.headers["Content-Length"]))
+            hits.append(time.monotonic())
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Always500)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    relay = Relay("http://127.0.0.1:9", f"http://127.0.0.1:{server.server_port}/", tmp_path,
+                  max_attempts=3)
+    try:
+        relay.load()
+        relay.start_workers()
+        relay.accept(OBJ)
+        assert relay.drain(30)
+    finally:
+        relay.stop()
+        server.shutdown()
+    assert len(hits) == 3
+    assert hits[1] - hits[0] >= 0.1 and hits[2] - hits[1] >= 0.2  # exponential backoff
+    stats = relay.snapshot()
+    assert stats["dead"] == 1 and stats["delivered"] == 0 and stats["failures"] == 3
+    dead = [json.loads(line) for line in (tmp_path / "dead.jsonl").read_text().splitlines()]
+    assert [d["key"] for d in dead] == ["b/m/v1/manifest.json#17"]
+    # a restarted relay does not retry an event it gave up on
+    again = Relay("http://127.0.0.1:9", "http://127.0.0.1:9/", tmp_path)
+    assert again.load() == 0
+    again.stop()
+
+
+def test_a_restarted_relay_replays_what_it_had_not_delivered(tmp_path) -> None:
+    from edgeship.relay import Relay
+
+    first = Relay("http://127.0.0.1:9", "http://127.0.0.1:9/", tmp_path)
+    first.load()  # no workers: nothing is delivered
+    first.accept(OBJ)
+    first.accept({**OBJ, "generation": "18"})
+    first.accept(OBJ)  # the same generation twice is one event
+    again = Relay("http://127.0.0.1:9", "http://127.0.0.1:9/", tmp_path)
+    assert again.load() == 2
+    assert again.snapshot()["pending"] == 2
