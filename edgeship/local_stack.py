@@ -76,7 +76,8 @@ class StackConfig:
         self.node_dir = Path(self.node_dir)
         self.buckets = tuple(self.buckets)
         if self.gcs_backend not in ("memory", "filesystem"):
-            raise ValueError(f"gcs_backend must be 'memory' or 'filesystem', got {self.gcs_backend!r}")
+            raise ValueError(
+                f"gcs_backend must be 'memory' or 'filesystem', got {self.gcs_backend!r}")
         for name in ("gcs_port", "firestore_port", "function_port"):
             port = getattr(self, name)
             if not isinstance(port, int) or not 0 < port < 65536:
@@ -380,7 +381,8 @@ def _function_env(config: StackConfig) -> dict[str, str]:
     return {**config.env(), "PYTHONUNBUFFERED": "1", **config.function_env}
 
 
-def _commands(config: StackConfig, backend_port: int) -> dict[str, tuple[list[str], dict, Path | None]]:
+def _commands(config: StackConfig, backend_port: int
+              ) -> dict[str, tuple[list[str], dict, Path | None]]:
     gcs = [str(fake_gcs_binary()), "-scheme", "http", "-host", config.host,
            "-port", str(backend_port), "-backend", config.gcs_backend,
            # uploads' Location headers, selfLink and mediaLink must name the relay, which is

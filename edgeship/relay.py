@@ -192,7 +192,8 @@ class Relay:
         for bucket in json.loads(body).get("items", []):
             token = ""
             while True:
-                path = f"/storage/v1/b/{urllib.parse.quote(bucket['name'], safe='')}/o?maxResults=1000"
+                quoted = urllib.parse.quote(bucket["name"], safe="")
+                path = f"/storage/v1/b/{quoted}/o?maxResults=1000"
                 if token:
                     path += "&pageToken=" + urllib.parse.quote(token)
                 status, body = self.backend_request("GET", path)
@@ -497,7 +498,8 @@ def serve(listen: str, relay: Relay) -> ThreadingHTTPServer:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m edgeship.relay", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m edgeship.relay",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--listen", required=True, help="host:port to serve the storage API on")
     parser.add_argument("--backend", required=True, help="fake-gcs-server URL, http://host:port")
     parser.add_argument("--function-url", required=True, help="where to POST the CloudEvents")

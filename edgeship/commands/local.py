@@ -65,7 +65,8 @@ def _up(args: argparse.Namespace) -> int:
         console.print(f"started {', '.join(result['started'])}; already running: "
                       f"{', '.join(result['already_running'])}")
     else:
-        console.print(f"local stack up: {', '.join(result['started'])} (logs in {config.state_dir})")
+        started = ", ".join(result["started"])
+        console.print(f"local stack up: {started} (logs in {config.state_dir})")
     console.print(f"buckets: {', '.join('gs://' + b for b in config.buckets)}")
     console.print("export these to use it:")
     for key, value in config.env().items():

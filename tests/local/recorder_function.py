@@ -3,8 +3,9 @@
 Served by functions-framework through the local stack (``target="record"``). Each delivery is
 appended as one JSON line to ``$RECORDER_FILE``: the CloudEvent attributes, the data, and
 ``received_at`` (time.time()). Objects whose name starts with ``$RECORDER_FAIL_PREFIX`` (default
-``fail/``) get HTTP 500 (the function raises) for their first ``$RECORDER_FAIL_TIMES`` deliveries (default 1), the way
-the real function answers a transient error, so the relay must redeliver.
+``fail/``) get HTTP 500 (the function raises) for their first ``$RECORDER_FAIL_TIMES``
+deliveries (default 1), the way the real function answers a transient error, so the relay must
+redeliver.
 """
 from __future__ import annotations
 

@@ -102,6 +102,18 @@ def test_missing_pieces_are_clear_errors(tmp_path: Path, monkeypatch) -> None:
         ls.StackConfig(gcs_port=70000)
 
 
+def test_a_server_that_dies_at_start_up_is_reported_with_its_log_tail(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.py"
+    broken.write_text("raise ImportError('the function cannot import its_dependency')\n")
+    config = _fresh_config(tmp_path, function_source=broken, function_target="nope")
+    with pytest.raises(ls.StackError) as err:
+        ls.up(config)
+    msg = str(err.value)
+    assert "function exited during start-up" in msg and "function.log" in msg
+    assert "the function cannot import its_dependency" in msg  # the log tail
+    assert not any(s.running for s in ls.status(config))  # the others were stopped again
+
+
 def test_clean_stack_empties_buckets_and_firestore(local_stack, bucket) -> None:
     from google.cloud import firestore
 
