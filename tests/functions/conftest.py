@@ -12,6 +12,10 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
+# tests/ is on sys.path (rootdir conftest, no __init__.py), and its folder tests/components/ would
+# shadow the real `components` package as a namespace package: put the repository first.
+if str(ROOT) not in sys.path[:1]:
+    sys.path.insert(0, str(ROOT))
 
 
 def _load(name: str, path: Path):

@@ -1,0 +1,51 @@
+"""Fixtures for the delivery client tests: a real tiny .tflite (built once per session with TF),
+variants artifacts to publish, and helpers shared with tests/functions (loaded by path)."""
+from __future__ import annotations
+
+import importlib.util
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+# tests/ is on sys.path (rootdir conftest, no __init__.py), and its folder tests/components/ would
+# shadow the real `components` package as a namespace package: put the repository first.
+if str(ROOT) not in sys.path[:1]:
+    sys.path.insert(0, str(ROOT))
+
+
+def _load_support():
+    name = "delivery_support"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "tests/functions/delivery_support.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
+support = _load_support()
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tmp_path_factory) -> Path:
+    """A real .tflite LiteRT can load and run (input [1, 8, 8, 3] float32)."""
+    return support.build_tiny_tflite(tmp_path_factory.mktemp("tflite") / "tiny.tflite")
+
+
+@pytest.fixture()
+def make_variants(tmp_path, tiny_tflite):
+    """Factory: make_variants(model_bytes=None) -> (variants_dir, evaluation_dir)."""
+    counter = iter(range(1000))
+
+    def make(model_bytes: bytes | None = None):
+        src = tiny_tflite
+        if model_bytes is not None:
+            src = tmp_path / f"custom-{os.urandom(4).hex()}.bin"
+            src.write_bytes(model_bytes)
+        vdir = support.make_variants_dir(tmp_path / f"art{next(counter)}", src)
+        return vdir, vdir.parent / "evaluation"
+
+    return make
