@@ -259,6 +259,15 @@ def _storage_client():
     return storage.gcs_client()
 
 
+def _retry():
+    """Retry transient Firestore errors for at most FIRESTORE_TIMEOUT_S in all (not the 60 s default)."""
+    from google.api_core import exceptions as gexc
+    from google.api_core import retry as gretry
+
+    return gretry.Retry(predicate=gretry.if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded),
+                        initial=0.1, maximum=1.0, multiplier=2.0, timeout=FIRESTORE_TIMEOUT_S)
+
+
 def firestore_client():
     """A Firestore client for the project in GOOGLE_CLOUD_PROJECT (the emulator when set)."""
     from google.cloud import firestore
@@ -273,7 +282,7 @@ def newest_release(db, model: str, channel: str) -> dict | None:
     query = (db.collection("models").document(model).collection("releases")
              .where(filter=_field_filter("channel", "==", channel))
              .order_by("version", direction="DESCENDING").limit(1))
-    docs = list(query.stream(timeout=FIRESTORE_TIMEOUT_S))
+    docs = list(query.stream(retry=_retry(), timeout=FIRESTORE_TIMEOUT_S))
     return docs[0].to_dict() if docs else None
 
 
@@ -286,7 +295,7 @@ def _field_filter(path: str, op: str, value: Any):
 def channel_state(db, model: str, channel: str) -> dict:
     """The operator control document of a channel ({} when never written)."""
     snap = (db.collection("models").document(model).collection("channels").document(channel)
-            .get(timeout=FIRESTORE_TIMEOUT_S))
+            .get(retry=_retry(), timeout=FIRESTORE_TIMEOUT_S))
     return snap.to_dict() or {} if snap.exists else {}
 
 
@@ -311,7 +320,7 @@ def current_release_manifest(model_name: str, channel: str, bucket: str | None =
         if version is None:
             return None
         snap = (db.collection("models").document(model_name).collection("versions").document(version)
-                .get(timeout=FIRESTORE_TIMEOUT_S))
+                .get(retry=_retry(), timeout=FIRESTORE_TIMEOUT_S))
         return (snap.to_dict() or {}).get("manifest") if snap.exists else None
     except Exception as exc:  # noqa: BLE001 - registry unreachable: fall back to the bucket
         if not bucket:
@@ -372,7 +381,7 @@ def channel_action(action: str, model: str, channel: str, *, reason: str, to: st
         if to is not None:
             mf.check_version(to, "--to")
             snap = model_ref.collection("releases").document(mf.release_id(channel, to)).get(
-                timeout=FIRESTORE_TIMEOUT_S)
+                retry=_retry(), timeout=FIRESTORE_TIMEOUT_S)
             if not snap.exists:
                 raise ValueError(f"--to {to}: no release of {model} on channel {channel!r} has that version")
             target = to
@@ -384,7 +393,7 @@ def channel_action(action: str, model: str, channel: str, *, reason: str, to: st
                          .where(filter=_field_filter("channel", "==", channel))
                          .where(filter=_field_filter("version", "<", serving))
                          .order_by("version", direction="DESCENDING").limit(1)
-                         .stream(timeout=FIRESTORE_TIMEOUT_S))
+                         .stream(retry=_retry(), timeout=FIRESTORE_TIMEOUT_S))
             if not older:
                 raise ValueError(f"channel {channel!r} of {model}: nothing older than {serving} to roll back to")
             target = older[0].to_dict()["version"]
@@ -400,7 +409,7 @@ def channel_action(action: str, model: str, channel: str, *, reason: str, to: st
         "reason": reason.strip(), "last_action": action,
         "history": list(state.get("history") or [])[-99:] + [entry],
     }
-    model_ref.collection("channels").document(channel).set(new, timeout=FIRESTORE_TIMEOUT_S)
+    model_ref.collection("channels").document(channel).set(new, retry=_retry(), timeout=FIRESTORE_TIMEOUT_S)
     log.info("channel %s/%s: %s%s by %s: %s", model, channel, action,
              f" to {target}" if target else "", who, reason)
     return {k: v for k, v in new.items() if k != "updated_at_server"}
@@ -414,7 +423,7 @@ def show_channel(model: str, channel: str, *, db=None, limit: int = 10) -> dict:
     state = channel_state(db, model, channel)
     releases = [d.to_dict() for d in db.collection("models").document(model).collection("releases")
                 .where(filter=_field_filter("channel", "==", channel))
-                .order_by("version", direction="DESCENDING").limit(limit).stream(timeout=FIRESTORE_TIMEOUT_S)]
+                .order_by("version", direction="DESCENDING").limit(limit).stream(retry=_retry(), timeout=FIRESTORE_TIMEOUT_S)]
     serving = state.get("pinned_version") or (releases[0]["version"] if releases else None)
     return {"model": model, "channel": channel, "serving": serving,
             "paused": bool(state.get("paused")), "pinned_version": state.get("pinned_version"),

@@ -1,0 +1,126 @@
+"""Reliability of registration on the local stack (real relay, function, Firestore emulator):
+20 concurrent publishes, every event delivered three times, Firestore down and back."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+if str(ROOT) not in sys.path[:1]:  # tests/components/ would shadow `components` (no __init__.py)
+    sys.path.insert(0, str(ROOT))
+
+from components.publish import core  # noqa: E402
+from edgeship import local_stack  # noqa: E402
+
+pytestmark = pytest.mark.stack
+WAIT = 60.0
+
+
+def _support():
+    if "delivery_support" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("delivery_support", ROOT / "tests/functions/delivery_support.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["delivery_support"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["delivery_support"]
+
+
+@pytest.fixture(scope="module")
+def artifacts(tmp_path_factory):
+    root = tmp_path_factory.mktemp("delivery-rel")
+    tflite = _support().build_tiny_tflite(root / "tiny.tflite")
+    vdir = _support().make_variants_dir(root / "art", tflite)
+    return vdir, vdir.parent / "evaluation"
+
+
+def _publish(artifacts, **kw):
+    vdir, edir = artifacts
+    return core.publish(vdir, "fp32", bucket="edgeship", model="detector", report_dir=edir,
+                        parent_version=None, **kw)
+
+
+def _records(db) -> tuple[list[str], list[str]]:
+    model = db.collection("models").document("detector")
+    return (sorted(d.id for d in model.collection("versions").stream()),
+            sorted(d.id for d in model.collection("releases").stream()))
+
+
+def _db(config):
+    from google.cloud import firestore
+
+    return firestore.Client(project=config.project)
+
+
+def test_twenty_concurrent_publishes_are_all_recorded_and_the_channel_ends_on_the_newest(
+        clean_stack, artifacts, tmp_path):
+    from edgeship.client import ModelClient
+
+    client = ModelClient("detector", "stable", tmp_path / "phone").start()
+    try:
+        with ThreadPoolExecutor(20) as pool:
+            results = list(pool.map(lambda _: _publish(artifacts), range(20)))
+        versions = sorted(r.version for r in results)
+        assert len(set(versions)) == 20
+        assert local_stack.drain(clean_stack, timeout=WAIT)
+        db = _db(clean_stack)
+        recorded, releases = _records(db)
+        assert recorded == versions
+        assert releases == [f"stable-{v}" for v in versions]
+        assert core.current_version(db, "detector", "stable") == versions[-1]
+        assert client.wait_for(versions[-1], WAIT) is not None, client.last_error
+    finally:
+        client.stop()
+
+
+def test_each_event_delivered_three_times_yields_one_record_each(clean_stack, artifacts):
+    import requests
+    from cloudevents.conversion import to_binary
+    from google.cloud import storage as gcs_mod
+
+    results = [_publish(artifacts) for _ in range(3)]
+    assert local_stack.drain(clean_stack, timeout=WAIT)
+    gcs = gcs_mod.Client(project=clean_stack.project,
+                         credentials=__import__("google.auth.credentials", fromlist=["x"]).AnonymousCredentials())
+    events = [_support().event_for_object(gcs, "edgeship", f"models/detector/{r.version}/manifest.json")
+              for r in results]
+    # the relay delivered each once; deliver each twice more, concurrently, as Eventarc may
+    def post(event):
+        headers, body = to_binary(event)
+        return requests.post(clean_stack.function_url, headers=headers, data=body, timeout=30).status_code
+
+    with ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(post, events * 2))
+    assert codes == [200] * 6
+    recorded, releases = _records(_db(clean_stack))
+    versions = sorted(r.version for r in results)
+    assert recorded == versions and releases == [f"stable-{v}" for v in versions]
+
+
+def test_firestore_down_gives_retryable_errors_and_redelivery_after_restart_registers(
+        clean_stack, stack_function, artifacts):
+    config = stack_function(ROOT / "functions/register_model/main.py", "register_model",
+                            {"REGISTER_MODEL_FIRESTORE_TIMEOUT_S": "1"})
+    state = local_stack._load_state(config)
+    local_stack._stop(state["servers"]["firestore"], "firestore")
+    try:
+        before = local_stack.relay_stats(config)
+        result = _publish(artifacts)
+        deadline = time.monotonic() + WAIT
+        while local_stack.relay_stats(config)["failures"] <= before.get("failures", 0):
+            assert time.monotonic() < deadline, "the function never answered with an error"
+            time.sleep(0.2)
+    finally:
+        local_stack.up(config)  # restarts only what is stopped: the Firestore emulator
+    assert local_stack.drain(config, timeout=WAIT)
+    stats = local_stack.relay_stats(config)
+    assert stats.get("dead", 0) == 0, stats
+    # the function said why it refused: transient, retry (a 5xx to the relay)
+    log_text = config.log_path("function").read_text()
+    assert '"decision": "retry"' in log_text and result.version in log_text
+    recorded, releases = _records(_db(config))
+    assert recorded == [result.version] and releases == [f"stable-{result.version}"]
