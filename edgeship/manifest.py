@@ -64,7 +64,7 @@ def new_version(now: _dt.datetime | None = None) -> str:
 def version_time(version: str) -> _dt.datetime:
     """The UTC publish time encoded in a version id."""
     check_version(version, "version")
-    return _dt.datetime.strptime(version[:22], "%Y%m%dt%H%M%S%f").replace(tzinfo=_dt.timezone.utc)
+    return _dt.datetime.strptime(version[:21], "%Y%m%dt%H%M%S%f").replace(tzinfo=_dt.timezone.utc)
 
 
 def check_name(value: str, what: str) -> str:
