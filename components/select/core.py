@@ -364,18 +364,59 @@ def find_champion_gcs(bucket: str, model_name: str, channel: str) -> Champion | 
     return None
 
 
+def find_champion_firestore(model_name: str, channel: str, db=None) -> Champion | None:
+    """The channel's current model as clients see it (docs/delivery.md): the operator's pinned
+    version if the control document ``models/{model}/channels/{channel}`` pins one, else the
+    newest release record on the channel. Its mAP comes from the registered manifest
+    (``models/{model}/versions/{version}.manifest.metrics``). None when nothing was released.
+    """
+    if db is None:
+        import os
+
+        from google.cloud import firestore
+
+        db = firestore.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None)
+    from google.cloud.firestore_v1.base_query import FieldFilter
+
+    model_ref = db.collection("models").document(model_name)
+    control_snap = model_ref.collection("channels").document(channel).get(timeout=10)
+    control = (control_snap.to_dict() or {}) if control_snap.exists else {}
+    version = control.get("pinned_version")
+    how = "pinned by operator" if version else "newest release"
+    if not version:
+        query = (model_ref.collection("releases")
+                 .where(filter=FieldFilter("channel", "==", channel))
+                 .order_by("version", direction="DESCENDING").limit(1))
+        newest = [snap.to_dict() for snap in query.stream(timeout=10)]
+        if not newest:
+            return None
+        version = newest[0]["version"]
+    snap = model_ref.collection("versions").document(version).get(timeout=10)
+    source = f"firestore models/{model_name} channel {channel} ({how}"
+    source += ", channel paused)" if control.get("paused") else ")"
+    if not snap.exists:
+        return Champion(version=version, map=None, source=source + " without a version record")
+    manifest = (snap.to_dict() or {}).get("manifest") or {}
+    champion = champion_from_manifest(manifest, source=source)
+    return Champion(version=version, map=champion.map, variant=champion.variant,
+                    dataset_fingerprint=champion.dataset_fingerprint, source=source)
+
+
 def find_champion(bucket: str, model_name: str, channel: str) -> Champion | None:
-    """The model currently on ``channel``: the registry's current release (Firestore, through the
-    publish step's reader when present), else the newest manifest for that channel in GCS."""
+    """The model currently on ``channel``: from the Firestore registry (what clients follow);
+    when Firestore cannot be read, the newest manifest for that channel in the bucket (the
+    source says which was used)."""
     try:
-        from components.publish import core as publish_core  # optional: the registry reader
-        reader = getattr(publish_core, "current_release_manifest", None)
-    except ImportError:
-        reader = None
-    if reader is not None:
-        manifest = reader(model_name, channel, bucket=bucket)
-        return champion_from_manifest(manifest, source="firestore") if manifest else None
-    return find_champion_gcs(bucket, model_name, channel)
+        return find_champion_firestore(model_name, channel)
+    except Exception as exc:  # noqa: BLE001 - any registry failure: fall back, and say so
+        log.warning("gate: cannot read the Firestore registry (%s); using the newest manifest "
+                    "in gs://%s", str(exc)[:200], bucket)
+        champion = find_champion_gcs(bucket, model_name, channel) if bucket else None
+        if champion is None:
+            return None
+        return Champion(version=champion.version, map=champion.map, variant=champion.variant,
+                        dataset_fingerprint=champion.dataset_fingerprint,
+                        source=f"{champion.source} (Firestore unavailable)")
 
 
 def select_step(*, evaluation_dir: str, model_name: str, channel: str, bucket: str,
