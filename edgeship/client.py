@@ -146,6 +146,7 @@ class ModelClient:
         self.status: str = "idle"
         self.history: list[dict] = []   # every decision: {"event", "version", "reason", "t"}
         self.reconnects = 0
+        self.seen_at: dict[str, float] = {}  # version -> when the listener first reported it
 
     # ------------------------------------------------------------------------------------ API
     @property
@@ -231,6 +232,8 @@ class ModelClient:
     def _on_releases(self, docs, changes, read_time) -> None:
         with self._lock:
             self._newest = docs[0].to_dict() if docs else None
+            if self._newest and self._newest.get("version") not in self.seen_at:
+                self.seen_at[self._newest.get("version")] = time.time()
             self._have_release_snapshot = True
         self._wake.set()
 
