@@ -33,17 +33,11 @@ support = _load("delivery_support", HERE / "delivery_support.py")
 
 @pytest.fixture(scope="session")
 def servers(tmp_path_factory):
+    """Private servers; os.environ is left alone (it may point at the shared local stack)."""
     srv = support.Servers(tmp_path_factory.mktemp("delivery-servers")).start()
-    old = {k: os.environ.get(k) for k in srv.env()}
-    os.environ.update(srv.env())
     srv.storage_client().create_bucket(support.BUCKET)
     yield srv
     srv.stop()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
 
 
 @pytest.fixture()

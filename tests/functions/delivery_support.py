@@ -119,18 +119,30 @@ class Servers:
         self.gcs = None
 
     # clients ----------------------------------------------------------------------------------
+    # Built under a temporary environment: the clients keep their endpoints, and os.environ keeps
+    # pointing wherever it pointed (the session's shared local stack, for other tests).
+    def _with_env(self, make):
+        old = {k: os.environ.get(k) for k in self.env()}
+        os.environ.update(self.env())
+        try:
+            return make()
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+
     def storage_client(self):
         from google.auth.credentials import AnonymousCredentials
         from google.cloud import storage
 
-        os.environ["STORAGE_EMULATOR_HOST"] = self.env()["STORAGE_EMULATOR_HOST"]
-        return storage.Client(project=PROJECT, credentials=AnonymousCredentials())
+        return self._with_env(lambda: storage.Client(project=PROJECT, credentials=AnonymousCredentials()))
 
     def firestore_client(self):
         from google.cloud import firestore
 
-        os.environ["FIRESTORE_EMULATOR_HOST"] = self.env()["FIRESTORE_EMULATOR_HOST"]
-        return firestore.Client(project=PROJECT)
+        return self._with_env(lambda: firestore.Client(project=PROJECT))
 
 
 # ------------------------------------------------------------------------------ test artifacts

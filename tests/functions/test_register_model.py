@@ -334,6 +334,8 @@ def test_firestore_down_answers_5xx_and_redelivery_after_restart_registers(store
         signature_type="cloudevent")
     http = app.test_client()
     monkeypatch.setenv("REGISTER_MODEL_FIRESTORE_TIMEOUT_S", "2")
+    for key, value in servers.env().items():  # the app's own module makes its clients from env
+        monkeypatch.setenv(key, value)
     headers, body = to_binary(event)
 
     servers.stop_firestore()
