@@ -36,6 +36,8 @@ _START = re.compile(r"Executing task '([^']+)'")
 _FINISH = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _SKIP = re.compile(r"[Ss]kipping task '([^']+)'|Task '([^']+)' (?:was )?skipped")
 _PIPELINE_DONE = re.compile(r"Pipeline '([^']+)' finished with status (\w+)")
+_KFP_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d+ - [A-Z]+ - ")
+_KFP_WARN = re.compile(r"^\d\d:\d\d:\d\d\.\d+ - (WARNING|ERROR|CRITICAL) - ")
 
 
 @dataclass
@@ -56,6 +58,7 @@ class _CaptureStream(io.TextIOBase):
         self._file = log_file
         self._on_event = on_event
         self._buffer = ""
+        self._quiet = False
         self.current = ""
 
     def writable(self) -> bool:
@@ -75,6 +78,7 @@ class _CaptureStream(io.TextIOBase):
     def _line(self, line: str) -> None:
         if m := _START.search(line):
             self.current = m.group(1)
+            self._quiet = False
             self._on_event(StepEvent("start", m.group(1)))
         elif m := _FINISH.search(line):
             self._on_event(StepEvent("finish", m.group(1), m.group(2)))
@@ -82,10 +86,16 @@ class _CaptureStream(io.TextIOBase):
             self._on_event(StepEvent("skip", m.group(1) or m.group(2)))
         elif m := _PIPELINE_DONE.search(line):
             self._on_event(StepEvent("done", m.group(1), m.group(2)))
-        else:
+        elif _KFP_LINE.match(line):
+            # kfp.local's own lines; "Task 'x' outputs:" starts a listing of every output's URI
+            self._quiet = " outputs:" in line
+            if _KFP_WARN.match(line):
+                self._on_event(StepEvent("log", self.current, line=line.strip()))
+        elif line.startswith("    ") and not self._quiet:
+            # a step's own output (kfp.local indents it); executor boilerplate (the executor
+            # input JSON) stays in the log file only
             text = line.strip()
-            # Executor boilerplate (the executor input JSON) is kept in the log file only.
-            if text and not text.startswith(("[KFP Executor", "{", "}", '"', "],", "]", "-----")):
+            if text and not text.startswith(("[KFP Executor", "{", "}", '"', "],", "]")):
                 self._on_event(StepEvent("log", self.current, line=text))
 
 

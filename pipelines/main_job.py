@@ -89,11 +89,17 @@ class _Progress:
             from rich.live import Live
 
             self.live = Live(self._table(), console=self.console, refresh_per_second=2,
-                             get_renderable=self._table)
+                             get_renderable=self._table, redirect_stdout=False,
+                             redirect_stderr=False)
             self.live.__enter__()
         return self
 
     def __exit__(self, *exc):
+        for row in self.rows.values():
+            if row["status"] == "waiting":
+                row["status"] = "SKIPPED"  # kfp.local does not log tasks a false dsl.If skips
+            elif row["status"] == "running" and exc[0] is not None:
+                row["status"] = "FAILURE"
         if self.live is not None:
             self.live.__exit__(*exc)
 
@@ -165,27 +171,34 @@ def _start_client(model_name: str, channel: str, root: Path):
 
 
 def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
-             client_timeout: float = 60.0, stream: TextIO = sys.stdout) -> int:
-    """Run the main job; returns the process exit code (0 also when the gate refused)."""
+             client_timeout: float = 60.0, stream: TextIO = sys.stdout,
+             stack_config=None, pipeline_func=None) -> int:
+    """Run the main job; returns the process exit code (0 also when the gate refused).
+
+    ``stack_config`` (default: StackConfig()) and ``pipeline_func`` (default: the edgeship
+    pipeline; a stand-in must take the same parameters) are seams for tests.
+    """
     from rich.console import Console
 
     from edgeship import local_stack
     from pipelines.local import run_local
 
-    console = Console(file=stream)
+    console = Console(file=stream, width=None if stream.isatty() else 150)
     t0 = time.monotonic()
     values = check_parameters(params)
 
     console.rule("[bold]edgeship run")
     console.print("local cloud stack: starting (Cloud Storage, Firestore, function, relay)…")
-    config = local_stack.StackConfig()
-    local_stack.up(config)
+    config = stack_config or local_stack.StackConfig()
+    local_stack.up(config, progress=lambda msg: console.print(f"  {msg}", highlight=False))
     os.environ.update(config.env())
-    values.setdefault("bucket", config.bucket)
+    values.setdefault("bucket", config.buckets[0])
+    stack_pids = tuple(s.pid for s in local_stack.status(config) if s.pid)
     console.print(f"local cloud stack: up ({', '.join(f'{k}={v}' for k, v in config.env().items())})")
 
-    spec_defaults = {k: v.get("defaultValue") for k, v in
-                     pipeline_spec()["root"]["inputDefinitions"]["parameters"].items()}
+    spec_defaults = {k: (int(v["defaultValue"]) if v.get("parameterType") == "NUMBER_INTEGER"
+                         else v.get("defaultValue"))
+                     for k, v in pipeline_spec()["root"]["inputDefinitions"]["parameters"].items()}
     effective = {**spec_defaults, **values}
     console.print("parameters: " + ", ".join(f"{k}={v!r}" for k, v in sorted(effective.items())))
 
@@ -200,7 +213,7 @@ def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
     try:
         with progress:
             result = run_local(values, pipeline_root=run_root, on_event=progress,
-                               extra_pids=tuple(getattr(local_stack, "pids", lambda c: ())(config)))
+                               extra_pids=stack_pids, pipeline_func=pipeline_func)
     except RuntimeError as exc:
         console.print(f"[bold red]pipeline failed:[/] {exc}")
         if client is not None:
@@ -208,9 +221,9 @@ def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
         return 1
 
     outputs_select = task_outputs(result.run_dir, "select")
-    outputs_eval = task_outputs(result.run_dir, "evaluate")
     decision = json.loads(Path(outputs_select["decision"]).read_text())
-    eval_dir = Path(outputs_eval.get("evaluation", result.run_dir / "evaluate" / "evaluation"))
+    found = sorted(result.run_dir.glob("*/evaluation/report.json"))  # the evaluate step's artifact
+    eval_dir = found[0].parent if found else result.run_dir / "evaluate" / "evaluation"
     report = json.loads((eval_dir / "report.json").read_text())
 
     console.print(summary_table(report, decision))
