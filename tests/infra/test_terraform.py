@@ -89,6 +89,9 @@ def test_firestore_rules_and_indexes_are_referenced_by_path():
     assert 'indexes_file = "${local.infra_dir}/firestore.indexes.json"' in main
     # infra_dir is envs/dev/../../.. = infra/
     assert (TF / "envs/dev/../../..").resolve() == ROOT / "infra"
+    for name in ("firestore.rules", "firestore.indexes.json", "storage.rules"):
+        assert (ROOT / "infra" / name).is_file(), name
+    assert "storage.rules" in main
 
 
 def test_least_privilege_no_owner_or_editor():

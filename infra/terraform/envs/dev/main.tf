@@ -32,7 +32,11 @@ module "firestore" {
   location     = var.firestore_location
   rules_file   = "${local.infra_dir}/firestore.rules"
   indexes_file = "${local.infra_dir}/firestore.indexes.json"
-  depends_on   = [module.apis]
+  # Firebase Storage rules apply only when Firebase is enabled on the project (mobile clients
+  # reading the bucket directly); server-side access is IAM (modules/iam).
+  storage_rules_file = var.enable_firebase_storage_rules ? "${local.infra_dir}/storage.rules" : null
+  storage_bucket     = module.bucket.name
+  depends_on         = [module.apis]
 }
 
 module "registry" {

@@ -37,3 +37,8 @@ variable "image_tag" {
   default     = "0.1.0"
   description = "Tag of the edgeship image in the Artifact Registry repository."
 }
+variable "enable_firebase_storage_rules" {
+  type        = bool
+  default     = false
+  description = "Deploy infra/storage.rules (needs Firebase added to the project and the bucket linked)."
+}

@@ -5,6 +5,15 @@ variable "project_id" { type = string }
 variable "location" { type = string }
 variable "rules_file" { type = string }
 variable "indexes_file" { type = string }
+variable "storage_rules_file" {
+  type        = string
+  default     = null
+  description = "Firebase Storage rules (infra/storage.rules) for the model bucket; needs Firebase on the project."
+}
+variable "storage_bucket" {
+  type    = string
+  default = null
+}
 
 resource "google_firestore_database" "this" {
   project                           = var.project_id
@@ -34,7 +43,46 @@ resource "google_firebaserules_release" "firestore" {
 }
 
 locals {
-  indexes = try(jsondecode(file(var.indexes_file)).indexes, [])
+  indexes         = try(jsondecode(file(var.indexes_file)).indexes, [])
+  field_overrides = try(jsondecode(file(var.indexes_file)).fieldOverrides, [])
+}
+
+# Single-field index exemptions (large map/array fields that are never queried).
+resource "google_firestore_field" "overrides" {
+  for_each   = { for o in local.field_overrides : "${o.collectionGroup}.${o.fieldPath}" => o }
+  project    = var.project_id
+  database   = google_firestore_database.this.name
+  collection = each.value.collectionGroup
+  field      = each.value.fieldPath
+
+  index_config {
+    dynamic "indexes" {
+      for_each = each.value.indexes
+      content {
+        order        = try(indexes.value.order, null)
+        array_config = try(indexes.value.arrayConfig, null)
+        query_scope  = try(indexes.value.queryScope, "COLLECTION")
+      }
+    }
+  }
+}
+
+resource "google_firebaserules_ruleset" "storage" {
+  count   = var.storage_rules_file == null ? 0 : 1
+  project = var.project_id
+  source {
+    files {
+      name    = "storage.rules"
+      content = file(var.storage_rules_file)
+    }
+  }
+}
+
+resource "google_firebaserules_release" "storage" {
+  count        = var.storage_rules_file == null ? 0 : 1
+  project      = var.project_id
+  name         = "firebase.storage/${var.storage_bucket}"
+  ruleset_name = google_firebaserules_ruleset.storage[0].name
 }
 
 resource "google_firestore_index" "this" {
