@@ -1,0 +1,386 @@
+"""The data step: generate the embedded dataset, read COCO or TFRecord data, describe it.
+
+Layout and Example type: docs/contracts.md, "Dataset artifact". Readers take a local directory
+or a gs:// prefix (through edgeship.storage) and check what they read: a bad file gets an error
+that names it and says what is wrong.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import logging
+import struct
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from components.data.generate import CLASSES, GeneratorConfig, draw_image, image_rng
+from edgeship import storage
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "calibration")
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Example:
+    """One image and its objects. boxes: float32 [N, 4] normalized (ymin, xmin, ymax, xmax);
+    labels: int32 [N] class ids 1..K."""
+
+    image_id: str
+    image: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+
+
+@dataclass
+class DatasetInfo:
+    uri: str
+    name: str
+    image_size: list[int]
+    classes: list[dict]
+    splits: dict
+    fingerprint: str
+    raw: dict
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c["name"] for c in sorted(self.classes, key=lambda c: c["id"])]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+
+def _join(uri: str, *parts: str) -> str:
+    base = str(uri).rstrip("/")
+    return "/".join([base, *parts])
+
+
+# ---------------------------------------------------------------------------------------------
+# Generation
+
+
+def fingerprint_dir(root: Path) -> str:
+    """sha256 over every file's relative path and bytes, path-sorted (dataset.json excluded)."""
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "dataset.json"):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return "sha256:" + h.hexdigest()
+
+
+def _tf_example(image_id: int, file_name: str, jpeg: bytes, size: int, boxes_px, labels, names):
+    from edgeship.tfcompat import tf
+
+    def floats(v):
+        return tf.train.Feature(float_list=tf.train.FloatList(value=list(v)))
+
+    def ints(v):
+        return tf.train.Feature(int64_list=tf.train.Int64List(value=list(v)))
+
+    def byts(v):
+        return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(v)))
+
+    feature = {
+        "image/encoded": byts([jpeg]),
+        "image/format": byts([b"jpeg"]),
+        "image/height": ints([size]),
+        "image/width": ints([size]),
+        "image/filename": byts([file_name.encode()]),
+        "image/source_id": byts([str(image_id).encode()]),
+        "image/object/bbox/xmin": floats([b[0] / size for b in boxes_px]),
+        "image/object/bbox/ymin": floats([b[1] / size for b in boxes_px]),
+        "image/object/bbox/xmax": floats([b[2] / size for b in boxes_px]),
+        "image/object/bbox/ymax": floats([b[3] / size for b in boxes_px]),
+        "image/object/class/label": ints(labels),
+        "image/object/class/text": byts([names[i - 1].encode() for i in labels]),
+    }
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def generate_dataset(
+    out_dir: str | Path,
+    *,
+    seed: int = 0,
+    train: int = 1500,
+    val: int = 300,
+    calibration: int = 200,
+    image_size: int = 160,
+    progress: bool = False,
+) -> DatasetInfo:
+    """Write the embedded synthetic dataset (COCO + JPEG, TFRecord, dataset.json) to out_dir.
+
+    Same arguments → identical bytes and fingerprint. Overwrites files of the same names.
+    """
+    from edgeship.tfcompat import tf
+
+    if min(train, val, calibration) < 1:
+        raise ValueError(f"every split needs at least one image: train={train}, val={val}, calibration={calibration}")
+    if image_size < 32:
+        raise ValueError(f"image_size {image_size} is too small (>= 32)")
+    cfg = GeneratorConfig(image_size=image_size)
+    out = Path(out_dir)
+    names = list(cfg.classes)
+    categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(names)]
+    (out / "tfrecord").mkdir(parents=True, exist_ok=True)
+    (out / "coco" / "annotations").mkdir(parents=True, exist_ok=True)
+    (out / "labels.txt").write_text("".join(n + "\n" for n in names))
+    splits_meta = {}
+    sizes = {"train": train, "val": val, "calibration": calibration}
+    total = sum(sizes.values())
+    done = 0
+    bar = None
+    if progress:
+        from rich.progress import Progress
+
+        bar = Progress(transient=True)
+        bar.start()
+        task = bar.add_task("generating images", total=total)
+    try:
+        for split, count in sizes.items():
+            img_dir = out / "coco" / "images" / split
+            img_dir.mkdir(parents=True, exist_ok=True)
+            images, annotations = [], []
+            per_class: Counter = Counter()
+            with tf.io.TFRecordWriter(str(out / "tfrecord" / f"{split}.tfrecord")) as writer:
+                for i in range(count):
+                    drawn = draw_image(image_rng(seed, split, i), cfg)
+                    file_name = f"{i:06d}.jpg"
+                    (img_dir / file_name).write_bytes(drawn.jpeg)
+                    images.append({"id": i, "file_name": file_name, "width": image_size, "height": image_size})
+                    for box, label in zip(drawn.boxes_px, drawn.class_ids):
+                        x0, y0, x1, y1 = (round(v, 2) for v in box)
+                        annotations.append({
+                            "id": len(annotations) + 1, "image_id": i, "category_id": label,
+                            "bbox": [x0, y0, round(x1 - x0, 2), round(y1 - y0, 2)],
+                            "area": round((x1 - x0) * (y1 - y0), 2), "iscrowd": 0,
+                        })
+                        per_class[names[label - 1]] += 1
+                    rounded = [(a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3])
+                               for a in annotations[len(annotations) - len(drawn.class_ids):]]
+                    writer.write(_tf_example(i, file_name, drawn.jpeg, image_size, rounded, drawn.class_ids, names))
+                    done += 1
+                    if bar:
+                        bar.update(task, completed=done)
+            coco = {"info": {"description": f"edgeship synthetic shapes, split {split}, seed {seed}"},
+                    "images": images, "annotations": annotations, "categories": categories}
+            (out / "coco" / "annotations" / f"{split}.json").write_text(json.dumps(coco))
+            splits_meta[split] = {"images": count, "objects": len(annotations),
+                                  "per_class": {n: per_class.get(n, 0) for n in names}}
+    finally:
+        if bar:
+            bar.stop()
+    meta = {
+        "format_version": FORMAT_VERSION,
+        "name": "edgeship-shapes",
+        "image_size": [image_size, image_size],
+        "seed": seed,
+        "classes": [{"id": c["id"], "name": c["name"]} for c in categories],
+        "splits": splits_meta,
+        "fingerprint": fingerprint_dir(out),
+        "generator": cfg.to_json(),
+    }
+    (out / "dataset.json").write_text(json.dumps(meta, indent=2))
+    log.info("wrote %d images to %s (%s)", total, out, meta["fingerprint"])
+    return read_dataset_info(out)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+def read_dataset_info(uri: str | Path) -> DatasetInfo:
+    """Read and check dataset.json at the root of a dataset directory or gs:// prefix."""
+    path = _join(str(uri), "dataset.json")
+    try:
+        raw = json.loads(storage.read_bytes(path))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    for key in ("classes", "splits", "image_size"):
+        if key not in raw:
+            raise ValueError(f"{path} has no {key!r} field")
+    ids = [c.get("id") for c in raw["classes"]]
+    if sorted(ids) != list(range(1, len(ids) + 1)):
+        raise ValueError(f"{path}: class ids must be 1..K, got {ids}")
+    return DatasetInfo(uri=str(uri), name=raw.get("name", ""), image_size=raw["image_size"],
+                       classes=raw["classes"], splits=raw["splits"],
+                       fingerprint=raw.get("fingerprint", ""), raw=raw)
+
+
+def decode_jpeg(data: bytes, where: str) -> np.ndarray:
+    """Decode image bytes to uint8 RGB [H, W, 3]; a corrupt file raises ValueError naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"{where}: cannot decode image ({exc})") from exc
+
+
+def _check_boxes(boxes_px: np.ndarray, labels: np.ndarray, width: int, height: int,
+                 num_classes: int, where: str) -> None:
+    tol = 1.0
+    for box, label in zip(boxes_px, labels):
+        x0, y0, x1, y1 = (float(v) for v in box)
+        shown = "[" + ", ".join(f"{v:g}" for v in (x0, y0, x1, y1)) + "]"
+        if x1 < x0:
+            raise ValueError(f"box {shown} (x0, y0, x1, y1) in {where} has xmax < xmin")
+        if y1 < y0:
+            raise ValueError(f"box {shown} (x0, y0, x1, y1) in {where} has ymax < ymin")
+        if x0 < -tol or y0 < -tol or x1 > width + tol or y1 > height + tol:
+            raise ValueError(f"box {shown} (x0, y0, x1, y1) in {where} lies outside the "
+                             f"{width}x{height} image")
+        if not 1 <= int(label) <= num_classes:
+            raise ValueError(f"class id {int(label)} in {where} is not in the label map (1..{num_classes})")
+
+
+def _load_coco(uri: str, split: str, info: DatasetInfo) -> list[Example]:
+    ann_path = _join(uri, "coco", "annotations", f"{split}.json")
+    try:
+        coco = json.loads(storage.read_bytes(ann_path))
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"split {split!r} has no annotations: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{ann_path} is not valid JSON: {exc}") from exc
+    by_image: dict[int, list[dict]] = {}
+    for ann in coco.get("annotations", []):
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    out = []
+    for img in coco.get("images", []):
+        rel = f"coco/images/{split}/{img['file_name']}"
+        where = _join(uri, rel)
+        image = decode_jpeg(storage.read_bytes(where), where)
+        h, w = image.shape[:2]
+        anns = by_image.get(img["id"], [])
+        boxes_px = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                              a["bbox"][1] + a["bbox"][3]] for a in anns], np.float32).reshape(-1, 4)
+        labels = np.array([a["category_id"] for a in anns], np.int32)
+        _check_boxes(boxes_px, labels, w, h, info.num_classes, rel)
+        boxes = np.clip(boxes_px[:, [1, 0, 3, 2]] / np.array([h, w, h, w], np.float32), 0, 1)
+        out.append(Example(str(img["id"]), image, boxes.astype(np.float32), labels))
+    return out
+
+
+def iter_tfrecord(data: bytes, where: str):
+    """Yield the records of a TFRecord file's bytes (length-prefixed, CRC-framed)."""
+    pos, n = 0, 0
+    while pos < len(data):
+        if pos + 12 > len(data):
+            raise ValueError(f"{where}: truncated record header at byte {pos} (record {n})")
+        (length,) = struct.unpack("<Q", data[pos:pos + 8])
+        start = pos + 12
+        end = start + length
+        if end + 4 > len(data):
+            raise ValueError(f"{where}: truncated record {n} at byte {pos}")
+        yield data[start:end]
+        pos = end + 4
+        n += 1
+
+
+def _load_tfrecord(uri: str, split: str, info: DatasetInfo) -> list[Example]:
+    from edgeship.tfcompat import tf
+
+    path = _join(uri, "tfrecord", f"{split}.tfrecord")
+    data = storage.read_bytes(path)
+    out = []
+    for n, record in enumerate(iter_tfrecord(data, path)):
+        where = f"{path} record {n}"
+        ex = tf.train.Example.FromString(record)
+        f = ex.features.feature
+
+        def fl(key):
+            return np.array(f[key].float_list.value, np.float32)
+
+        image = decode_jpeg(f["image/encoded"].bytes_list.value[0], where)
+        h, w = image.shape[:2]
+        xmin, ymin, xmax, ymax = fl("image/object/bbox/xmin"), fl("image/object/bbox/ymin"), \
+            fl("image/object/bbox/xmax"), fl("image/object/bbox/ymax")
+        labels = np.array(f["image/object/class/label"].int64_list.value, np.int32)
+        if not (len(xmin) == len(ymin) == len(xmax) == len(ymax) == len(labels)):
+            raise ValueError(f"{where}: bbox and label lists have different lengths")
+        boxes_px = np.stack([xmin * w, ymin * h, xmax * w, ymax * h], 1).reshape(-1, 4)
+        source = f["image/source_id"].bytes_list.value
+        name = f["image/filename"].bytes_list.value
+        label = name[0].decode() if name else where
+        _check_boxes(boxes_px, labels, w, h, info.num_classes, f"{path} ({label})")
+        boxes = np.clip(np.stack([ymin, xmin, ymax, xmax], 1).reshape(-1, 4), 0, 1)
+        out.append(Example(source[0].decode() if source else str(n), image, boxes.astype(np.float32), labels))
+    return out
+
+
+def load_split(uri: str | Path, split: str, fmt: str = "coco") -> list[Example]:
+    """Read one split (train, val, calibration) of a dataset in COCO or TFRecord form.
+
+    Raises ValueError/FileNotFoundError naming the file for a missing or corrupt image, a box
+    outside the image or inverted, a class id outside the label map, or an empty split.
+    """
+    uri = str(uri)
+    info = read_dataset_info(uri)
+    if fmt == "coco":
+        examples = _load_coco(uri, split, info)
+    elif fmt == "tfrecord":
+        examples = _load_tfrecord(uri, split, info)
+    else:
+        raise ValueError(f"unknown dataset format {fmt!r}; expected 'coco' or 'tfrecord'")
+    if not examples:
+        raise ValueError(f"split {split!r} of {uri} ({fmt}) is empty")
+    return examples
+
+
+def tf_dataset(uri: str | Path, split: str, fmt: str = "coco", examples: list[Example] | None = None):
+    """A tf.data.Dataset of {"image": uint8 [H,W,3], "boxes": float32 [None,4], "labels": int32 [None]}."""
+    from edgeship.tfcompat import tf
+
+    examples = examples if examples is not None else load_split(uri, split, fmt)
+
+    def gen():
+        for ex in examples:
+            yield {"image": ex.image, "boxes": ex.boxes, "labels": ex.labels}
+
+    sig = {"image": tf.TensorSpec([None, None, 3], tf.uint8),
+           "boxes": tf.TensorSpec([None, 4], tf.float32),
+           "labels": tf.TensorSpec([None], tf.int32)}
+    return tf.data.Dataset.from_generator(gen, output_signature=sig)
+
+
+def describe(uri: str | Path) -> dict:
+    """The metadata a Dataset artifact carries: counts per class and split, the fingerprint."""
+    info = read_dataset_info(uri)
+    return {"uri": str(uri), "name": info.name, "fingerprint": info.fingerprint,
+            "image_size": info.image_size, "classes": info.class_names,
+            "splits": info.splits}
+
+
+def validate(uri: str | Path, fmt: str = "coco") -> DatasetInfo:
+    """Read every split fully (raising on the first bad file); return the dataset's info."""
+    info = read_dataset_info(uri)
+    for split in SPLITS:
+        if split not in info.splits:
+            raise ValueError(f"{uri}: dataset.json lists no {split!r} split")
+        load_split(uri, split, fmt)
+    return info
+
+
+def materialize(source_uri: str, out_dir: str | Path) -> DatasetInfo:
+    """Validate a user's dataset and copy it into out_dir (a local artifact directory)."""
+    import shutil
+
+    validate(source_uri)
+    out = Path(out_dir)
+    if storage.is_gcs(source_uri):
+        storage.download_dir(source_uri, out)
+    else:
+        shutil.copytree(source_uri, out, dirs_exist_ok=True)
+    return read_dataset_info(out)
+
+
+__all__ = ["CLASSES", "Example", "DatasetInfo", "generate_dataset", "read_dataset_info",
+           "load_split", "tf_dataset", "describe", "validate", "materialize", "SPLITS"]
