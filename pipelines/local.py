@@ -36,6 +36,7 @@ _START = re.compile(r"Executing task '([^']+)'")
 _FINISH = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _SKIP = re.compile(r"[Ss]kipping task '([^']+)'|Task '([^']+)' (?:was )?skipped")
 _PIPELINE_DONE = re.compile(r"Pipeline '([^']+)' finished with status (\w+)")
+_CACHED = re.compile(r"Task (\S+) cache hit")
 _KFP_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d+ - [A-Z]+ - ")
 _KFP_WARN = re.compile(r"^\d\d:\d\d:\d\d\.\d+ - (WARNING|ERROR|CRITICAL) - ")
 
@@ -82,6 +83,8 @@ class _CaptureStream(io.TextIOBase):
             self._on_event(StepEvent("start", m.group(1)))
         elif m := _FINISH.search(line):
             self._on_event(StepEvent("finish", m.group(1), m.group(2)))
+        elif m := _CACHED.search(line):
+            self._on_event(StepEvent("finish", m.group(1), "CACHED"))
         elif m := _SKIP.search(line):
             self._on_event(StepEvent("skip", m.group(1) or m.group(2)))
         elif m := _PIPELINE_DONE.search(line):
@@ -175,11 +178,33 @@ class LocalRun:
         return self.run_dir / task / name
 
 
+def source_fingerprint(root: str | Path | None = None) -> str:
+    """SHA-256 (16 hex) over the project's Python sources and pyproject.toml.
+
+    kfp.local's cache key covers a component's own function body but not the project code it
+    imports (components/*/core.py ...): keying the cache folder by this fingerprint makes any
+    code change a cache miss.
+    """
+    import hashlib
+
+    base = Path(root) if root else Path(__file__).resolve().parents[1]
+    digest = hashlib.sha256()
+    files = [base / "pyproject.toml"] + sorted(
+        p for d in ("components", "edgeship", "pipelines") for p in (base / d).rglob("*.py"))
+    for path in files:
+        if path.is_file():
+            digest.update(str(path.relative_to(base)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def run_local(parameters: dict[str, Any], *, pipeline_root: str | Path,
               on_event: Callable[[StepEvent], None] | None = None,
-              extra_pids: tuple[int, ...] = (), pipeline_func: Callable | None = None) -> LocalRun:
+              extra_pids: tuple[int, ...] = (), pipeline_func: Callable | None = None,
+              enable_caching: bool = False, cache_root: str | Path | None = None) -> LocalRun:
     """Run pipelines.edgeship_pipeline (or ``pipeline_func``) with kfp.local (SubprocessRunner,
-    no venv per step).
+    no venv per step). With ``enable_caching`` a step whose component, inputs and parameters are
+    unchanged reuses its earlier outputs (kfp.local's file cache under ``cache_root``); steps that
+    set caching off (select, publish) always run.
 
     Side effects: creates ``pipeline_root``, writes the run folder and ``pipeline.log`` there.
     Raises RuntimeError naming the failed step and the log file when a step fails.
@@ -194,7 +219,22 @@ def run_local(parameters: dict[str, Any], *, pipeline_root: str | Path,
     log_path = root / "pipeline.log"
     statuses: dict[str, str] = {}
 
+    # kfp.local prints nothing for a task served from its cache: when a task starts, every task
+    # it depends on that has no status yet was a cache hit.
+    tasks = pipeline_func.pipeline_spec.root.dag.tasks
+    deps = {name: list(task.dependent_tasks) for name, task in tasks.items()}
+
+    def mark_cached(name: str) -> None:
+        for dep in deps.get(name, []):
+            if dep not in statuses and not dep.startswith("condition-"):
+                statuses[dep] = "CACHED"
+                if on_event is not None:
+                    on_event(StepEvent("finish", dep, "CACHED"))
+            mark_cached(dep)
+
     def handle(event: StepEvent) -> None:
+        if event.kind == "start":
+            mark_cached(event.task)
         if event.kind == "finish":
             statuses[event.task] = event.status
         elif event.kind == "skip":
@@ -204,7 +244,8 @@ def run_local(parameters: dict[str, Any], *, pipeline_root: str | Path,
 
     before = {p.name for p in root.iterdir() if p.is_dir()}
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
-               raise_on_error=True)
+               raise_on_error=True, enable_caching=enable_caching,
+               cache_root=str(cache_root) if cache_root else None)
     # kfp.local warns for every step that its base_image is not a plain Python image; here that
     # is the point (the project's own code is installed in this environment), so say it once.
     warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
@@ -222,13 +263,14 @@ def run_local(parameters: dict[str, Any], *, pipeline_root: str | Path,
             sys.stdout = saved
             stream.flush()
     wall = time.monotonic() - start
-    new = sorted((p for p in root.iterdir() if p.is_dir() and p.name not in before),
-                 key=lambda p: p.stat().st_mtime)
+    prefix = pipeline_func.pipeline_spec.pipeline_info.name + "-"
+    new = sorted((p for p in root.iterdir() if p.is_dir() and p.name not in before
+                  and p.name.startswith(prefix)), key=lambda p: p.stat().st_mtime)
     run_dir = new[-1] if new else root
     result = LocalRun(run_dir=run_dir, log_path=log_path, wall_s=wall, statuses=statuses,
                       peak_rss_bytes=sampler.peak)
     if error is not None:
-        failed = [t for t, s in statuses.items() if s not in ("SUCCESS", "SKIPPED")]
+        failed = [t for t, s in statuses.items() if s not in ("SUCCESS", "SKIPPED", "CACHED")]
         step = failed[0] if failed else stream.current or "?"
         raise RuntimeError(f"pipeline step {step!r} failed: {error} (full log: {log_path})") from error
     return result

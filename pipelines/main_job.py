@@ -75,7 +75,8 @@ class _Progress:
         table.add_column("step")
         table.add_column("status")
         table.add_column("time", justify="right")
-        style = {"SUCCESS": "green", "running": "yellow", "FAILURE": "red", "SKIPPED": "dim"}
+        style = {"SUCCESS": "green", "CACHED": "cyan", "running": "yellow", "FAILURE": "red",
+                 "SKIPPED": "dim"}
         for name, row in self.rows.items():
             dt = row["dt"] if row["dt"] is not None else (
                 time.monotonic() - row["t0"] if row["t0"] else None)
@@ -112,6 +113,8 @@ class _Progress:
             if self.live is None:
                 self.console.print(f"[{stamp}] ▶ {event.task}", highlight=False)
         elif event.kind == "finish" and row is not None:
+            if event.status == "CACHED":
+                row["t0"] = row["t0"] or time.monotonic()
             row.update(status=event.status, dt=time.monotonic() - (row["t0"] or time.monotonic()))
             if self.live is None:
                 self.console.print(f"[{stamp}] {'✔' if event.status == 'SUCCESS' else '✘'} "
@@ -172,7 +175,7 @@ def _start_client(model_name: str, channel: str, root: Path):
 
 def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
              client_timeout: float = 60.0, stream: TextIO = sys.stdout,
-             stack_config=None, pipeline_func=None) -> int:
+             stack_config=None, pipeline_func=None, cache: bool = True) -> int:
     """Run the main job; returns the process exit code (0 also when the gate refused).
 
     ``stack_config`` (default: StackConfig()) and ``pipeline_func`` (default: the edgeship
@@ -181,7 +184,7 @@ def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
     from rich.console import Console
 
     from edgeship import local_stack
-    from pipelines.local import run_local
+    from pipelines.local import run_local, source_fingerprint
 
     console = Console(file=stream, width=None if stream.isatty() else 150)
     t0 = time.monotonic()
@@ -213,7 +216,9 @@ def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
     try:
         with progress:
             result = run_local(values, pipeline_root=run_root, on_event=progress,
-                               extra_pids=stack_pids, pipeline_func=pipeline_func)
+                               extra_pids=stack_pids, pipeline_func=pipeline_func,
+                               enable_caching=cache,
+                               cache_root=run_root / ".kfp_cache" / source_fingerprint())
     except RuntimeError as exc:
         console.print(f"[bold red]pipeline failed:[/] {exc}")
         if client is not None:
@@ -222,8 +227,7 @@ def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
 
     outputs_select = task_outputs(result.run_dir, "select")
     decision = json.loads(Path(outputs_select["decision"]).read_text())
-    found = sorted(result.run_dir.glob("*/evaluation/report.json"))  # the evaluate step's artifact
-    eval_dir = found[0].parent if found else result.run_dir / "evaluate" / "evaluation"
+    eval_dir = Path(decision["inputs"]["evaluation"])  # select's input (a cached run's is older)
     report = json.loads((eval_dir / "report.json").read_text())
 
     console.print(summary_table(report, decision))

@@ -119,6 +119,7 @@ class Decision:
     champion: Champion | None
     forced: bool = False
     dataset_fingerprint: str | None = None
+    inputs: dict = field(default_factory=dict)  # provenance: where the report was read
 
     def to_dict(self) -> dict:
         return {
@@ -131,6 +132,7 @@ class Decision:
             "float_reference": {"name": self.float_reference, "map": self.float_map},
             "champion": asdict(self.champion) if self.champion else None,
             "dataset_fingerprint": self.dataset_fingerprint,
+            "inputs": dict(self.inputs),
             "candidates": [asdict(c) for c in self.candidates],
         }
 
@@ -329,6 +331,7 @@ def run_select(evaluation_dir: str | Path, out_json: str | Path, out_md: str | P
     except json.JSONDecodeError as exc:
         raise ValueError(f"{report_path} is not valid JSON: {exc}") from exc
     decision = decide(report, config, champion)
+    decision.inputs["evaluation"] = str(Path(evaluation_dir))
     Path(out_json).parent.mkdir(parents=True, exist_ok=True)
     Path(out_json).write_text(json.dumps(decision.to_dict(), indent=2, ensure_ascii=False))
     markdown = render_markdown(decision)

@@ -81,6 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _add_param_flags(run)
     run.add_argument("--root", default="runs", help="pipeline root for local runs (default: runs/)")
     run.add_argument("--no-client", action="store_true", help="do not start the listening client")
+    run.add_argument("--no-cache", action="store_true",
+                     help="rerun every step (default: reuse unchanged steps' outputs from earlier "
+                          "runs of the same code; select and publish always run)")
     run.add_argument("--client-timeout", type=float, default=60.0,
                      help="seconds to wait for the client to hold the new model")
     run.set_defaults(func=_run)
@@ -193,4 +196,5 @@ def _run(args: argparse.Namespace) -> int:
     from pipelines.main_job import main_job
 
     return main_job(_collect_params(args), root=Path(args.root), start_client=not args.no_client,
-                    client_timeout=args.client_timeout, stream=sys.stdout)
+                    client_timeout=args.client_timeout, stream=sys.stdout,
+                    cache=not args.no_cache)

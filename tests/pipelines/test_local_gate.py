@@ -92,3 +92,31 @@ def test_bad_budget_fails_the_select_step_with_the_value(tmp_path):
         run(tmp_path, "-3")
     assert "-3" in (tmp_path / "pipeline.log").read_text()
     assert "pipeline.log" in str(info.value)
+
+
+def test_cached_rerun_reuses_upstream_but_reruns_the_gate(tmp_path):
+    params = {"report_json": json.dumps(REPORT), "accuracy_budget": "2.0", "force_promote": False}
+    first = run_local(params, pipeline_root=tmp_path, pipeline_func=gate_pipeline,
+                      enable_caching=True, cache_root=tmp_path / "cache")
+    assert first.statuses["fake-evaluate"] == "SUCCESS"
+    events = []
+    second = run_local(dict(params, accuracy_budget="0.5"), pipeline_root=tmp_path,
+                       pipeline_func=gate_pipeline, enable_caching=True,
+                       cache_root=tmp_path / "cache", on_event=events.append)
+    assert second.statuses["fake-evaluate"] == "CACHED"
+    assert second.statuses["select"] == "SUCCESS"  # a new budget: not a cache hit
+    decision = json.loads(second.output("select", "decision").read_text())
+    assert decision["config"]["accuracy_budget"] == 0.5
+    assert decision["inputs"]["evaluation"] == str(first.output("fake-evaluate", "evaluation"))
+
+
+def test_source_fingerprint_changes_with_the_code(tmp_path):
+    from pipelines.local import source_fingerprint
+
+    (tmp_path / "components").mkdir()
+    (tmp_path / "pyproject.toml").write_text("x")
+    (tmp_path / "components" / "core.py").write_text("a = 1\n")
+    before = source_fingerprint(tmp_path)
+    assert source_fingerprint(tmp_path) == before
+    (tmp_path / "components" / "core.py").write_text("a = 2\n")
+    assert source_fingerprint(tmp_path) != before
