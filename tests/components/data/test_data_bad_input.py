@@ -1,0 +1,83 @@
+"""Each kind of bad input gets an error naming the file or record and the problem."""
+import json
+
+import pytest
+
+from components.data import core
+
+
+def _edit_coco(root, split, fn):
+    path = root / f"coco/annotations/{split}.json"
+    coco = json.loads(path.read_text())
+    fn(coco)
+    path.write_text(json.dumps(coco))
+
+
+def test_missing_image(dataset_copy):
+    (dataset_copy / "coco/images/val/000002.jpg").unlink()
+    with pytest.raises(FileNotFoundError, match=r"coco/images/val/000002\.jpg"):
+        core.load_split(dataset_copy, "val")
+
+
+def test_corrupted_jpeg(dataset_copy):
+    (dataset_copy / "coco/images/val/000001.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
+    with pytest.raises(ValueError, match=r"000001\.jpg: cannot decode image"):
+        core.load_split(dataset_copy, "val")
+
+
+def test_inverted_box(dataset_copy):
+    def invert(coco):
+        coco["annotations"][0]["bbox"][2] = -5.0
+    _edit_coco(dataset_copy, "val", invert)
+    with pytest.raises(ValueError, match=r"in coco/images/val/\d{6}\.jpg has xmax < xmin"):
+        core.load_split(dataset_copy, "val")
+
+
+def test_box_outside_image(dataset_copy):
+    def push(coco):
+        coco["annotations"][0]["bbox"][0] = 500.0
+    _edit_coco(dataset_copy, "val", push)
+    with pytest.raises(ValueError, match=r"lies outside the 64x64 image"):
+        core.load_split(dataset_copy, "val")
+
+
+def test_unknown_class_id(dataset_copy):
+    def relabel(coco):
+        coco["annotations"][0]["category_id"] = 9
+    _edit_coco(dataset_copy, "val", relabel)
+    with pytest.raises(ValueError, match=r"class id 9 in coco/images/val/\d{6}\.jpg is not in the label map \(1\.\.5\)"):
+        core.load_split(dataset_copy, "val")
+
+
+def test_empty_split(dataset_copy):
+    def empty(coco):
+        coco["images"], coco["annotations"] = [], []
+    _edit_coco(dataset_copy, "calibration", empty)
+    with pytest.raises(ValueError, match=r"split 'calibration' of .* is empty"):
+        core.load_split(dataset_copy, "calibration")
+
+
+def test_truncated_tfrecord(dataset_copy):
+    path = dataset_copy / "tfrecord/val.tfrecord"
+    path.write_bytes(path.read_bytes()[:-100])
+    with pytest.raises(ValueError, match=r"val\.tfrecord: truncated record"):
+        core.load_split(dataset_copy, "val", "tfrecord")
+
+
+def test_tfrecord_unknown_class_names_the_record(dataset_copy, monkeypatch):
+    info = core.read_dataset_info(dataset_copy)
+    raw = info.raw
+    raw["classes"] = raw["classes"][:1]  # label map now disagrees with the data
+    (dataset_copy / "dataset.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match=r"val\.tfrecord \(\d{6}\.jpg\).*not in the label map \(1\.\.1\)"):
+        core.load_split(dataset_copy, "val", "tfrecord")
+
+
+def test_unknown_format(small_dataset):
+    with pytest.raises(ValueError, match="unknown dataset format 'yolo'"):
+        core.load_split(small_dataset, "val", "yolo")
+
+
+def test_missing_dataset_json(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"dataset\.json"):
+        core.load_split(tmp_path, "val")

@@ -1,0 +1,66 @@
+import json
+
+import numpy as np
+
+from components.data import core
+
+
+def test_same_seed_same_fingerprint_and_bytes(small_dataset, tmp_path, SMALL):
+    again = core.generate_dataset(tmp_path / "again", **SMALL)
+    first = core.read_dataset_info(small_dataset)
+    assert again.fingerprint == first.fingerprint
+    a = (small_dataset / "coco/images/val/000003.jpg").read_bytes()
+    b = (tmp_path / "again/coco/images/val/000003.jpg").read_bytes()
+    assert a == b
+
+
+def test_other_seed_other_fingerprint(small_dataset, tmp_path, SMALL):
+    other = core.generate_dataset(tmp_path / "other", **{**SMALL, "seed": SMALL["seed"] + 1})
+    assert other.fingerprint != core.read_dataset_info(small_dataset).fingerprint
+
+
+def test_split_sizes_do_not_change_other_images(small_dataset, tmp_path, SMALL):
+    bigger = tmp_path / "bigger"
+    core.generate_dataset(bigger, **{**SMALL, "train": SMALL["train"] + 5})
+    assert (bigger / "coco/images/val/000001.jpg").read_bytes() == \
+        (small_dataset / "coco/images/val/000001.jpg").read_bytes()
+
+
+def test_metadata_counts_match_the_annotations(small_dataset, SMALL):
+    info = core.read_dataset_info(small_dataset)
+    assert [c["name"] for c in info.classes] == list(core.CLASSES)
+    assert (small_dataset / "labels.txt").read_text().split() == list(core.CLASSES)
+    for split in core.SPLITS:
+        coco = json.loads((small_dataset / f"coco/annotations/{split}.json").read_text())
+        meta = info.splits[split]
+        assert meta["images"] == len(coco["images"]) == SMALL[split]
+        assert meta["objects"] == len(coco["annotations"])
+        assert sum(meta["per_class"].values()) == meta["objects"]
+
+
+def test_coco_and_tfrecord_readers_agree(small_dataset, SMALL):
+    for split in core.SPLITS:
+        coco = core.load_split(small_dataset, split, "coco")
+        tfr = core.load_split(small_dataset, split, "tfrecord")
+        assert len(coco) == len(tfr) == SMALL[split]
+        for a, b in zip(coco, tfr):
+            assert a.image_id == b.image_id
+            np.testing.assert_array_equal(a.labels, b.labels)
+            np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-4)
+            np.testing.assert_array_equal(a.image, b.image)
+
+
+def test_tf_dataset_yields_contract_shapes(small_dataset):
+    from edgeship.tfcompat import tf
+
+    ds = core.tf_dataset(small_dataset, "val")
+    item = next(iter(ds))
+    assert item["image"].dtype == tf.uint8 and item["image"].shape == (64, 64, 3)
+    assert item["boxes"].shape[1] == 4 and item["boxes"].dtype == tf.float32
+    assert item["labels"].shape[0] == item["boxes"].shape[0]
+
+
+def test_describe_carries_counts_and_fingerprint(small_dataset, SMALL):
+    d = core.describe(small_dataset)
+    assert d["fingerprint"].startswith("sha256:") and len(d["fingerprint"]) == 71
+    assert d["splits"]["train"]["images"] == SMALL["train"]
