@@ -19,6 +19,7 @@ def publish(
     bucket: str,
     min_app_version: str,
     manifest: Output[Artifact],
+    pipeline_run_id: str = "",
 ) -> NamedTuple("PublishOutputs", [("version", str), ("uri", str)]):
     """Publish the gate's chosen variant to gs://bucket/models/model_name/VERSION/ (manifest last).
 
@@ -29,6 +30,8 @@ def publish(
         decision: the select step's decision (published as decision.json).
         variant: the chosen variant's name; model_name, channel, bucket: where it goes.
         min_app_version: the lowest client app version that can run it.
+        pipeline_run_id: recorded in the manifest (pass dsl.PIPELINE_JOB_ID_PLACEHOLDER); when
+            empty, $KFP_RUN_ID / $PIPELINE_RUN_ID if the runner sets one.
     Outputs: manifest (a copy of the published manifest.json), version (the new version id),
     uri (the version folder). Every upload is create-only; the Cloud Function registers the
     version when manifest.json lands.
@@ -38,7 +41,7 @@ def publish(
 
     from components.publish import core
 
-    run_id = os.environ.get("KFP_RUN_ID") or os.environ.get("PIPELINE_RUN_ID") or ""
+    run_id = pipeline_run_id or os.environ.get("KFP_RUN_ID") or os.environ.get("PIPELINE_RUN_ID") or ""
     result = core.publish(
         variants.path, variant, bucket=bucket, model=model_name, channel=channel,
         report_dir=evaluation.path, dataset_dir=dataset.path, decision_path=decision.path,

@@ -203,15 +203,18 @@ def publish(variants_dir: str | os.PathLike, variant: str, *, bucket: str, model
         raise ValueError(f"bucket {bucket!r} is not a bucket name")
     now = _dt.datetime.now(_dt.timezone.utc)
     version = version or mf.new_version(now)
-    if parent_version is True:
-        current = current_release_manifest(model, channel, bucket=bucket)
-        parent_version = current.get("version") if current else None
-    manifest, uploads = build_manifest(
+    lookup_parent = parent_version is True
+    manifest, uploads = build_manifest(  # validates every input before anything remote happens
         variants_dir, variant, model=model, channel=channel, version=version,
         created_at=_utc_iso(now), report_dir=report_dir, dataset_dir=dataset_dir,
         decision_path=decision_path, min_app_version=min_app_version,
-        pipeline_run_id=pipeline_run_id, parent_version=parent_version or None,
+        pipeline_run_id=pipeline_run_id,
+        parent_version=None if lookup_parent else (parent_version or None),
         include_coreml=include_coreml)
+    if lookup_parent:
+        current = current_release_manifest(model, channel, bucket=bucket)
+        manifest["parent_version"] = current.get("version") if current else None
+        mf.validate(manifest, source=f"manifest of {model} {version}")
     client = storage_client or _storage_client()
     gbucket = client.bucket(bucket)
     prefix = f"models/{model}/{version}/"

@@ -168,3 +168,17 @@ def test_rollback_rules(clean_stack, variants):
         core.channel_action("rollback", "detector", "stable", reason="again")
     shown = core.show_channel("detector", "stable")
     assert shown["serving"] == a.version and [r["version"] for r in shown["releases"]] == [b.version, a.version]
+
+
+def test_cli_names_bad_input_before_touching_any_server(tmp_path, capsys, monkeypatch):
+    from edgeship.cli import main
+
+    # no stack: any remote call would fail differently (or hang); the input check comes first
+    for key in ("STORAGE_EMULATOR_HOST", "FIRESTORE_EMULATOR_HOST"):
+        monkeypatch.setenv(key, "127.0.0.1:9")
+    code = main(["publish", "--variants", str(tmp_path / "nope"), "--variant", "fp32",
+                 "--model", "detector"])
+    assert code == 2
+    assert f"{tmp_path / 'nope' / 'variants.json'}" in capsys.readouterr().err
+    code = main(["channel", "rollback", "--model", "../x", "--reason", "r"])
+    assert code == 2 and "model name '../x'" in capsys.readouterr().err
