@@ -124,3 +124,23 @@ def test_firestore_down_gives_retryable_errors_and_redelivery_after_restart_regi
     assert '"decision": "retry"' in log_text and result.version in log_text
     recorded, releases = _records(_db(config))
     assert recorded == [result.version] and releases == [f"stable-{result.version}"]
+
+
+def test_a_bad_manifest_is_acknowledged_not_retried(clean_stack, artifacts):
+    """Permanent errors answer 2xx: the relay (like Eventarc) delivers once and moves on."""
+    from edgeship import storage
+
+    version = _publish(artifacts).version
+    assert local_stack.drain(clean_stack, timeout=WAIT)
+    before = local_stack.relay_stats(clean_stack)
+    bucket = storage.gcs_client().bucket("edgeship")
+    bad = "20200101t000000000000z-000000"
+    bucket.blob(f"models/detector/{bad}/manifest.json").upload_from_string(
+        b'{"schema_version": 1, "model": "detector"}', if_generation_match=0)
+    assert local_stack.drain(clean_stack, timeout=WAIT)
+    after = local_stack.relay_stats(clean_stack)
+    assert after["failures"] == before["failures"] and after.get("dead", 0) == 0
+    assert after["delivered"] == before["delivered"] + 1
+    recorded, releases = _records(_db(clean_stack))
+    assert recorded == [version] and releases == [f"stable-{version}"]
+    assert '"decision": "rejected"' in clean_stack.log_path("function").read_text()
