@@ -145,9 +145,8 @@ def _transient_errors() -> tuple[type[BaseException], ...]:
 
 
 def _retry():
-    from google.api_core import retry as gretry
-
     from google.api_core import exceptions as gexc
+    from google.api_core import retry as gretry
 
     return gretry.Retry(predicate=gretry.if_exception_type(gexc.ServiceUnavailable, gexc.DeadlineExceeded,
                                                            gexc.InternalServerError, gexc.Aborted),
