@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable, Mapping, Protocol, Sequence
+from typing import Any, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -185,13 +185,15 @@ class TFLiteDetector:
 class KerasDetector:
     """The float Keras model (the train step's Model artifact) behind the same interface.
 
-    Loads the model with ``components.train.detector.load_model(model_dir)`` and decodes its
-    (box_encodings, class_logits) with that module's ``decode_and_nms`` (box decoding with the
-    artifact's anchors and box_scales, then NMS), so the float reference is decoded as the
-    train engineer defined it. Images are resized like the TFLite detector's.
+    Rebuilds it with ``components.train.detector.load_model(model_dir)`` (model, config, anchors)
+    and decodes its (box_encodings, class_logits) with that module's ``decode_and_nms``: box
+    decoding with the artifact's anchors and box_scales, sigmoid scores, class-agnostic NMS
+    (max 100 detections, score >= 0.01, IoU 0.5), which is what the fused TFLite op in the
+    .tflite variants does. Images are resized like the TFLite detector's.
     """
 
-    def __init__(self, model_dir: str | os.PathLike, *, name: str = "float_keras", batch_size: int = 8) -> None:
+    def __init__(self, model_dir: str | os.PathLike, *, name: str = "float_keras", batch_size: int = 8,
+                 max_detections: int = 100, score_threshold: float = 0.01, iou_threshold: float = 0.5) -> None:
         from components.train import detector as det
 
         self.model_dir = Path(model_dir)
@@ -199,75 +201,32 @@ class KerasDetector:
         if not self.model_dir.is_dir():
             raise FileNotFoundError(f"float model directory not found: {self.model_dir}")
         self._det = det
-        loaded = det.load_model(str(self.model_dir))
-        self._loaded = loaded
-        self.model, self.config = _model_and_config(loaded, self.model_dir)
-        size = self.config.get("input_size") or self.model.input_shape[1:3]
+        self.model, config, self.anchors = det.load_model(self.model_dir)
+        self.model_config = config
+        self.config: dict[str, Any] = config.to_json() if hasattr(config, "to_json") else dict(config)
+        size = self.config["input_size"]
         self.input_size = (int(size[0]), int(size[1]))
+        self.num_classes = int(self.config["num_classes"])
         self.batch_size = int(batch_size)
-        self.num_classes = int(self.config.get("num_classes") or 0) or None
-
-    def _decode(self, outputs: Any) -> list[Detections]:
-        return _decode_with(self._det, self._loaded, self.model, self.config, outputs)
+        self._nms = {"max_detections": int(max_detections), "score_threshold": float(score_threshold),
+                     "iou_threshold": float(iou_threshold)}
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Detections for several images in one forward pass."""
         batch = np.stack([resize_image(im, self.input_size) for im in images]).astype(np.float32)
-        outputs = self.model(batch, training=False)
-        return self._decode(outputs)
+        box_encodings, class_logits = self._det.model_outputs(self.model(batch, training=False))
+        result = self._det.decode_and_nms(box_encodings, class_logits, self.anchors, self.model_config,
+                                          **self._nms)
+        return _to_detections(result)
 
     def __call__(self, image: np.ndarray) -> Detections:
         return self.detect_batch([image])[0]
 
 
-def _model_and_config(loaded: Any, model_dir: Path) -> tuple[Any, dict]:
-    """Accept what ``load_model`` returns: a keras Model, (model, config), or an object with
-    ``.model``/``.config``; read model_config.json when the config is not returned."""
-    import json
-
-    model, config = loaded, None
-    if isinstance(loaded, tuple):
-        model, config = loaded[0], (loaded[1] if len(loaded) > 1 else None)
-    elif hasattr(loaded, "model"):
-        model, config = loaded.model, getattr(loaded, "config", None)
-    if config is None or not isinstance(config, Mapping):
-        if hasattr(config, "__dict__") and not isinstance(config, Mapping):
-            config = dict(vars(config))
-        else:
-            path = model_dir / "model_config.json"
-            if not path.is_file():
-                raise FileNotFoundError(f"float model has no model_config.json: {path}")
-            config = json.loads(path.read_text())
-    return model, dict(config)
-
-
-def _decode_with(det: Any, loaded: Any, model: Any, config: Mapping, outputs: Any) -> list[Detections]:
-    """Run the train module's decode_and_nms and turn its result into per-image Detections."""
-    if isinstance(outputs, Mapping):
-        box_encodings, class_logits = outputs["box_encodings"], outputs["class_logits"]
-    else:
-        box_encodings, class_logits = outputs[0], outputs[1]
-    result = det.decode_and_nms(box_encodings, class_logits, config=config) \
-        if _accepts(det.decode_and_nms, "config") else det.decode_and_nms(box_encodings, class_logits, loaded)
-    return _to_detections(result)
-
-
-def _accepts(fn: Callable, name: str) -> bool:
-    import inspect
-
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
 def _to_detections(result: Any) -> list[Detections]:
-    """decode_and_nms output (dict or tuple of boxes [B,D,4], classes [B,D] 0-based, scores [B,D],
-    count [B]) → list of Detections with class ids 1..K."""
-    if isinstance(result, Mapping):
-        boxes, classes, scores, count = (result[k] for k in OUTPUT_KEYS)
-    else:
-        boxes, classes, scores, count = result
+    """decode_and_nms output ({boxes [B,D,4], classes [B,D] 0-based, scores [B,D], count [B]})
+    → list of Detections with class ids 1..K."""
+    boxes, classes, scores, count = (result[k] for k in OUTPUT_KEYS)
     boxes, classes = np.asarray(boxes, np.float32), np.asarray(classes, np.float32)
     scores, count = np.asarray(scores, np.float32), np.asarray(count).reshape(-1)
     out = []

@@ -81,7 +81,7 @@ def _convert(input_dtype, size: int) -> tuple[bytes, dict]:
 
 
 
-def write_standin_variants(root: Path) -> Path:
+def write_standin_variants(root: Path, classes=CLASSES) -> Path:
     """A variants artifact with two stand-in variants: fp32 (float32 input) and full_int8 (uint8 input)."""
     entries = []
     for name, dtype in (("fp32", "float32"), ("full_int8", "uint8")):
@@ -93,5 +93,5 @@ def write_standin_variants(root: Path) -> Path:
                                   "scale": None, "zero_point": None, "normalization": "raw RGB 0..255"},
                         "outputs": output_map})
     (root / "variants.json").write_text(json.dumps({"variants": entries, "coreml": []}, indent=1))
-    (root / "labels.txt").write_text("\n".join(CLASSES) + "\n")
+    (root / "labels.txt").write_text("\n".join(classes) + "\n")
     return root
