@@ -1,0 +1,365 @@
+"""The autoquant step: the fastest .tflite whose mAP loss vs float fits a budget.
+
+``autoquant()`` wires the generic search (:mod:`components.autoquant.search`) to the real parts:
+candidates are converted with the quantize step's converter factory (post-processing op inside),
+selective int8 comes from :class:`components.autoquant.debugger.LayerDebugger`, and every
+candidate is measured for real: COCO mAP of the .tflite on the val split (LiteRT, the evaluate
+step's ``TFLiteDetector`` and ``coco_evaluate``) and its 1-thread median latency.
+
+Output directory:
+``<chosen>.tflite`` + ``variants.json`` (one contract-shaped entry plus an ``autoquant`` block),
+``labels.txt``, ``autoquant.json`` (the whole search), ``tradeoff.json/.md/.png`` (the curve),
+``layers.csv/.json/.md`` (per-layer debug report), ``candidates/*.tflite`` (every candidate).
+
+fp32 is the reference (ΔmAP 0) and therefore always meets the accuracy budget; "no candidate
+meets the budget" happens when a latency or size limit is also set.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from components.autoquant.debugger import LayerDebugger, write_layer_report
+from components.autoquant.search import (CandidateResult, CandidateSpec, LayerStat, Measurement,
+                                         NoQuantizableLayersError, SearchResult, search, validate_budget)
+
+log = logging.getLogger(__name__)
+
+ConverterMaker = Callable[[str], Any]  # scheme (fp32|float16|full_int8|int16x8|qat_int8) → fresh converter
+
+
+class ConverterBuilder:
+    """``build(spec)`` and ``rank_layers()`` for the search, from converter factories.
+
+    Args:
+        make_converter: scheme → a fresh, configured ``TFLiteConverter`` of the float model
+            (for "fp32" it must be un-optimized: the debugger derives its own from it).
+        representative_dataset: calibration data (callable yielding input lists).
+        make_qat_converter: scheme "qat_int8" → converter of the QAT model (None: no QAT).
+        rank_by: the debugger's ranking key.
+    """
+
+    def __init__(self, make_converter: ConverterMaker, representative_dataset: Callable[[], Any], *,
+                 make_qat_converter: ConverterMaker | None = None, rank_by: str = "channel_nsr") -> None:
+        self.make_converter = make_converter
+        self.make_qat_converter = make_qat_converter
+        self.debugger = LayerDebugger(lambda: make_converter("fp32"), representative_dataset, rank_by=rank_by)
+        self._cache: dict[CandidateSpec, bytes] = {}
+
+    @property
+    def has_qat(self) -> bool:
+        return self.make_qat_converter is not None
+
+    def build(self, spec: CandidateSpec) -> bytes:
+        """The .tflite bytes of ``spec`` (cached)."""
+        if spec in self._cache:
+            return self._cache[spec]
+        if spec.scheme == "selective_int8":
+            blob = self.debugger.quantize(spec.float_layers)
+        elif spec.scheme == "qat_int8":
+            if self.make_qat_converter is None:
+                raise ValueError("qat_int8 needs a QAT model")
+            blob = self.make_qat_converter("qat_int8").convert()
+        else:
+            blob = self.make_converter(spec.scheme).convert()
+        blob = bytes(blob)
+        if spec.scheme == "full_int8" and count_int8_ops(blob) == 0:
+            raise NoQuantizableLayersError(
+                "the model has no quantizable layers: its full-int8 conversion computes nothing in "
+                "int8, so every int8 candidate would be the float model; use fp32/float16 directly")
+        self._cache[spec] = blob
+        return blob
+
+    def rank_layers(self) -> list[LayerStat]:
+        """The debugger's layers, worst first."""
+        return self.debugger.layer_stats()
+
+
+# ops that move or reshape data: an int8 output from them is not a quantized computation
+_DATA_MOVEMENT_OPS = frozenset({"QUANTIZE", "DEQUANTIZE", "RESHAPE", "SQUEEZE", "EXPAND_DIMS", "TRANSPOSE",
+                                "CONCATENATION", "GATHER", "STRIDED_SLICE", "SLICE", "PACK", "UNPACK",
+                                "SPLIT", "PAD", "IDENTITY"})
+
+
+def count_int8_ops(tflite: bytes) -> int:
+    """Computing ops (not QUANTIZE/DEQUANTIZE/reshapes/slices) with an int8/uint8/int16 output."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    interp = Interpreter(model_content=tflite,
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    dtypes = {int(t["index"]): np.dtype(t["dtype"]) for t in interp.get_tensor_details()}
+    n = 0
+    for op in interp._get_ops_details():  # noqa: SLF001 (the only op-level view LiteRT offers)
+        if op["op_name"] in _DATA_MOVEMENT_OPS:
+            continue
+        outs = [dtypes.get(int(t)) for t in op["outputs"] if int(t) >= 0]
+        if any(d in (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16)) for d in outs):
+            n += 1
+    return n
+
+
+def keras_converter_maker(model: Any, representative_dataset: Callable[[], Any] | None = None,
+                          *, int8_io: bool = False) -> ConverterMaker:
+    """Converter factory for a plain Keras model (tests, small models): scheme → converter."""
+    from edgeship.tfcompat import tf
+
+    def make(scheme: str) -> Any:
+        conv = tf.lite.TFLiteConverter.from_keras_model(model)
+        if scheme == "fp32":
+            return conv
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if scheme == "float16":
+            conv.target_spec.supported_types = [tf.float16]
+        elif scheme in ("full_int8", "qat_int8"):
+            conv.representative_dataset = representative_dataset
+            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            if int8_io:
+                conv.inference_input_type = tf.int8
+        elif scheme == "int16x8":
+            conv.representative_dataset = representative_dataset
+            conv.target_spec.supported_ops = [
+                tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8]
+        else:
+            raise ValueError(f"unknown scheme {scheme!r}")
+        return conv
+    return make
+
+
+# --------------------------------------------------------------------------- reports
+
+def write_tradeoff(result: SearchResult, out_dir: str | Path) -> dict[str, Path]:
+    """tradeoff.json (rows), tradeoff.md (table + verdict) and tradeoff.png (ΔmAP vs latency)."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = [c.to_dict() for c in result.candidates]
+    chosen = result.chosen.name if result.chosen else None
+    paths = {"tradeoff.json": out / "tradeoff.json", "tradeoff.md": out / "tradeoff.md",
+             "tradeoff.png": out / "tradeoff.png"}
+    paths["tradeoff.json"].write_text(json.dumps(
+        {"budget_pt": result.budget_pt, "max_latency_ms": result.max_latency_ms,
+         "max_size_bytes": result.max_size_bytes, "reference_metric": result.reference_metric,
+         "chosen": chosen, "met_budget": result.met_budget, "partial": result.partial,
+         "rows": rows}, indent=2, default=_json_default, allow_nan=False))
+    lines = ["# Auto-quantize trade-off", "", result.message, "",
+             f"Budget: ΔmAP ≤ {result.budget_pt:.2f} pt vs fp32 (mAP {result.reference_metric:.4f})"
+             + (f", latency ≤ {result.max_latency_ms:.2f} ms" if result.max_latency_ms is not None else "")
+             + (f", size ≤ {result.max_size_bytes} B" if result.max_size_bytes is not None else "")
+             + f". Stop: {result.stop_reason}.", "",
+             "| # | variant | layers kept float | size (B) | latency 1 thr (ms) | mAP | ΔmAP (pt) | fits |",
+             "|---|---|---|---|---|---|---|---|"]
+    for i, r in enumerate(result.candidates):
+        mark = " **← chosen**" if r.name == chosen else ""
+        fits = "yes" if r.fits else (r.error or "; ".join(r.misses))
+        lines.append(f"| {i} | {r.name}{mark} | {len(r.float_layers)} | {r.size_bytes or 'n/a'} | "
+                     f"{_f(r.latency_ms, '.2f')} | {_f(r.metric, '.4f')} | {_f(r.delta_pt, '.2f')} | {fits} |")
+    floats = [r for r in result.candidates if r.float_layers]
+    if floats:
+        last = floats[-1]
+        lines += ["", f"Layers kept float by {last.name}: " + ", ".join(f"`{n}`" for n in last.float_layers)]
+    paths["tradeoff.md"].write_text("\n".join(lines) + "\n")
+    plot_tradeoff(result, paths["tradeoff.png"])
+    return paths
+
+
+def plot_tradeoff(result: SearchResult, path: str | Path) -> Path:
+    """ΔmAP (pt) vs latency (ms) per candidate; the budget as a line; the chosen one starred."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=100)
+    pts = [r for r in result.candidates if r.latency_ms is not None and r.delta_pt is not None]
+    for r in pts:
+        ax.scatter(r.latency_ms, r.delta_pt, c="tab:green" if r.fits else "tab:red", s=30, zorder=3)
+        ax.annotate(r.name, (r.latency_ms, r.delta_pt), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    sel = [r for r in pts if r.scheme == "selective_int8"]
+    full = [r for r in pts if r.scheme == "full_int8"]
+    if sel:
+        chain = full + sel
+        ax.plot([r.latency_ms for r in chain], [r.delta_pt for r in chain], "--", c="grey", lw=0.8, zorder=2)
+    ax.axhline(result.budget_pt, c="tab:blue", ls=":", label=f"budget {result.budget_pt:.2f} pt")
+    if result.max_latency_ms is not None:
+        ax.axvline(result.max_latency_ms, c="tab:orange", ls=":", label=f"max latency {result.max_latency_ms:.2f} ms")
+    c = result.chosen
+    if c is not None and c.latency_ms is not None and c.delta_pt is not None:
+        ax.scatter(c.latency_ms, c.delta_pt, marker="*", s=260, facecolors="none", edgecolors="black",
+                   zorder=4, label=f"chosen: {c.name}")
+    ax.set_xlabel("latency, 1 thread (ms)")
+    ax.set_ylabel("ΔmAP vs fp32 (points, lower is better)")
+    ax.set_title("auto-quantize candidates" + (" (partial search)" if result.partial else ""))
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return Path(path)
+
+
+def write_outputs(result: SearchResult, out_dir: str | Path, *, variant_entry: dict[str, Any] | None = None,
+                  rank_by: str = "channel_nsr") -> dict[str, Path]:
+    """Write the chosen .tflite, candidates/, autoquant.json, the curve and the layer report."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files: dict[str, Path] = {}
+    cand_dir = out / "candidates"
+    cand_dir.mkdir(exist_ok=True)
+    for r in result.candidates:
+        if r.tflite is not None:
+            (cand_dir / f"{r.name}.tflite").write_bytes(r.tflite)
+    if result.chosen is not None and result.chosen.tflite is not None:
+        files["model"] = out / f"{result.chosen.name}.tflite"
+        files["model"].write_bytes(result.chosen.tflite)
+    files.update(write_tradeoff(result, out))
+    files.update(write_layer_report(result.layer_ranking, out, rank_by=rank_by))
+    if variant_entry is not None:
+        files["variants.json"] = out / "variants.json"
+        files["variants.json"].write_text(json.dumps({"variants": [variant_entry], "coreml": []}, indent=1,
+                                                     default=_json_default))
+    result.files = {k: str(v) for k, v in files.items()}
+    files["autoquant.json"] = out / "autoquant.json"
+    result.files["autoquant.json"] = str(files["autoquant.json"])
+    files["autoquant.json"].write_text(json.dumps(_clean(result.to_dict()), indent=2, default=_json_default))
+    return files
+
+
+def _f(value: float | None, spec: str) -> str:
+    return "n/a" if value is None else format(value, spec)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, (np.floating, np.integer)):
+        return value.item()
+    return str(value)
+
+
+def _clean(obj: Any) -> Any:
+    """NaN/inf → None, so the JSON is strict."""
+    if isinstance(obj, dict):
+        return {k: _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+# --------------------------------------------------------------------------- the detector step
+
+def autoquant(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLike | None,
+              dataset_uri: str, out_dir: str | os.PathLike, *, budget_pt: float,
+              max_latency_ms: float | None = None, max_size_bytes: int | None = None,
+              max_candidates: int | None = 12, max_seconds: float | None = None, seed: int = 0,
+              step: int = 2, max_float_layers: int | None = 16, num_calibration: int = 64,
+              max_val_images: int | None = None, latency_runs: int = 30,
+              rank_by: str = "channel_nsr", progress: bool = True) -> SearchResult:
+    """Search for the fastest detector .tflite within ``budget_pt`` mAP points of fp32; write it.
+
+    Candidates (QAT int8, full int8, selective int8, 16x8, float16, fp32) are converted from the
+    Model artifacts, measured on the dataset's val split (COCO mAP@[.5:.95] in LiteRT, 1-thread
+    median latency over ``latency_runs``) and the first that fits is chosen. Calibration images are
+    ``num_calibration`` drawn from the calibration split with ``seed``. Writes the files listed in
+    the module docstring into ``out_dir``. Raises ValueError for a negative budget or bad limits,
+    FileNotFoundError/ValueError for missing or bad model/dataset dirs, and
+    NoQuantizableLayersError when int8 cannot quantize anything in the model.
+    """
+    validate_budget(budget_pt, max_latency_ms, max_size_bytes)
+    if max_seconds is not None and (not isinstance(max_seconds, (int, float)) or max_seconds <= 0):
+        raise ValueError(f"autoquant max_seconds must be > 0, got {max_seconds!r}")
+    if int(latency_runs) < 1:
+        raise ValueError(f"autoquant latency_runs must be >= 1, got {latency_runs!r}")
+    from rich.progress import Progress
+
+    from components.evaluate.coco import coco_evaluate
+    from components.evaluate.core import load_examples, run_detector
+    from components.evaluate.detectors import TFLiteDetector
+    from components.evaluate.latency import tflite_latency
+    from components.quantize import core as qz
+    from components.quantize.postprocess import PostprocessConfig, detection_module
+
+    loaded = qz.load_model_artifact(float_model_dir)
+    qat_loaded = qz.load_model_artifact(qat_model_dir, qat=True) if qat_model_dir else None
+    from components.data.core import load_split
+
+    calib_examples = list(load_split(dataset_uri, qz.CALIBRATION_SPLIT))
+    if not calib_examples:
+        raise ValueError(f"dataset {dataset_uri}: the {qz.CALIBRATION_SPLIT!r} split is empty; "
+                         "int8 calibration needs images")
+    order = np.random.default_rng(seed).permutation(len(calib_examples))[: int(num_calibration)]
+    images, where = qz.load_calibration_images([calib_examples[i] for i in sorted(order)],
+                                               loaded.input_size, int(num_calibration))
+    rep = qz.representative_dataset(images)
+    val, class_names, _fp = load_examples(dataset_uri, "val", max_images=max_val_images)
+    if not val:
+        raise ValueError(f"dataset {dataset_uri}: the val split is empty; nothing to measure mAP on")
+    cfg = PostprocessConfig(box_scales=tuple(loaded.config.get("box_scales", (10, 10, 5, 5))))
+    module = detection_module(loaded.model, loaded.anchors, loaded.num_classes, loaded.input_size, cfg)
+    qat_module = (detection_module(qat_loaded.model, qat_loaded.anchors, qat_loaded.num_classes,
+                                   qat_loaded.input_size, cfg) if qat_loaded else None)
+    builder = ConverterBuilder(lambda s: qz.make_converter(module, s, rep), rep,
+                               make_qat_converter=(lambda s: qz.make_converter(qat_module, s, rep))
+                               if qat_module is not None else None, rank_by=rank_by)
+    work = Path(out_dir) / "candidates"
+    work.mkdir(parents=True, exist_ok=True)
+    specs: dict[str, dict[str, Any]] = {}
+
+    def measure(blob: bytes, spec: CandidateSpec) -> Measurement:
+        path = work / f"{spec.name}.tflite"
+        path.write_bytes(blob)
+        info = qz.inspect_tflite(path, spec.name)
+        specs[spec.name] = info
+        det = TFLiteDetector(path, num_threads=1, input_spec=info["input"], output_map=info["outputs"],
+                             name=spec.name, num_classes=loaded.num_classes)
+        coco = coco_evaluate(val, run_detector(det, val), class_names, where="val split", validate=False)
+        lat = tflite_latency(path, det.prepare(val[0].image), threads=1, runs=int(latency_runs), warmup=3)
+        return Measurement(metric=float(coco.map), latency_ms=lat.median, size_bytes=len(blob),
+                           extra={"map50": float(coco.map50), "latency_p90_ms": lat.p90})
+
+    with Progress(disable=not progress, transient=True) as bar:
+        task = bar.add_task("autoquant: fp32 reference", total=None)
+
+        def on_candidate(row: CandidateResult) -> None:
+            bar.update(task, description=f"autoquant: {len(result_rows) + 1} measured, last {row.name}")
+            result_rows.append(row)
+
+        result_rows: list[CandidateResult] = []
+        result = search(builder.build, measure, budget_pt=budget_pt, rank_layers=builder.rank_layers,
+                        has_qat=builder.has_qat, max_latency_ms=max_latency_ms,
+                        max_size_bytes=max_size_bytes, step=step, max_float_layers=max_float_layers,
+                        max_candidates=max_candidates, max_seconds=max_seconds, on_candidate=on_candidate)
+    entry = None
+    if result.chosen is not None and result.chosen.name in specs:
+        c = result.chosen
+        info = specs[c.name]
+        entry = {"name": c.name, "source": "qat" if c.scheme == "qat_int8" else "float", "scheme": c.scheme,
+                 "file": f"{c.name}.tflite", "size_bytes": c.size_bytes,
+                 "input": {k: v for k, v in info["input"].items() if k != "index"},
+                 "outputs": {k: {"index": v["index"], "name": v["name"], "position": v["position"]}
+                             for k, v in info["outputs"].items()},
+                 "postprocess": cfg.to_dict(),
+                 "calibration": {"images": len(images), "from": where, "seed": seed},
+                 "autoquant": {"float_layers": c.float_layers, "map": c.metric, "delta_map_pts": c.delta_pt,
+                               "latency_ms_1thread": c.latency_ms, "budget_pt": budget_pt,
+                               "met_budget": result.met_budget, "partial": result.partial}}
+    write_outputs(result, out_dir, variant_entry=entry, rank_by=rank_by)
+    labels = loaded.labels or [f"class_{i + 1}" for i in range(loaded.num_classes)]
+    (Path(out_dir) / "labels.txt").write_text("\n".join(labels) + "\n")
+    return result
+
+
+def load_result(out_dir: str | os.PathLike) -> dict[str, Any]:
+    """autoquant.json of an output dir (FileNotFoundError when missing)."""
+    path = Path(out_dir) / "autoquant.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"autoquant.json not found in {out_dir}")
+    return json.loads(path.read_text())
+
+
+__all__ = ["ConverterBuilder", "autoquant", "count_int8_ops", "keras_converter_maker", "load_result",
+           "plot_tradeoff", "search", "write_outputs", "write_tradeoff"]
