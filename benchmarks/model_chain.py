@@ -191,3 +191,134 @@ def print_rich(report: Mapping[str, Any], targets: list[Target]) -> None:
     console = Console()
     console.print(table)
     console.print(tt)
+
+
+# --------------------------------------------------------------------------- running the chain
+
+def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call a step's core function with the keyword arguments it accepts (others are logged and
+    dropped, so a parameter one step does not offer does not break the whole benchmark)."""
+    params = inspect.signature(fn).parameters
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        dropped = sorted(k for k in kwargs if k not in params)
+        if dropped:
+            log.warning("%s does not take %s; not passed", fn.__qualname__, dropped)
+        kwargs = {k: v for k, v in kwargs.items() if k in params}
+    return fn(*args, **kwargs)
+
+
+def _step(name: str, timings: dict[str, float], done: Path, reuse: bool, run: Callable[[], Any]) -> None:
+    from rich.console import Console
+
+    console = Console()
+    if reuse and done.exists():
+        console.print(f"[dim]{name}: reusing {done.parent}[/]")
+        return
+    console.rule(f"[bold]{name}")
+    t0 = time.perf_counter()
+    run()
+    timings[name] = time.perf_counter() - t0
+    console.print(f"{name}: {timings[name]:.0f} s")
+
+
+def run_chain(args: argparse.Namespace) -> int:
+    """data → train → qat → quantize → evaluate into ``args.work``; print and write the table."""
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    data_dir, float_dir, qat_dir = work / "data", work / "float_model", work / "qat_model"
+    variants_dir, eval_dir = work / "variants", work / "evaluation"
+    timings: dict[str, float] = {}
+    reuse = bool(args.reuse)
+
+    data_uri = args.data or str(data_dir)
+    if not args.data:
+        from components.data import core as data
+
+        sizes = {k: v for k, v in (("train", args.train_images), ("val", args.val_images),
+                                   ("calibration", args.calibration_images),
+                                   ("image_size", args.image_size)) if v}
+        _step("data", timings, data_dir / "dataset.json", reuse,
+              lambda: _call(data.generate_dataset, data_dir, seed=args.seed, progress=True, **sizes))
+
+    from components.train import core as train
+
+    _step("train", timings, float_dir / "weights.h5", reuse,
+          lambda: _call(train.train, data_uri, float_dir, epochs=args.epochs, seed=args.seed,
+                        input_size=(args.input_size, args.input_size) if args.input_size else None,
+                        progress=True))
+
+    have_qat = True
+    try:
+        from components.qat import core as qat
+    except ImportError as exc:
+        log.warning("no QAT step (%s): qat_int8 and the QAT step-time target are skipped", exc)
+        have_qat = False
+    if have_qat and args.qat_epochs > 0:
+        _step("qat", timings, qat_dir / "weights.h5", reuse,
+              lambda: _call(qat.qat, data_uri, float_dir, qat_dir, epochs=args.qat_epochs,
+                            seed=args.seed, progress=True))
+    else:
+        have_qat = False
+
+    from components.quantize import core as quantize
+
+    _step("quantize", timings, variants_dir / "variants.json", reuse,
+          lambda: _call(quantize.quantize, float_dir, variants_dir,
+                        qat_model_dir=qat_dir if have_qat else None, calibration=data_uri,
+                        num_calibration=args.num_calibration, coreml=args.coreml, progress=True))
+
+    from components.evaluate import core as evaluate
+
+    t0 = time.perf_counter()
+    report = evaluate.evaluate(variants_dir, data_uri, eval_dir, float_model_dir=float_dir,
+                               latency_runs=args.latency_runs, max_images=args.max_images,
+                               threads=args.threads)
+    timings["evaluate"] = time.perf_counter() - t0
+
+    doc = report.to_dict()
+    ratio, detail = qat_step_ratio(qat_dir if have_qat else None)
+    targets = check_targets(doc, ratio, detail)
+    settings = {"epochs": args.epochs, "qat_epochs": args.qat_epochs, "input_size": args.input_size or "dataset's",
+                "latency_runs": args.latency_runs, "max_images": args.max_images or "all",
+                "num_calibration": args.num_calibration, "seed": args.seed, "data": data_uri}
+    print_rich(doc, targets)
+    out_md = Path(args.out) if args.out else work / "model_chain.md"
+    out_md.write_text(render(doc, targets, settings, timings), encoding="utf-8")
+    print(f"table written to {out_md}; reports in {eval_dir}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m benchmarks.model_chain", description=__doc__.splitlines()[0])
+    p.add_argument("--work", default="runs/model_chain", help="directory for every step's artifacts")
+    p.add_argument("--data", help="use this dataset instead of generating the embedded default")
+    p.add_argument("--train-images", type=int, help="generated train split size (default: the generator's)")
+    p.add_argument("--val-images", type=int, help="generated val split size")
+    p.add_argument("--calibration-images", type=int, help="generated calibration split size")
+    p.add_argument("--image-size", type=int, help="generated image side (default: the generator's)")
+    p.add_argument("--epochs", type=int, default=12, help="float training epochs (pipeline default 12)")
+    p.add_argument("--qat-epochs", type=float, default=2.0, help="QAT epochs (0 = skip QAT)")
+    p.add_argument("--input-size", type=int, help="square input side (default: the dataset's image size)")
+    p.add_argument("--num-calibration", type=int, default=200, help="full-int8 calibration images")
+    p.add_argument("--coreml", action="store_true", help="also convert to Core ML (not measured here)")
+    p.add_argument("--latency-runs", type=int, default=50, help="timed runs per thread setting")
+    p.add_argument("--threads", type=int, help="the N of the N-thread latency (default: all cores)")
+    p.add_argument("--max-images", type=int, help="evaluate only the first N val images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--reuse", action="store_true", help="skip steps whose artifacts already exist in --work")
+    p.add_argument("--out", help="Markdown file for the table (default: <work>/model_chain.md)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
+    if args.latency_runs < 1:
+        print(f"--latency-runs must be >= 1, got {args.latency_runs}", file=sys.stderr)
+        return 2
+    return run_chain(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
