@@ -10,14 +10,14 @@ import hashlib
 import io
 import json
 import logging
-import struct
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from components.data.generate import CLASSES, GeneratorConfig, draw_image, image_rng
+from components.data.generate import CLASSES, DrawnImage, GeneratorConfig, draw_image, image_rng
+from components.data.tfrecord import encode_example, frame, iter_records
 from edgeship import storage
 
 log = logging.getLogger(__name__)
@@ -75,33 +75,38 @@ def fingerprint_dir(root: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _tf_example(image_id: int, file_name: str, jpeg: bytes, size: int, boxes_px, labels, names):
-    from edgeship.tfcompat import tf
+def _tf_example(image_id: int, file_name: str, jpeg: bytes, size: int, boxes_px, labels, names) -> bytes:
+    """One serialized tf.train.Example with the TF Object Detection API keys (bytes are stable)."""
+    return encode_example({
+        "image/encoded": ("bytes", [jpeg]),
+        "image/format": ("bytes", [b"jpeg"]),
+        "image/height": ("int64", [size]),
+        "image/width": ("int64", [size]),
+        "image/filename": ("bytes", [file_name.encode()]),
+        "image/source_id": ("bytes", [str(image_id).encode()]),
+        "image/object/bbox/xmin": ("float", [b[0] / size for b in boxes_px]),
+        "image/object/bbox/ymin": ("float", [b[1] / size for b in boxes_px]),
+        "image/object/bbox/xmax": ("float", [b[2] / size for b in boxes_px]),
+        "image/object/bbox/ymax": ("float", [b[3] / size for b in boxes_px]),
+        "image/object/class/label": ("int64", list(labels)),
+        "image/object/class/text": ("bytes", [names[i - 1].encode() for i in labels]),
+    })
 
-    def floats(v):
-        return tf.train.Feature(float_list=tf.train.FloatList(value=list(v)))
 
-    def ints(v):
-        return tf.train.Feature(int64_list=tf.train.Int64List(value=list(v)))
+def _draw(job: tuple[int, str, int, GeneratorConfig]) -> DrawnImage:
+    seed, split, index, cfg = job
+    return draw_image(image_rng(seed, split, index), cfg)
 
-    def byts(v):
-        return tf.train.Feature(bytes_list=tf.train.BytesList(value=list(v)))
 
-    feature = {
-        "image/encoded": byts([jpeg]),
-        "image/format": byts([b"jpeg"]),
-        "image/height": ints([size]),
-        "image/width": ints([size]),
-        "image/filename": byts([file_name.encode()]),
-        "image/source_id": byts([str(image_id).encode()]),
-        "image/object/bbox/xmin": floats([b[0] / size for b in boxes_px]),
-        "image/object/bbox/ymin": floats([b[1] / size for b in boxes_px]),
-        "image/object/bbox/xmax": floats([b[2] / size for b in boxes_px]),
-        "image/object/bbox/ymax": floats([b[3] / size for b in boxes_px]),
-        "image/object/class/label": ints(labels),
-        "image/object/class/text": byts([names[i - 1].encode() for i in labels]),
-    }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+def _drawn_images(jobs: list, workers: int):
+    """Draw the jobs in order, in ``workers`` processes when more than one (same bytes either way)."""
+    if workers <= 1 or len(jobs) < 4 * workers:
+        yield from map(_draw, jobs)
+        return
+    import multiprocessing
+
+    with multiprocessing.get_context("fork").Pool(workers) as pool:
+        yield from pool.imap(_draw, jobs, chunksize=16)
 
 
 def generate_dataset(
@@ -113,18 +118,25 @@ def generate_dataset(
     calibration: int = 200,
     image_size: int = 160,
     progress: bool = False,
+    workers: int = 1,
+    config: GeneratorConfig | None = None,
 ) -> DatasetInfo:
     """Write the embedded synthetic dataset (COCO + JPEG, TFRecord, dataset.json) to out_dir.
 
-    Same arguments → identical bytes and fingerprint. Overwrites files of the same names.
+    Same arguments → identical bytes and fingerprint, in any process, with any ``workers``.
+    ``config`` overrides the generator's knobs (its image_size is replaced by ``image_size``).
+    Overwrites files of the same names. Raises ValueError naming a bad argument.
     """
-    from edgeship.tfcompat import tf
+    import dataclasses
 
-    if min(train, val, calibration) < 1:
-        raise ValueError(f"every split needs at least one image: train={train}, val={val}, calibration={calibration}")
-    if image_size < 32:
-        raise ValueError(f"image_size {image_size} is too small (>= 32)")
-    cfg = GeneratorConfig(image_size=image_size)
+    sizes = {"train": train, "val": val, "calibration": calibration}
+    for split, count in sizes.items():
+        if not isinstance(count, int) or count < 1:
+            raise ValueError(f"every split needs at least one image: {split}={count!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    cfg = dataclasses.replace(config or GeneratorConfig(), image_size=int(image_size))
+    cfg.validate()
     out = Path(out_dir)
     names = list(cfg.classes)
     categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(names)]
@@ -132,7 +144,6 @@ def generate_dataset(
     (out / "coco" / "annotations").mkdir(parents=True, exist_ok=True)
     (out / "labels.txt").write_text("".join(n + "\n" for n in names))
     splits_meta = {}
-    sizes = {"train": train, "val": val, "calibration": calibration}
     total = sum(sizes.values())
     done = 0
     bar = None
@@ -148,23 +159,23 @@ def generate_dataset(
             img_dir.mkdir(parents=True, exist_ok=True)
             images, annotations = [], []
             per_class: Counter = Counter()
-            with tf.io.TFRecordWriter(str(out / "tfrecord" / f"{split}.tfrecord")) as writer:
-                for i in range(count):
-                    drawn = draw_image(image_rng(seed, split, i), cfg)
+            jobs = [(seed, split, i, cfg) for i in range(count)]
+            with open(out / "tfrecord" / f"{split}.tfrecord", "wb") as writer:
+                for i, drawn in enumerate(_drawn_images(jobs, workers)):
                     file_name = f"{i:06d}.jpg"
                     (img_dir / file_name).write_bytes(drawn.jpeg)
-                    images.append({"id": i, "file_name": file_name, "width": image_size, "height": image_size})
-                    for box, label in zip(drawn.boxes_px, drawn.class_ids):
-                        x0, y0, x1, y1 = (round(v, 2) for v in box)
+                    images.append({"id": i, "file_name": file_name, "width": cfg.image_size,
+                                   "height": cfg.image_size})
+                    for box, label, vis in zip(drawn.boxes_px, drawn.class_ids, drawn.visible):
+                        x0, y0, x1, y1 = (int(v) for v in box)
                         annotations.append({
                             "id": len(annotations) + 1, "image_id": i, "category_id": label,
-                            "bbox": [x0, y0, round(x1 - x0, 2), round(y1 - y0, 2)],
-                            "area": round((x1 - x0) * (y1 - y0), 2), "iscrowd": 0,
+                            "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+                            "iscrowd": 0, "visible": vis,
                         })
                         per_class[names[label - 1]] += 1
-                    rounded = [(a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3])
-                               for a in annotations[len(annotations) - len(drawn.class_ids):]]
-                    writer.write(_tf_example(i, file_name, drawn.jpeg, image_size, rounded, drawn.class_ids, names))
+                    writer.write(frame(_tf_example(i, file_name, drawn.jpeg, cfg.image_size,
+                                                   drawn.boxes_px, drawn.class_ids, names)))
                     done += 1
                     if bar:
                         bar.update(task, completed=done)
@@ -179,7 +190,7 @@ def generate_dataset(
     meta = {
         "format_version": FORMAT_VERSION,
         "name": "edgeship-shapes",
-        "image_size": [image_size, image_size],
+        "image_size": [cfg.image_size, cfg.image_size],
         "seed": seed,
         "classes": [{"id": c["id"], "name": c["name"]} for c in categories],
         "splits": splits_meta,
@@ -270,19 +281,8 @@ def _load_coco(uri: str, split: str, info: DatasetInfo) -> list[Example]:
 
 
 def iter_tfrecord(data: bytes, where: str):
-    """Yield the records of a TFRecord file's bytes (length-prefixed, CRC-framed)."""
-    pos, n = 0, 0
-    while pos < len(data):
-        if pos + 12 > len(data):
-            raise ValueError(f"{where}: truncated record header at byte {pos} (record {n})")
-        (length,) = struct.unpack("<Q", data[pos:pos + 8])
-        start = pos + 12
-        end = start + length
-        if end + 4 > len(data):
-            raise ValueError(f"{where}: truncated record {n} at byte {pos}")
-        yield data[start:end]
-        pos = end + 4
-        n += 1
+    """Yield the records of a TFRecord file's bytes (lengths and CRCs checked)."""
+    return iter_records(data, where)
 
 
 def _load_tfrecord(uri: str, split: str, info: DatasetInfo) -> list[Example]:

@@ -81,3 +81,12 @@ def test_unknown_format(small_dataset):
 def test_missing_dataset_json(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"dataset\.json"):
         core.load_split(tmp_path, "val")
+
+
+def test_corrupt_tfrecord_names_the_record(dataset_copy):
+    path = dataset_copy / "tfrecord/val.tfrecord"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # one flipped byte inside some record's data
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=r"val\.tfrecord: corrupt record \d+ at byte \d+ \(data checksum"):
+        core.load_split(dataset_copy, "val", "tfrecord")

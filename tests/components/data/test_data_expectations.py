@@ -32,3 +32,50 @@ def test_boxes_valid_sizes_varied_and_several_objects_per_image(medium):
 def test_images_vary_in_brightness(medium):
     means = [e.image.mean() for e in core.load_split(medium, "val")]
     assert np.ptp(means) > 40  # lighting is varied, not one exposure
+
+
+def test_objects_stay_identifiable(medium):
+    """No object is fully covered: every one keeps most of its area visible, boxes overlap little."""
+    import json
+
+    from components.data.generate import GeneratorConfig, _iou
+
+    cfg = GeneratorConfig()
+    for split in core.SPLITS:
+        coco = json.loads((medium / f"coco/annotations/{split}.json").read_text())
+        by_image = {}
+        for a in coco["annotations"]:
+            assert a["visible"] >= cfg.min_visible, a
+            by_image.setdefault(a["image_id"], []).append(a["bbox"])
+        for boxes in by_image.values():
+            xyxy = [(x, y, x + w, y + h) for x, y, w, h in boxes]
+            for i in range(len(xyxy)):
+                for j in range(i + 1, len(xyxy)):
+                    assert _iou(xyxy[i], xyxy[j]) <= cfg.max_overlap_iou
+
+
+def test_occlusion_and_overlap_actually_happen(medium):
+    import json
+
+    coco = json.loads((medium / "coco/annotations/train.json").read_text())
+    visible = np.array([a["visible"] for a in coco["annotations"]])
+    assert (visible < 0.95).mean() > 0.05  # some objects are partly hidden
+    assert (visible > 0.99).mean() > 0.5   # most are not
+
+
+def test_objects_stand_out_from_the_background(medium):
+    """An object's centre differs in colour from the strip of background just outside its box."""
+    examples = core.load_split(medium, "val")
+    diffs = []
+    for ex in examples:
+        h, w = ex.image.shape[:2]
+        img = ex.image.astype(np.float32)
+        for y0, x0, y1, x1 in (ex.boxes * [h, w, h, w]).astype(int):
+            cy, cx, ry, rx = (y0 + y1) // 2, (x0 + x1) // 2, max(1, (y1 - y0) // 8), max(1, (x1 - x0) // 8)
+            centre = img[cy - ry:cy + ry + 1, cx - rx:cx + rx + 1].reshape(-1, 3).mean(0)
+            ring = np.zeros((h, w), bool)
+            ring[max(0, y0 - 3):y1 + 3, max(0, x0 - 3):x1 + 3] = True
+            ring[y0:y1, x0:x1] = False
+            if ring.any():
+                diffs.append(np.linalg.norm(centre - img[ring].mean(0)))
+    assert np.median(diffs) > 40
