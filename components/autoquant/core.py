@@ -348,7 +348,7 @@ def autoquant(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLi
                                "latency_ms_1thread": c.latency_ms, "budget_pt": budget_pt,
                                "met_budget": result.met_budget, "partial": result.partial}}
     write_outputs(result, out_dir, variant_entry=entry, rank_by=rank_by)
-    labels = loaded.labels or [f"class_{i + 1}" for i in range(loaded.num_classes)]
+    labels = list(class_names) or loaded.labels
     (Path(out_dir) / "labels.txt").write_text("\n".join(labels) + "\n")
     return result
 

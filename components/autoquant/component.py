@@ -1,0 +1,58 @@
+"""KFP interface of the autoquant step (logic in components/autoquant/core.py)."""
+from typing import NamedTuple
+
+from kfp import dsl
+from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
+
+from components._image import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def autoquant(
+    dataset: Input[Dataset],
+    float_model: Input[Model],
+    qat_model: Input[Model],
+    result: Output[Artifact],
+    metrics: Output[Metrics],
+    tradeoff_md: Output[Markdown],
+    budget_pt: float = 1.0,
+    max_latency_ms: float = 0.0,
+    max_size_bytes: int = 0,
+    max_candidates: int = 12,
+    max_seconds: float = 0.0,
+    seed: int = 0,
+) -> NamedTuple("AutoquantOutputs", [("chosen", str), ("met_budget", bool), ("partial", bool)]):
+    """Find the fastest .tflite within ``budget_pt`` mAP points of fp32 (QAT/full/selective int8, 16x8,
+    float16, fp32), each candidate measured on the val split.
+
+    Args:
+        dataset: the data step's Dataset (calibration + val splits). float_model / qat_model: the
+            train and qat steps' Model artifacts.
+        budget_pt: max ΔmAP@[.5:.95] vs fp32 in points. max_latency_ms / max_size_bytes: extra
+            limits (0 = none). max_candidates / max_seconds: search limits (0 s = none). seed: the
+            calibration sample.
+    Outputs: result (the chosen .tflite + variants.json, autoquant.json, tradeoff.json/md/png,
+    layers.csv/json/md, candidates/), metrics (chosen ΔmAP, latency, size), tradeoff_md (the curve
+    table, shown by Vertex AI and kfp.local); returns the chosen name and the budget/partial flags.
+    """
+    import shutil
+    from collections import namedtuple
+
+    from components.autoquant import core
+
+    res = core.autoquant(float_model.path, qat_model.path, dataset.path, result.path, budget_pt=budget_pt,
+                         max_latency_ms=max_latency_ms or None, max_size_bytes=max_size_bytes or None,
+                         max_candidates=max_candidates, max_seconds=max_seconds or None, seed=seed,
+                         progress=False)
+    chosen = res.chosen
+    if chosen is not None:
+        metrics.log_metric("delta_map_pts", float(chosen.delta_pt or 0.0))
+        metrics.log_metric("latency_ms", float(chosen.latency_ms or 0.0))
+        metrics.log_metric("size_bytes", float(chosen.size_bytes or 0))
+        metrics.log_metric("float_layers", float(len(chosen.float_layers)))
+    metrics.log_metric("candidates", float(len(res.candidates)))
+    shutil.copyfile(res.files["tradeoff.md"], tradeoff_md.path)
+    result.metadata.update({"chosen": chosen.name if chosen else "", "met_budget": res.met_budget,
+                            "partial": res.partial, "message": res.message})
+    out = namedtuple("AutoquantOutputs", ["chosen", "met_budget", "partial"])
+    return out(chosen.name if chosen else "", bool(res.met_budget), bool(res.partial))
