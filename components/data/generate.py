@@ -119,7 +119,7 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
     elif kind == 2:  # grid of thin lines
         period = rng.uniform(10, 28) * size / 160
         lines = ((xx % period) < 1.5) | ((yy % period) < 1.5)
-        img = img + np.where(lines, rng.uniform(-30, 30), 0.0)[..., None]
+        img = img + np.where(lines, np.float32(rng.uniform(-30, 30)), np.float32(0))[..., None]
     fine = _smooth_noise(rng, size, max(8, size // 5))[..., None] - 0.5
     img = img + rng.uniform(10, 30) * fine
     # clutter: dots and short strokes, smaller than any object
@@ -309,13 +309,17 @@ def draw_image(rng: np.random.Generator, cfg: GeneratorConfig) -> DrawnImage:
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     theta = rng.uniform(0, 2 * math.pi)
     gradient = 1.0 + rng.uniform(0, 0.5) * ((xx - 0.5) * math.cos(theta) + (yy - 0.5) * math.sin(theta))
-    canvas = canvas * rng.uniform(0.6, 1.3) * gradient[..., None]
-    canvas = 255.0 * (np.clip(canvas, 0, 255) / 255.0) ** rng.uniform(0.8, 1.25)
-    out = Image.fromarray(np.uint8(np.clip(canvas + 0.5, 0, 255)))
+    canvas *= (np.float32(rng.uniform(0.6, 1.3)) * gradient)[..., None]
+    gamma = rng.uniform(0.8, 1.25)
+    lut = [int(255.0 * (v / 255.0) ** gamma + 0.5) for v in range(256)] * 3
+    np.clip(canvas, 0, 255, out=canvas)
+    out = Image.fromarray((canvas + 0.5).astype(np.uint8)).point(lut)
     if rng.random() < cfg.blur_prob:
         out = out.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.4, cfg.max_blur)) * scale))
-    noisy = np.asarray(out, np.float32) + rng.normal(0, rng.uniform(1.0, cfg.max_noise), (size, size, 3))
-    out = Image.fromarray(np.uint8(np.clip(noisy + 0.5, 0, 255)))
+    sigma = np.float32(rng.uniform(1.0, cfg.max_noise))
+    noisy = np.asarray(out, np.float32) + rng.standard_normal((size, size, 3), dtype=np.float32) * sigma
+    np.clip(noisy + 0.5, 0, 255, out=noisy)
+    out = Image.fromarray(noisy.astype(np.uint8))
     buf = io.BytesIO()
     out.save(buf, format="JPEG", quality=cfg.jpeg_quality, subsampling=2, optimize=False)
     return DrawnImage(buf.getvalue(), [tuple(float(v) for v in p[1]) for p in placed],
