@@ -75,19 +75,24 @@ def fingerprint_dir(root: Path) -> str:
     return "sha256:" + h.hexdigest()
 
 
-def _tf_example(image_id: int, file_name: str, jpeg: bytes, size: int, boxes_px, labels, names) -> bytes:
-    """One serialized tf.train.Example with the TF Object Detection API keys (bytes are stable)."""
+def _tf_example(image_id: int, file_name: str, jpeg: bytes, size: int | tuple[int, int], boxes_px,
+                labels, names) -> bytes:
+    """One serialized tf.train.Example with the TF Object Detection API keys (bytes are stable).
+
+    size: the side of a square image, or (height, width); boxes_px: (x0, y0, x1, y1) pixels.
+    """
+    height, width = (size, size) if isinstance(size, int) else size
     return encode_example({
         "image/encoded": ("bytes", [jpeg]),
         "image/format": ("bytes", [b"jpeg"]),
-        "image/height": ("int64", [size]),
-        "image/width": ("int64", [size]),
+        "image/height": ("int64", [height]),
+        "image/width": ("int64", [width]),
         "image/filename": ("bytes", [file_name.encode()]),
         "image/source_id": ("bytes", [str(image_id).encode()]),
-        "image/object/bbox/xmin": ("float", [b[0] / size for b in boxes_px]),
-        "image/object/bbox/ymin": ("float", [b[1] / size for b in boxes_px]),
-        "image/object/bbox/xmax": ("float", [b[2] / size for b in boxes_px]),
-        "image/object/bbox/ymax": ("float", [b[3] / size for b in boxes_px]),
+        "image/object/bbox/xmin": ("float", [b[0] / width for b in boxes_px]),
+        "image/object/bbox/ymin": ("float", [b[1] / height for b in boxes_px]),
+        "image/object/bbox/xmax": ("float", [b[2] / width for b in boxes_px]),
+        "image/object/bbox/ymax": ("float", [b[3] / height for b in boxes_px]),
         "image/object/class/label": ("int64", list(labels)),
         "image/object/class/text": ("bytes", [names[i - 1].encode() for i in labels]),
     })
@@ -253,7 +258,7 @@ def _check_boxes(boxes_px: np.ndarray, labels: np.ndarray, width: int, height: i
             raise ValueError(f"class id {int(label)} in {where} is not in the label map (1..{num_classes})")
 
 
-def _load_coco(uri: str, split: str, info: DatasetInfo) -> list[Example]:
+def _read_coco(uri: str, split: str) -> tuple[str, dict]:
     ann_path = _join(uri, "coco", "annotations", f"{split}.json")
     try:
         coco = json.loads(storage.read_bytes(ann_path))
@@ -261,21 +266,44 @@ def _load_coco(uri: str, split: str, info: DatasetInfo) -> list[Example]:
         raise FileNotFoundError(f"split {split!r} has no annotations: {exc}") from exc
     except json.JSONDecodeError as exc:
         raise ValueError(f"{ann_path} is not valid JSON: {exc}") from exc
+    for key in ("images", "annotations"):
+        if not isinstance(coco.get(key), list):
+            raise ValueError(f"{ann_path} has no {key!r} list (not COCO detection JSON)")
+    return ann_path, coco
+
+
+def _load_coco(uri: str, split: str, info: DatasetInfo) -> list[Example]:
+    ann_path, coco = _read_coco(uri, split)
+    image_ids = {img["id"] for img in coco["images"]}
     by_image: dict[int, list[dict]] = {}
-    for ann in coco.get("annotations", []):
+    for ann in coco["annotations"]:
+        if ann.get("image_id") not in image_ids:
+            raise ValueError(f"annotation {ann.get('id')} in {ann_path} refers to image id "
+                             f"{ann.get('image_id')!r}, which is not in its images")
         by_image.setdefault(ann["image_id"], []).append(ann)
     out = []
-    for img in coco.get("images", []):
+    for img in coco["images"]:
         rel = f"coco/images/{split}/{img['file_name']}"
         where = _join(uri, rel)
-        image = decode_jpeg(storage.read_bytes(where), where)
+        try:
+            data = storage.read_bytes(where)
+        except FileNotFoundError as exc:
+            raise FileNotFoundError(f"image {rel} (image id {img['id']} in {ann_path}) is missing: "
+                                    f"{exc}") from exc
+        image = decode_jpeg(data, where)
         h, w = image.shape[:2]
+        if (img.get("height"), img.get("width")) not in ((h, w), (None, None)):
+            raise ValueError(f"{rel} is {w}x{h} but {ann_path} says {img.get('width')}x{img.get('height')}")
         anns = by_image.get(img["id"], [])
+        for a in anns:
+            if not (isinstance(a.get("bbox"), list) and len(a["bbox"]) == 4):
+                raise ValueError(f"annotation {a.get('id')} in {ann_path} has bbox {a.get('bbox')!r}; "
+                                 "expected [x, y, w, h]")
         boxes_px = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
-                              a["bbox"][1] + a["bbox"][3]] for a in anns], np.float32).reshape(-1, 4)
+                              a["bbox"][1] + a["bbox"][3]] for a in anns], np.float64).reshape(-1, 4)
         labels = np.array([a["category_id"] for a in anns], np.int32)
         _check_boxes(boxes_px, labels, w, h, info.num_classes, rel)
-        boxes = np.clip(boxes_px[:, [1, 0, 3, 2]] / np.array([h, w, h, w], np.float32), 0, 1)
+        boxes = np.clip(boxes_px[:, [1, 0, 3, 2]] / np.array([h, w, h, w], np.float64), 0, 1)
         out.append(Example(str(img["id"]), image, boxes.astype(np.float32), labels))
     return out
 
@@ -369,16 +397,103 @@ def validate(uri: str | Path, fmt: str = "coco") -> DatasetInfo:
     return info
 
 
+def _coco_metadata(root: Path) -> dict:
+    """dataset.json fields derived from a COCO-only dataset (the user brought no dataset.json)."""
+    classes = None
+    splits, sizes = {}, Counter()
+    for split in SPLITS:
+        ann_path, coco = _read_coco(str(root), split)
+        cats = sorted((int(c["id"]), str(c["name"])) for c in coco.get("categories", []))
+        if not cats:
+            raise ValueError(f"{ann_path} has no categories: cannot tell the class names")
+        if [i for i, _ in cats] != list(range(1, len(cats) + 1)):
+            raise ValueError(f"{ann_path}: category ids must be 1..K, got {[i for i, _ in cats]}")
+        if classes is None:
+            classes = cats
+        elif cats != classes:
+            raise ValueError(f"{ann_path}: categories {cats} differ from the train split's {classes}")
+        names = dict(cats)
+        per_class = Counter(names.get(a["category_id"], str(a["category_id"])) for a in coco["annotations"])
+        splits[split] = {"images": len(coco["images"]), "objects": len(coco["annotations"]),
+                         "per_class": {n: per_class.get(n, 0) for _, n in cats}}
+        sizes.update((img.get("height"), img.get("width")) for img in coco["images"])
+    (h, w), _ = sizes.most_common(1)[0] if sizes else ((None, None), 0)
+    return {"format_version": FORMAT_VERSION, "name": root.name, "image_size": [h, w], "seed": None,
+            "classes": [{"id": i, "name": n} for i, n in classes], "splits": splits,
+            "generator": None}
+
+
+def _write_tfrecords(root: Path, info: DatasetInfo) -> None:
+    """TFRecord files for every split, written from the COCO JSON + JPEGs under root."""
+    names = info.class_names
+    (root / "tfrecord").mkdir(parents=True, exist_ok=True)
+    for split in SPLITS:
+        _, coco = _read_coco(str(root), split)
+        by_image: dict[int, list[dict]] = {}
+        for ann in coco["annotations"]:
+            by_image.setdefault(ann["image_id"], []).append(ann)
+        with open(root / "tfrecord" / f"{split}.tfrecord", "wb") as fh:
+            for img in coco["images"]:
+                anns = by_image.get(img["id"], [])
+                boxes = [(a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3])
+                         for a in anns]
+                jpeg = (root / "coco" / "images" / split / img["file_name"]).read_bytes()
+                fh.write(frame(_tf_example(img["id"], img["file_name"], jpeg,
+                                           (int(img["height"]), int(img["width"])), boxes,
+                                           [int(a["category_id"]) for a in anns], names)))
+
+
 def materialize(source_uri: str, out_dir: str | Path) -> DatasetInfo:
-    """Validate a user's dataset and copy it into out_dir (a local artifact directory)."""
+    """Bring a user's dataset (local dir or gs:// prefix) into out_dir as a checked Dataset artifact.
+
+    The source needs coco/annotations/{train,val,calibration}.json and coco/images/{split}/;
+    dataset.json, labels.txt and tfrecord/ are optional and made from the COCO data when absent.
+    Every split is read in full in each format (a bad file raises, naming it). When the source's
+    dataset.json carries a fingerprint and nothing had to be added, the copy must match it.
+    Side effect: writes into out_dir. Returns the artifact's info (with its fingerprint).
+    """
     import shutil
 
-    validate(source_uri)
+    source_uri = str(source_uri)
     out = Path(out_dir)
     if storage.is_gcs(source_uri):
         storage.download_dir(source_uri, out)
     else:
+        if not Path(source_uri).is_dir():
+            raise FileNotFoundError(f"dataset source {source_uri} is not a directory")
         shutil.copytree(source_uri, out, dirs_exist_ok=True)
+    meta_path = out / "dataset.json"
+    claimed = None
+    added = []
+    if meta_path.is_file():
+        try:
+            meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"{_join(source_uri, 'dataset.json')} is not valid JSON: {exc}") from exc
+        claimed = meta.get("fingerprint") or None
+    else:
+        meta = _coco_metadata(out)
+        added.append("dataset.json")
+    if not (out / "labels.txt").is_file():
+        (out / "labels.txt").write_text("".join(c["name"] + "\n" for c in sorted(meta["classes"], key=lambda c: c["id"])))
+        added.append("labels.txt")
+    meta["fingerprint"] = ""
+    meta_path.write_text(json.dumps(meta, indent=2))
+    if not all((out / "tfrecord" / f"{s}.tfrecord").is_file() for s in SPLITS):
+        _write_tfrecords(out, read_dataset_info(out))
+        added.append("tfrecord/")
+    actual = fingerprint_dir(out)
+    if claimed and not added and claimed != actual:
+        raise ValueError(f"{_join(source_uri, 'dataset.json')} says fingerprint {claimed} but its files "
+                         f"hash to {actual}: the files changed after dataset.json was written")
+    meta["fingerprint"] = actual
+    if added:
+        meta["derived"] = {"source": source_uri, "added": added}
+    meta_path.write_text(json.dumps(meta, indent=2))
+    for fmt in ("coco", "tfrecord"):
+        validate(out, fmt)
+    log.info("materialized %s into %s (%s%s)", source_uri, out, actual,
+             f"; added {', '.join(added)}" if added else "")
     return read_dataset_info(out)
 
 

@@ -90,3 +90,19 @@ def test_corrupt_tfrecord_names_the_record(dataset_copy):
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"val\.tfrecord: corrupt record \d+ at byte \d+ \(data checksum"):
         core.load_split(dataset_copy, "val", "tfrecord")
+
+
+def test_annotation_for_an_unknown_image(dataset_copy):
+    def orphan(coco):
+        coco["annotations"][0]["image_id"] = 999
+    _edit_coco(dataset_copy, "val", orphan)
+    with pytest.raises(ValueError, match=r"annotation 1 in .*val\.json refers to image id 999"):
+        core.load_split(dataset_copy, "val")
+
+
+def test_image_size_disagrees_with_annotations(dataset_copy):
+    def resize(coco):
+        coco["images"][1]["width"] = 65
+    _edit_coco(dataset_copy, "val", resize)
+    with pytest.raises(ValueError, match=r"coco/images/val/000001\.jpg is 64x64 but .* says 65x64"):
+        core.load_split(dataset_copy, "val")

@@ -1,0 +1,99 @@
+"""The user's own data: validated and brought into the artifact (core.materialize), the KFP
+component body (python_func with artifact stand-ins), and the CLI."""
+import json
+import shutil
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from components.data import core
+from edgeship import cli
+
+
+def _coco_only(src, dst):
+    """A user's dataset as people bring it: COCO JSON + JPEGs, nothing else."""
+    shutil.copytree(src / "coco", dst / "coco")
+    return dst
+
+
+def test_coco_only_dataset_gets_metadata_and_tfrecords(small_dataset, tmp_path, SMALL):
+    user = _coco_only(small_dataset, tmp_path / "user")
+    info = core.materialize(str(user), tmp_path / "artifact")
+    art = tmp_path / "artifact"
+    assert info.class_names == list(core.CLASSES)
+    assert (art / "labels.txt").read_text().split() == list(core.CLASSES)
+    assert info.splits["val"]["images"] == SMALL["val"]
+    assert info.raw["derived"]["added"] == ["dataset.json", "labels.txt", "tfrecord/"]
+    assert info.fingerprint == core.fingerprint_dir(art)
+    coco = core.load_split(art, "train", "coco")
+    tfr = core.load_split(art, "train", "tfrecord")
+    for a, b in zip(coco, tfr):
+        np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-6)
+    # the TFRecords made from COCO are the generator's, byte for byte
+    assert (art / "tfrecord/val.tfrecord").read_bytes() == (small_dataset / "tfrecord/val.tfrecord").read_bytes()
+
+
+def test_complete_dataset_keeps_its_fingerprint(small_dataset, tmp_path):
+    info = core.materialize(str(small_dataset), tmp_path / "artifact")
+    assert info.fingerprint == core.read_dataset_info(small_dataset).fingerprint
+    assert "derived" not in info.raw
+
+
+def test_files_changed_after_dataset_json_are_refused(dataset_copy, tmp_path):
+    a, b = dataset_copy / "coco/images/val/000000.jpg", dataset_copy / "coco/images/val/000001.jpg"
+    a.write_bytes(b.read_bytes())  # still a valid JPEG, but not the one fingerprinted
+    with pytest.raises(ValueError, match=r"says fingerprint sha256:\w+ but its files hash to sha256:\w+"):
+        core.materialize(str(dataset_copy), tmp_path / "artifact")
+
+
+def test_missing_split_is_named(small_dataset, tmp_path):
+    user = _coco_only(small_dataset, tmp_path / "user")
+    (user / "coco/annotations/calibration.json").unlink()
+    with pytest.raises(FileNotFoundError, match=r"split 'calibration' has no annotations.*calibration\.json"):
+        core.materialize(str(user), tmp_path / "artifact")
+
+
+def test_missing_source_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"dataset source .*nowhere is not a directory"):
+        core.materialize(str(tmp_path / "nowhere"), tmp_path / "artifact")
+
+
+def test_component_generates_with_metadata(tmp_path):
+    from components.data.component import data
+
+    out = SimpleNamespace(path=str(tmp_path / "ds"), metadata={}, uri="")
+    data.python_func(dataset=out, data_uri="", seed=5, train_images=6, val_images=5,
+                     calibration_images=5, image_size=64)
+    info = core.read_dataset_info(tmp_path / "ds")
+    assert out.metadata["fingerprint"] == info.fingerprint
+    assert out.metadata["splits"]["train"]["images"] == 6
+    assert set(out.metadata["splits"]["val"]["per_class"]) == set(core.CLASSES)
+
+
+def test_component_takes_the_users_data(small_dataset, tmp_path):
+    from components.data.component import data
+
+    user = _coco_only(small_dataset, tmp_path / "user")
+    out = SimpleNamespace(path=str(tmp_path / "ds"), metadata={}, uri="")
+    data.python_func(dataset=out, data_uri=str(user))
+    assert out.metadata["source"] == str(user)
+    assert out.metadata["fingerprint"] == core.fingerprint_dir(tmp_path / "ds")
+
+
+def test_cli_generate_and_inspect(tmp_path, capsys):
+    out = tmp_path / "cli"
+    assert cli.main(["data", "generate", "--out", str(out), "--seed", "2", "--train", "5", "--val", "5",
+                     "--calibration", "5", "--image-size", "64"]) == 0
+    printed = capsys.readouterr().out
+    fingerprint = core.read_dataset_info(out).fingerprint
+    assert str(out) in printed and fingerprint in printed
+    assert cli.main(["data", "inspect", str(out), "--format", "tfrecord"]) == 0
+    assert fingerprint in capsys.readouterr().out
+
+
+def test_cli_inspect_bad_data_is_an_error_not_a_traceback(dataset_copy, capsys):
+    (dataset_copy / "coco/images/train/000004.jpg").write_bytes(b"garbage")
+    assert cli.main(["data", "inspect", str(dataset_copy)]) == 2
+    assert "000004.jpg: cannot decode image" in capsys.readouterr().err
