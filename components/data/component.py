@@ -26,8 +26,11 @@ def data(
     if data_uri:
         info = core.materialize(data_uri, dataset.path)
     else:
+        import os
+
         info = core.generate_dataset(dataset.path, seed=seed, train=train_images, val=val_images,
-                                     calibration=calibration_images, image_size=image_size)
+                                     calibration=calibration_images, image_size=image_size,
+                                     workers=min(4, os.cpu_count() or 1))
     for key, value in core.describe(dataset.path).items():
         if key != "uri":
             dataset.metadata[key] = value

@@ -15,11 +15,15 @@ def register(subparsers) -> None:
     g.add_argument("--val", type=int, default=300)
     g.add_argument("--calibration", type=int, default=200)
     g.add_argument("--image-size", type=int, default=160)
+    g.add_argument("--workers", type=int, default=0,
+                   help="processes drawing images (default: up to 2; same bytes for any value)")
     g.set_defaults(func=_generate)
 
     i = sub.add_parser("inspect", help="check a dataset (local dir or gs://) and print its metadata")
     i.add_argument("uri")
     i.add_argument("--format", choices=("coco", "tfrecord"), default="coco")
+    i.add_argument("--grid", metavar="PNG", help="also draw the first 16 images of --split with their boxes here")
+    i.add_argument("--split", default="train", help="split for --grid (default: train)")
     i.set_defaults(func=_inspect)
 
     u = sub.add_parser("upload", help="upload a dataset directory to a gs:// prefix (create-only)")
@@ -33,11 +37,16 @@ def _generate(args) -> int:
 
     from components.data import core
 
+    import os
+    from pathlib import Path
+
+    workers = args.workers or min(2, os.cpu_count() or 1)
     t0 = time.perf_counter()
     info = core.generate_dataset(args.out, seed=args.seed, train=args.train, val=args.val,
                                  calibration=args.calibration, image_size=args.image_size,
-                                 progress=True)
-    print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s")
+                                 progress=True, workers=workers)
+    size = sum(p.stat().st_size for p in Path(args.out).rglob("*") if p.is_file())
+    print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s ({size / 1e6:.1f} MB)")
     print(f"fingerprint {info.fingerprint}")
     for split, meta in info.splits.items():
         print(f"  {split:12s} {meta['images']:5d} images {meta['objects']:5d} objects  {meta['per_class']}")
@@ -50,6 +59,10 @@ def _inspect(args) -> int:
     info = core.validate(args.uri, fmt=args.format)
     print(json.dumps(core.describe(args.uri), indent=2))
     print(f"ok: every split of {info.uri} reads cleanly as {args.format}")
+    if args.grid:
+        from components.data.preview import save_grid
+
+        print(f"grid: {save_grid(args.uri, args.grid, split=args.split, fmt=args.format)}")
     return 0
 
 

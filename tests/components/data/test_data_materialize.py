@@ -97,3 +97,13 @@ def test_cli_inspect_bad_data_is_an_error_not_a_traceback(dataset_copy, capsys):
     (dataset_copy / "coco/images/train/000004.jpg").write_bytes(b"garbage")
     assert cli.main(["data", "inspect", str(dataset_copy)]) == 2
     assert "000004.jpg: cannot decode image" in capsys.readouterr().err
+
+
+def test_cli_inspect_draws_a_grid(small_dataset, tmp_path, capsys):
+    from PIL import Image
+
+    png = tmp_path / "grid.png"
+    assert cli.main(["data", "inspect", str(small_dataset), "--grid", str(png), "--split", "val"]) == 0
+    assert str(png) in capsys.readouterr().out
+    with Image.open(png) as img:
+        assert img.size == (3 * 64 * 2, 3 * 64 * 2)  # 8 val images -> 3x3 tiles at 2x
