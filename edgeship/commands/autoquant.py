@@ -55,7 +55,7 @@ def _autoquant(args: argparse.Namespace) -> int:
                       "n/a" if c.metric is None else f"{c.metric:.4f}",
                       "n/a" if c.delta_pt is None else f"{c.delta_pt:.2f}",
                       "yes" if c.fits else (c.error or "; ".join(c.misses))[:60])
-    console = Console()
+    console = Console(width=140)  # long layer names: do not squeeze the table into 80 columns
     console.print(table)
     print(result.message)
     for name, path in result.files.items():

@@ -120,6 +120,21 @@ def test_cli_missing_model_dir_names_it(capsys, dataset, tmp_path):
 
 
 @pytest.mark.slow
+def test_qat_int8_is_tried_first_and_chosen_when_it_fits(dataset, model_dir, tmp_path_factory):
+    from components.autoquant.core import autoquant
+
+    qat_dir = write_standin_model(tmp_path_factory.mktemp("qat"), input_size=64,
+                                  num_classes=len(dataset[1].class_names), qat=True)
+    out = tmp_path_factory.mktemp("aq_qat")
+    r = autoquant(model_dir, qat_dir, str(dataset[0]), out, budget_pt=100.0, num_calibration=2,
+                  latency_runs=1, progress=False)
+    assert [c.name for c in r.candidates] == ["fp32", "qat_int8"]
+    assert r.chosen.name == "qat_int8" and r.chosen.error is None and r.met_budget
+    entry = json.loads((out / "variants.json").read_text())["variants"][0]
+    assert entry["source"] == "qat" and entry["input"]["dtype"] == "uint8"
+
+
+@pytest.mark.slow
 def test_cli_runs_and_exits_1_when_budget_missed(capsys, dataset, model_dir, tmp_path):
     rc = cli.main(["autoquant", "--model", str(model_dir), "--data", str(dataset[0]), "--out",
                    str(tmp_path / "o"), "--budget", "0", "--max-latency-ms", "0", "--max-candidates", "1",
