@@ -265,7 +265,10 @@ def search(build: Callable[[CandidateSpec], bytes],
             if row is None or row.fits:
                 chosen, plan_done = row, True
                 break
-            if row.metric is None:
+            if row.metric is None:  # a failed build counts as a round without gain
+                stale += 1
+                if stale >= patience:
+                    break
                 continue
             if any(m.startswith(("latency", "size")) for m in row.misses):
                 log.info("selective int8 with %d float layers already misses latency/size: stop adding", k)

@@ -114,3 +114,11 @@ def test_deterministic_choice_and_order():
         r = search(build, measure, budget_pt=3.5, rank_layers=lambda: list(reversed(LAYERS)), has_qat=False)
         runs.append(([c.name for c in r.candidates], [c.float_layers for c in r.candidates], r.chosen.name))
     assert runs[0] == runs[1]
+
+
+def test_selective_builds_that_fail_stop_after_patience():
+    build, measure, built = fake(fail=("selective_int8",))
+    r = search(build, measure, budget_pt=0.2, rank_layers=lambda: LAYERS, step=1, patience=2, has_qat=False)
+    assert [c.name for c in r.candidates][:4] == ["fp32", "full_int8", "selective_int8_f1", "selective_int8_f2"]
+    assert "selective_int8_f3" not in [c.name for c in r.candidates]
+    assert r.chosen.name == "float16"
