@@ -29,6 +29,7 @@ def register(subparsers) -> None:
     u = sub.add_parser("upload", help="upload a dataset directory to a gs:// prefix (create-only)")
     u.add_argument("dir")
     u.add_argument("uri", help="gs://bucket/prefix")
+    u.add_argument("--overwrite", action="store_true", help="replace objects that already exist")
     u.set_defaults(func=_upload)
 
 
@@ -67,8 +68,19 @@ def _inspect(args) -> int:
 
 
 def _upload(args) -> int:
+    from pathlib import Path
+
+    from google.api_core import exceptions
+
     from edgeship import storage
 
-    uris = storage.upload_dir(args.dir, args.uri)
-    print(f"uploaded {len(uris)} files to {args.uri}")
+    if not (Path(args.dir) / "dataset.json").is_file():
+        raise FileNotFoundError(f"{args.dir} is not a dataset directory (no dataset.json)")
+    try:
+        uris = storage.upload_dir(args.dir, args.uri, overwrite=args.overwrite)
+    except exceptions.PreconditionFailed as exc:
+        raise ValueError(f"{args.uri} already holds some of these files (uploads are create-only; "
+                         f"pass --overwrite to replace them): {exc.message}") from exc
+    size = sum(p.stat().st_size for p in Path(args.dir).rglob("*") if p.is_file())
+    print(f"uploaded {len(uris)} files ({size / 1e6:.1f} MB) to {args.uri}")
     return 0

@@ -32,3 +32,17 @@ def test_materialize_copies_a_users_gcs_dataset(small_dataset, clean_stack, tmp_
     info = core.materialize(uri, tmp_path / "artifact")
     assert info.fingerprint == core.read_dataset_info(small_dataset).fingerprint
     assert (tmp_path / "artifact/tfrecord/train.tfrecord").exists()
+
+
+def test_cli_upload_then_inspect_from_the_bucket(small_dataset, clean_stack, capsys):
+    from edgeship import cli
+
+    uri = "gs://edgeship/datasets/cli"
+    assert cli.main(["data", "upload", str(small_dataset), uri]) == 0
+    assert uri in capsys.readouterr().out
+    assert cli.main(["data", "inspect", uri, "--format", "tfrecord"]) == 0
+    assert core.read_dataset_info(small_dataset).fingerprint in capsys.readouterr().out
+    # create-only: a second upload over the same prefix is refused, not silently merged
+    assert cli.main(["data", "upload", str(small_dataset), uri]) == 2
+    assert f"{uri} already holds some of these files" in capsys.readouterr().err
+    assert cli.main(["data", "upload", str(small_dataset), uri, "--overwrite"]) == 0
