@@ -188,7 +188,7 @@ def print_rich(report: Mapping[str, Any], targets: list[Target]) -> None:
     for t in targets:
         verdict = ("[yellow]not measured" if t.met is None else "[green]met" if t.met else "[bold red]not met")
         tt.add_row(t.name + (f" ({t.detail})" if t.detail else ""), t.limit, _fmt(t.measured, ".3f"), verdict)
-    console = Console()
+    console = Console(width=max(Console().width, 150))
     console.print(table)
     console.print(tt)
 
@@ -255,7 +255,8 @@ def run_chain(args: argparse.Namespace) -> int:
         have_qat = False
     if have_qat and args.qat_epochs > 0:
         _step("qat", timings, qat_dir / "weights.h5", reuse,
-              lambda: _call(qat.qat, data_uri, float_dir, qat_dir, epochs=args.qat_epochs,
+              lambda: _call(qat.qat, float_dir, data_uri, qat_dir,
+                            epochs=int(args.qat_epochs) if float(args.qat_epochs).is_integer() else args.qat_epochs,
                             seed=args.seed, progress=True))
     else:
         have_qat = False
@@ -281,6 +282,8 @@ def run_chain(args: argparse.Namespace) -> int:
     settings = {"epochs": args.epochs, "qat_epochs": args.qat_epochs, "input_size": args.input_size or "dataset's",
                 "latency_runs": args.latency_runs, "max_images": args.max_images or "all",
                 "num_calibration": args.num_calibration, "seed": args.seed, "data": data_uri}
+    if reuse:
+        settings["reused"] = "steps with existing artifacts were not rerun; their own settings apply"
     print_rich(doc, targets)
     out_md = Path(args.out) if args.out else work / "model_chain.md"
     out_md.write_text(render(doc, targets, settings, timings), encoding="utf-8")

@@ -44,7 +44,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         table.add_column(col, justify="left" if col == "variant" else "right")
     for row in table_rows(report.to_dict()):
         table.add_row(*row)
-    console = Console()
+    console = Console(width=max(Console().width, 150))
     console.print(table)
     for name, path in report.files.items():
         console.print(f"{name}: {path}")
