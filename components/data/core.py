@@ -12,6 +12,7 @@ import json
 import logging
 from collections import Counter
 from dataclasses import dataclass
+from typing import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -272,6 +273,25 @@ def _read_coco(uri: str, split: str) -> tuple[str, dict]:
     return ann_path, coco
 
 
+def _read_many(uris: list[str]) -> Iterator[bytes | FileNotFoundError]:
+    """The bytes of each URI in order (a FileNotFoundError in place of a missing one).
+
+    gs:// objects are fetched 16 at a time (one request each would otherwise be serial).
+    """
+    def one(u: str) -> bytes | FileNotFoundError:
+        try:
+            return storage.read_bytes(u)
+        except FileNotFoundError as exc:
+            return exc
+
+    if not uris or not storage.is_gcs(uris[0]):
+        return map(one, uris)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(16) as pool:
+        return iter(list(pool.map(one, uris)))
+
+
 def _load_coco(uri: str, split: str, info: DatasetInfo) -> list[Example]:
     ann_path, coco = _read_coco(uri, split)
     image_ids = {img["id"] for img in coco["images"]}
@@ -282,14 +302,13 @@ def _load_coco(uri: str, split: str, info: DatasetInfo) -> list[Example]:
                              f"{ann.get('image_id')!r}, which is not in its images")
         by_image.setdefault(ann["image_id"], []).append(ann)
     out = []
-    for img in coco["images"]:
-        rel = f"coco/images/{split}/{img['file_name']}"
+    rels = [f"coco/images/{split}/{img['file_name']}" for img in coco["images"]]
+    blobs = _read_many([_join(uri, rel) for rel in rels])
+    for img, rel, data in zip(coco["images"], rels, blobs):
         where = _join(uri, rel)
-        try:
-            data = storage.read_bytes(where)
-        except FileNotFoundError as exc:
+        if isinstance(data, FileNotFoundError):
             raise FileNotFoundError(f"image {rel} (image id {img['id']} in {ann_path}) is missing: "
-                                    f"{exc}") from exc
+                                    f"{data}") from data
         image = decode_jpeg(data, where)
         h, w = image.shape[:2]
         if (img.get("height"), img.get("width")) not in ((h, w), (None, None)):
