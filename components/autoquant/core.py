@@ -191,7 +191,11 @@ def plot_tradeoff(result: SearchResult, path: str | Path) -> Path:
     if c is not None and c.latency_ms is not None and c.delta_pt is not None:
         ax.scatter(c.latency_ms, c.delta_pt, marker="*", s=260, facecolors="none", edgecolors="black",
                    zorder=4, label=f"chosen: {c.name}")
-    ax.set_xlabel("latency, 1 thread (ms)")
+    lats = [r.latency_ms for r in pts if r.latency_ms > 0]
+    log_x = bool(lats) and max(lats) / min(lats) > 20  # int16x8 runs on reference kernels: far right
+    if log_x:
+        ax.set_xscale("log")
+    ax.set_xlabel("latency, 1 thread (ms)" + (", log scale" if log_x else ""))
     ax.set_ylabel("ΔmAP vs fp32 (points, lower is better)")
     ax.set_title("auto-quantize candidates" + (" (partial search)" if result.partial else ""))
     ax.grid(alpha=0.3)
