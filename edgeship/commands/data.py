@@ -17,6 +17,9 @@ def register(subparsers) -> None:
     g.add_argument("--image-size", type=int, default=160)
     g.add_argument("--workers", type=int, default=0,
                    help="processes drawing images (default: up to 2; same bytes for any value)")
+    g.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
+                   help="override a generator knob (components/data/generate.py GeneratorConfig), "
+                        "e.g. --set min_size=24 --set occlusion_prob=0.2; repeatable")
     g.set_defaults(func=_generate)
 
     i = sub.add_parser("inspect", help="check a dataset (local dir or gs://) and print its metadata")
@@ -42,16 +45,38 @@ def _generate(args) -> int:
     from pathlib import Path
 
     workers = args.workers or min(2, os.cpu_count() or 1)
+    config = _generator_config(args.set)
     t0 = time.perf_counter()
     info = core.generate_dataset(args.out, seed=args.seed, train=args.train, val=args.val,
                                  calibration=args.calibration, image_size=args.image_size,
-                                 progress=True, workers=workers)
+                                 progress=True, workers=workers, config=config)
     size = sum(p.stat().st_size for p in Path(args.out).rglob("*") if p.is_file())
     print(f"wrote {args.out} in {time.perf_counter() - t0:.1f} s ({size / 1e6:.1f} MB)")
     print(f"fingerprint {info.fingerprint}")
     for split, meta in info.splits.items():
         print(f"  {split:12s} {meta['images']:5d} images {meta['objects']:5d} objects  {meta['per_class']}")
     return 0
+
+
+def _generator_config(pairs: list[str]):
+    """GeneratorConfig with ``KNOB=VALUE`` overrides; ValueError naming a bad knob or value."""
+    import dataclasses
+
+    from components.data.generate import GeneratorConfig
+
+    fields = {f.name: f for f in dataclasses.fields(GeneratorConfig)}
+    changes = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in fields or key in ("image_size", "classes"):
+            knobs = sorted(set(fields) - {"image_size", "classes"})
+            raise ValueError(f"--set {pair!r}: expected KNOB=VALUE with KNOB one of {knobs}")
+        kind = type(getattr(GeneratorConfig(), key))
+        try:
+            changes[key] = kind(value)
+        except ValueError as exc:
+            raise ValueError(f"--set {pair!r}: {key} takes a {kind.__name__}") from exc
+    return GeneratorConfig(**changes)
 
 
 def _inspect(args) -> int:

@@ -107,3 +107,16 @@ def test_cli_inspect_draws_a_grid(small_dataset, tmp_path, capsys):
     assert str(png) in capsys.readouterr().out
     with Image.open(png) as img:
         assert img.size == (3 * 64 * 2, 3 * 64 * 2)  # 8 val images -> 3x3 tiles at 2x
+
+
+def test_cli_generator_knobs(tmp_path, capsys):
+    out = tmp_path / "knobs"
+    assert cli.main(["data", "generate", "--out", str(out), "--train", "5", "--val", "5", "--calibration", "5",
+                     "--image-size", "64", "--set", "max_objects=1", "--set", "min_size=30"]) == 0
+    info = core.read_dataset_info(out)
+    assert info.raw["generator"]["max_objects"] == 1 and info.raw["generator"]["min_size"] == 30.0
+    assert all(info.splits[s]["objects"] == 5 for s in core.SPLITS)
+    assert cli.main(["data", "generate", "--out", str(out), "--set", "colour=red"]) == 2
+    assert "--set 'colour=red': expected KNOB=VALUE" in capsys.readouterr().err
+    assert cli.main(["data", "generate", "--out", str(out), "--set", "min_size=200"]) == 2
+    assert "min_size" in capsys.readouterr().err
