@@ -50,10 +50,12 @@ class ModelConfig:
     # anchor sizes (fraction of the image side) per head, and the aspect ratios (w/h) for each
     anchor_scales: tuple[tuple[float, ...], ...] = ((0.12, 0.19), (0.29, 0.42))
     aspect_ratios: tuple[float, ...] = (1.0, 2.0, 0.5)
+    fpn_channels: int = 64          # FPN-lite top-down merge of the backbone levels (0 = none)
     head_channels: int = 0          # 1x1 conv before each head (0 = none)
     extra_channels: int = 128       # width of the extra stride-64+ layers
     box_scales: tuple[float, float, float, float] = BOX_SCALES
     prior_probability: float = 0.01
+    bn_momentum: float = 0.97       # MobileNetV2's 0.999 lags far behind when training from scratch
     input: str = "raw RGB 0..255 float32; the model normalizes inside"
 
     def __post_init__(self) -> None:
@@ -88,6 +90,10 @@ class ModelConfig:
             if s not in FEATURE_LAYERS and (s < 64 or s & (s - 1)):
                 raise ValueError(f"ModelConfig.strides: {s} is neither a backbone stride "
                                  f"{sorted(FEATURE_LAYERS)} nor an extra power-of-two stride >= 64")
+        inner = [s for s in self.strides if s in FEATURE_LAYERS]
+        if self.fpn_channels and any(b != 2 * a for a, b in zip(inner, inner[1:])):
+            raise ValueError(f"ModelConfig.strides {list(self.strides)}: the FPN merges neighbouring "
+                             f"levels, so backbone strides must be consecutive (8, 16, 32)")
         if self.strides[-1] >= 64 and 32 not in self.strides:
             raise ValueError(f"ModelConfig.strides {list(self.strides)}: extra strides need 32 as well")
         if len(self.anchor_scales) != len(self.strides) or any(not s for s in self.anchor_scales):
@@ -175,11 +181,24 @@ def build_detector(config: ModelConfig | Mapping[str, Any], *, name: str = "ssdl
     x = L.Rescaling(1.0 / 127.5, offset=-1.0, name="normalize")(image)
     backbone = keras.applications.MobileNetV2(input_tensor=x, alpha=config.alpha, include_top=False,
                                               weights=None, input_shape=(h, w, 3))
+    backbone_strides = [s for s in config.strides if s in FEATURE_LAYERS]
+    levels = {s: backbone.get_layer(FEATURE_LAYERS[s]).output for s in backbone_strides}
+    if config.fpn_channels and backbone_strides:
+        # FPN-lite: 1x1 laterals, then top-down nearest upsampling + Add, so the shallower
+        # (stride 8/16) heads also see the deepest features (shape classes need them)
+        merged = {}
+        top = None
+        for s in sorted(backbone_strides, reverse=True):
+            lat = _conv_bn_relu(L, levels[s], config.fpn_channels, 1, f"fpn_s{s}_lateral")
+            if top is not None:
+                lat = L.Add(name=f"fpn_s{s}_add")([lat, L.UpSampling2D(2, name=f"fpn_s{s}_up")(top)])
+            merged[s] = top = lat
+        levels = merged
     features = []
     prev = backbone.get_layer(FEATURE_LAYERS[32]).output
     for stride in config.strides:
-        if stride in FEATURE_LAYERS:
-            features.append(backbone.get_layer(FEATURE_LAYERS[stride]).output)
+        if stride in levels:
+            features.append(levels[stride])
             continue
         t = f"extra_s{stride}"  # 1x1 reduce, 3x3 depthwise stride 2, 1x1 expand (SSDLite extras)
         y = _conv_bn_relu(L, prev, config.extra_channels // 2, 1, f"{t}_reduce")
@@ -197,8 +216,10 @@ def build_detector(config: ModelConfig | Mapping[str, Any], *, name: str = "ssdl
         b = L.Conv2D(n * 4, 1, name=f"head{i}_box")(b)
         box_outs.append(L.Reshape((-1, 4), name=f"head{i}_box_flat")(b))
         c = _dw_bn_relu(L, feat, 1, f"head{i}_cls_dw")
+        # prior: foreground columns start at p = prior_probability, background at 1 - p
+        cls_bias = np.tile(np.r_[-bias, np.full(config.num_classes, bias)], n).astype(np.float32)
         c = L.Conv2D(n * k1, 1, name=f"head{i}_cls",
-                     bias_initializer=keras.initializers.Constant(bias))(c)
+                     bias_initializer=keras.initializers.Constant(cls_bias))(c)
         cls_outs.append(L.Reshape((-1, k1), name=f"head{i}_cls_flat")(c))
     # the last layer of each output carries the output's name (model.output_names)
     if len(box_outs) == 1:
@@ -208,6 +229,9 @@ def build_detector(config: ModelConfig | Mapping[str, Any], *, name: str = "ssdl
         box = L.Concatenate(axis=1, name="box_encodings")(box_outs)
         cls = L.Concatenate(axis=1, name="class_logits")(cls_outs)
     model = keras.Model(image, [box, cls], name=name)
+    for layer in model.layers:
+        if isinstance(layer, L.BatchNormalization):
+            layer.momentum = config.bn_momentum
     return model
 
 

@@ -1,0 +1,42 @@
+"""KFP interface of the train step (logic in components/train/core.py)."""
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+from components._image import DEFAULT_IMAGE
+
+
+@dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
+def train(
+    dataset: Input[Dataset],
+    model: Output[Model],
+    metrics: Output[Metrics],
+    epochs: int = 40,
+    batch_size: int = 16,
+    alpha: float = 0.35,
+    input_size: int = 0,
+    learning_rate: float = 0.004,
+    seed: int = 0,
+):
+    """Train the SSDLite MobileNetV2 detector from scratch on the Dataset artifact.
+
+    Args:
+        dataset: the data step's Dataset artifact. epochs: maximum epochs (early stopping on val
+        loss). batch_size, alpha (MobileNetV2 width), learning_rate (peak, warm-up + cosine), seed.
+        input_size: square model input side, a multiple of 32 (0 = the dataset's image size).
+    Outputs: model (weights.h5, model_config.json, anchors.npy, saved_model/, history.json, and
+    TensorBoard logs in logs/), metrics (final losses, val mAP of the Keras model, step time).
+    """
+    from components.train import core
+
+    result = core.train(dataset.path, model.path, epochs=epochs, batch_size=batch_size, alpha=alpha,
+                        input_size=(input_size, input_size) if input_size else None,
+                        learning_rate=learning_rate, seed=seed, progress=False)
+    h = result.history
+    for name, value in (("loss", h["loss"][-1]), ("val_loss", result.best_val_loss),
+                        ("epochs", result.epochs_run), ("train_seconds", result.train_seconds),
+                        ("ms_per_image", result.ms_per_image), ("val_map", result.val_map),
+                        ("val_map50", result.val_map50)):
+        if value is not None:
+            metrics.log_metric(name, float(value))
+    model.metadata.update({"framework": "tf_keras", "alpha": alpha, "input_size": result.config["input_size"],
+                           "num_classes": result.config["num_classes"], "tensorboard_logs": "logs/"})
