@@ -45,6 +45,8 @@ class GeneratorConfig:
     max_blur: float = 1.4       # Gaussian radius at 160 px
     max_noise: float = 8.0      # sensor noise sigma, 0..255
     min_contrast: float = 80.0  # RGB distance between an object's colour and the background under it
+    texture: float = 1.0        # amplitude of the background's stripes/grid/fine noise (0 = smooth)
+    max_clutter: int = 6        # small distractors (dots, strokes) per image, up to
     jpeg_quality: int = 90
     classes: tuple[str, ...] = field(default=CLASSES)
 
@@ -104,7 +106,7 @@ def _smooth_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray
     return np.asarray(Image.fromarray(grid).resize((size, size), Image.BICUBIC), np.float32) / 255.0
 
 
-def _background(rng: np.random.Generator, size: int) -> np.ndarray:
+def _background(rng: np.random.Generator, size: int, texture: float = 1.0, max_clutter: int = 6) -> np.ndarray:
     c1 = _colour(rng, (0.0, 0.6), (0.15, 0.95))
     c2 = _colour(rng, (0.0, 0.6), (0.15, 0.95))
     mix = _smooth_noise(rng, size, int(rng.integers(3, 8)))[..., None]
@@ -115,15 +117,15 @@ def _background(rng: np.random.Generator, size: int) -> np.ndarray:
         theta = rng.uniform(0, math.pi)
         period = rng.uniform(6, 22) * size / 160
         wave = np.sin((xx * math.cos(theta) + yy * math.sin(theta)) * 2 * math.pi / period)
-        img = img + wave[..., None] * rng.uniform(6, 20)
+        img = img + wave[..., None] * np.float32(rng.uniform(6, 20) * texture)
     elif kind == 2:  # grid of thin lines
         period = rng.uniform(10, 28) * size / 160
         lines = ((xx % period) < 1.5) | ((yy % period) < 1.5)
-        img = img + np.where(lines, np.float32(rng.uniform(-30, 30)), np.float32(0))[..., None]
+        img = img + np.where(lines, np.float32(rng.uniform(-30, 30) * texture), np.float32(0))[..., None]
     fine = _smooth_noise(rng, size, max(8, size // 5))[..., None] - 0.5
-    img = img + rng.uniform(10, 30) * fine
+    img = img + np.float32(rng.uniform(10, 30) * texture) * fine
     # clutter: dots and short strokes, smaller than any object
-    n = int(rng.integers(0, 7))
+    n = int(rng.integers(0, max_clutter + 1))
     if n:
         layer = Image.new("L", (size, size), 0)
         draw = ImageDraw.Draw(layer)
@@ -233,7 +235,7 @@ def draw_image(rng: np.random.Generator, cfg: GeneratorConfig) -> DrawnImage:
     """Draw one image and its boxes. Deterministic given the Generator's state."""
     size = cfg.image_size
     scale = size / 160.0
-    canvas = _background(rng, size)
+    canvas = _background(rng, size, cfg.texture, cfg.max_clutter)
     plain = canvas.copy()
 
     placed: list[tuple[int, tuple[int, int, int, int], np.ndarray, np.ndarray, tuple[int, int]]] = []
