@@ -6,7 +6,6 @@ import pytest
 
 from components.evaluate import core
 from edgeship import cli
-from evaluate_testlib import write_standin_variants
 
 data = pytest.importorskip("components.data.core")
 

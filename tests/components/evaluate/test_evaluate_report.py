@@ -2,7 +2,6 @@
 import base64
 import json
 
-import numpy as np
 import pytest
 
 from components.evaluate import core
