@@ -39,7 +39,7 @@ def edgeship_pipeline(
     bucket: str = "edgeship",
     input_size: int = 160,
     epochs: int = 12,
-    qat_epochs: float = 2.0,
+    qat_epochs: int = 2,
     accuracy_budget: str = "1.0",
     latency_budget_ms: float = 0.0,
     tolerance: float = 0.5,
@@ -52,14 +52,13 @@ def edgeship_pipeline(
     model_name, channel, bucket: where the model is published (gs://bucket/models/model_name/)
         and which channel's current release is the champion.
     input_size: square input side in pixels. epochs: float training epochs.
-    qat_epochs: quantization-aware fine-tuning epochs (fractions allowed).
+    qat_epochs: quantization-aware fine-tuning epochs.
     accuracy_budget: max ΔmAP@[.5:.95] vs float, in points; "none" = not configured.
     latency_budget_ms: max 1-thread median latency (0 = none). tolerance: max mAP drop vs the
         champion, points. force_promote: publish even when the gate fails (recorded).
     min_app_version: the lowest client app version that can run the model (in the manifest).
     """
-    data_task = data_op(data_uri=data_uri)
-    data_task.set_display_name("data")
+    data_task = data_op(data_uri=data_uri, image_size=input_size)
     dataset = data_task.outputs["dataset"]
 
     train_task = train_op(dataset=dataset, input_size=input_size, epochs=epochs)

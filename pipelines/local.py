@@ -37,6 +37,8 @@ _FINISH = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _SKIP = re.compile(r"[Ss]kipping task '([^']+)'|Task '([^']+)' (?:was )?skipped")
 _PIPELINE_DONE = re.compile(r"Pipeline '([^']+)' finished with status (\w+)")
 _CACHED = re.compile(r"Task (\S+) cache hit")
+# TensorFlow's C++ (absl) log lines and their preamble: kept in the log file, not shown
+_NATIVE_NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl)")
 _KFP_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d+ - [A-Z]+ - ")
 _KFP_WARN = re.compile(r"^\d\d:\d\d:\d\d\.\d+ - (WARNING|ERROR|CRITICAL) - ")
 
@@ -60,6 +62,7 @@ class _CaptureStream(io.TextIOBase):
         self._on_event = on_event
         self._buffer = ""
         self._quiet = False
+        self._in_event = False
         self.current = ""
 
     def writable(self) -> bool:
@@ -67,10 +70,16 @@ class _CaptureStream(io.TextIOBase):
 
     def write(self, text: str) -> int:
         self._file.write(text)
+        if self._in_event:  # an event handler printed: keep it in the file, do not loop
+            return len(text)
         self._buffer += text
         while "\n" in self._buffer:
             line, self._buffer = self._buffer.split("\n", 1)
-            self._line(_ANSI.sub("", line))
+            self._in_event = True
+            try:
+                self._line(_ANSI.sub("", line))
+            finally:
+                self._in_event = False
         return len(text)
 
     def flush(self) -> None:
@@ -98,7 +107,8 @@ class _CaptureStream(io.TextIOBase):
             # a step's own output (kfp.local indents it); executor boilerplate (the executor
             # input JSON) stays in the log file only
             text = line.strip()
-            if text and not text.startswith(("[KFP Executor", "{", "}", '"', "],", "]")):
+            if text and not text.startswith(("[KFP Executor", "{", "}", '"', "],", "]")) \
+                    and not _NATIVE_NOISE.match(text):
                 self._on_event(StepEvent("log", self.current, line=text))
 
 

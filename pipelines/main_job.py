@@ -195,6 +195,7 @@ def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
     config = stack_config or local_stack.StackConfig()
     local_stack.up(config, progress=lambda msg: console.print(f"  {msg}", highlight=False))
     os.environ.update(config.env())
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # every step inherits it: less C++ noise
     values.setdefault("bucket", config.buckets[0])
     stack_pids = tuple(s.pid for s in local_stack.status(config) if s.pid)
     console.print(f"local cloud stack: up ({', '.join(f'{k}={v}' for k, v in config.env().items())})")

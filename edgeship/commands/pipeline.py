@@ -28,7 +28,7 @@ def _add_param_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bucket", help="model bucket")
     g.add_argument("--input-size", help="input side in pixels")
     g.add_argument("--epochs", help="float training epochs")
-    g.add_argument("--qat-epochs", help="quantization-aware training epochs (fractions allowed)")
+    g.add_argument("--qat-epochs", help="quantization-aware fine-tuning epochs")
     g.add_argument("--budget", help="accuracy budget: max ΔmAP@[.5:.95] vs float, in mAP points; 'none' = not configured")
     g.add_argument("--latency-budget", help="max 1-thread median latency in ms (0 = none)")
     g.add_argument("--tolerance", help="max mAP drop vs the channel's current model, points")

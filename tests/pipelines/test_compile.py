@@ -68,7 +68,7 @@ def test_parameters_types_and_defaults(spec):
         "data_uri": ("STRING", ""), "model_name": ("STRING", "edgeship-detector"),
         "channel": ("STRING", "stable"), "bucket": ("STRING", "edgeship"),
         "input_size": ("NUMBER_INTEGER", None), "epochs": ("NUMBER_INTEGER", None),
-        "qat_epochs": ("NUMBER_DOUBLE", None), "accuracy_budget": ("STRING", "1.0"),
+        "qat_epochs": ("NUMBER_INTEGER", None), "accuracy_budget": ("STRING", "1.0"),
         "latency_budget_ms": ("NUMBER_DOUBLE", 0.0), "tolerance": ("NUMBER_DOUBLE", 0.5),
         "force_promote": ("BOOLEAN", False), "min_app_version": ("STRING", None),
     }

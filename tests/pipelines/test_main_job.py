@@ -50,7 +50,7 @@ def upstream(dataset: Output[Dataset], variants: Output[Artifact], evaluation: O
 @dsl.pipeline(name="edgeship-standin")
 def standin_pipeline(data_uri: str = "", model_name: str = "edgeship-detector",
                      channel: str = "stable", bucket: str = "edgeship", input_size: int = 160,
-                     epochs: int = 12, qat_epochs: float = 2.0, accuracy_budget: str = "1.0",
+                     epochs: int = 12, qat_epochs: int = 2, accuracy_budget: str = "1.0",
                      latency_budget_ms: float = 0.0, tolerance: float = 0.5,
                      force_promote: bool = False, min_app_version: str = "1.0.0"):
     up = upstream()

@@ -40,7 +40,7 @@ def test_run_refuses_bad_input_before_starting(no_stack, capsys, argv, message):
 def test_check_parameters_types(tmp_path):
     from pipelines.main_job import check_parameters
 
-    values = check_parameters({"data_uri": str(tmp_path), "epochs": "3", "qat_epochs": "0.5",
+    values = check_parameters({"data_uri": str(tmp_path), "epochs": "3", "qat_epochs": "1",
                                "force_promote": True, "accuracy_budget": "none"})
-    assert values == {"data_uri": str(tmp_path), "epochs": 3, "qat_epochs": 0.5,
+    assert values == {"data_uri": str(tmp_path), "epochs": 3, "qat_epochs": 1,
                       "force_promote": True, "accuracy_budget": "none"}
