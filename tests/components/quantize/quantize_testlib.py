@@ -90,3 +90,30 @@ def write_standin_model(root: Path, input_size: int = 64, num_classes: int = 3, 
     model.save(str(root / "saved_model"), include_optimizer=False)
     (root / "history.json").write_text("{}")
     return root
+
+
+def tiny_config(input_size: int = 64, num_classes: int = 3):
+    """A tiny real detector config (components.train.detector): MobileNetV2 alpha 0.35, 2 heads."""
+    from components.train.detector import ModelConfig
+
+    return ModelConfig(input_size=(input_size, input_size), alpha=0.35, num_classes=num_classes,
+                       labels=LABELS[:num_classes], strides=(16, 32), anchor_scales=((0.25,), (0.5,)),
+                       aspect_ratios=(1.0, 2.0))
+
+
+def write_detector_model(root: Path, input_size: int = 64, num_classes: int = 3, seed: int = 0) -> Path:
+    """A Model artifact dir of the train step's real (untrained, seeded) detector."""
+    from components.train.detector import build_detector, make_anchors as det_anchors
+    from edgeship.tfcompat import tf
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    tf.random.set_seed(seed)
+    config = tiny_config(input_size, num_classes)
+    model = build_detector(config)
+    config.save(root / "model_config.json")
+    np.save(root / "anchors.npy", det_anchors(config))
+    model.save_weights(str(root / "weights.h5"))
+    model.save(str(root / "saved_model"), include_optimizer=False)
+    (root / "history.json").write_text("{}")
+    return root
