@@ -115,6 +115,26 @@ def _drawn_images(jobs: list, workers: int):
         yield from pool.imap(_draw, jobs, chunksize=16)
 
 
+def _clear_previous(out: Path) -> None:
+    """Make ``out`` ready for a new dataset: remove an earlier dataset's files (stale images would
+    otherwise stay and enter the fingerprint); refuse a directory holding anything else."""
+    import shutil
+
+    if not out.exists():
+        return
+    if not out.is_dir():
+        raise ValueError(f"dataset output {out} exists and is not a directory")
+    if not any(out.iterdir()):
+        return
+    if not (out / "dataset.json").is_file():
+        raise ValueError(f"dataset output {out} is not empty and holds no dataset.json: refusing to "
+                         "write a dataset over other files")
+    for name in ("coco", "tfrecord"):
+        shutil.rmtree(out / name, ignore_errors=True)
+    for name in ("dataset.json", "labels.txt"):
+        (out / name).unlink(missing_ok=True)
+
+
 def generate_dataset(
     out_dir: str | Path,
     *,
@@ -131,7 +151,8 @@ def generate_dataset(
 
     Same arguments → identical bytes and fingerprint, in any process, with any ``workers``.
     ``config`` overrides the generator's knobs (its image_size is replaced by ``image_size``).
-    Overwrites files of the same names. Raises ValueError naming a bad argument.
+    An earlier dataset in out_dir is replaced; a non-empty out_dir without dataset.json is refused.
+    Raises ValueError naming a bad argument.
     """
     import dataclasses
 
@@ -144,6 +165,7 @@ def generate_dataset(
     cfg = dataclasses.replace(config or GeneratorConfig(), image_size=int(image_size))
     cfg.validate()
     out = Path(out_dir)
+    _clear_previous(out)
     names = list(cfg.classes)
     categories = [{"id": i + 1, "name": n, "supercategory": "shape"} for i, n in enumerate(names)]
     (out / "tfrecord").mkdir(parents=True, exist_ok=True)

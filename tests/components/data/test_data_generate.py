@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from components.data import core
 
@@ -64,3 +65,25 @@ def test_describe_carries_counts_and_fingerprint(small_dataset, SMALL):
     d = core.describe(small_dataset)
     assert d["fingerprint"].startswith("sha256:") and len(d["fingerprint"]) == 71
     assert d["splits"]["train"]["images"] == SMALL["train"]
+
+
+def test_regenerating_into_the_same_dir_leaves_no_stale_files(small_dataset, tmp_path, SMALL):
+    out = tmp_path / "again"
+    core.generate_dataset(out, **{**SMALL, "train": SMALL["train"] + 10})
+    info = core.generate_dataset(out, **SMALL)  # smaller: the extra images must go
+    assert len(list((out / "coco/images/train").iterdir())) == SMALL["train"]
+    assert info.fingerprint == core.read_dataset_info(small_dataset).fingerprint
+
+
+def test_refuses_to_write_over_other_files(tmp_path, SMALL):
+    (tmp_path / "mine.txt").write_text("keep me")
+    with pytest.raises(ValueError, match=r"is not empty and holds no dataset\.json"):
+        core.generate_dataset(tmp_path, **SMALL)
+    assert (tmp_path / "mine.txt").read_text() == "keep me"
+
+
+def test_bad_sizes_are_named(tmp_path):
+    with pytest.raises(ValueError, match=r"val=0"):
+        core.generate_dataset(tmp_path / "x", train=2, val=0, calibration=2)
+    with pytest.raises(ValueError, match=r"image_size 16 is too small"):
+        core.generate_dataset(tmp_path / "y", train=2, val=2, calibration=2, image_size=16)
