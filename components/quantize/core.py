@@ -635,3 +635,12 @@ def read_variants(variants_dir: str | os.PathLike) -> dict[str, Any]:
 __all__ = ["SCHEMES", "DEFAULT_SCHEMES", "PARITY_TOLERANCES", "QuantizeError", "LoadedModel",
            "VariantsResult", "load_model_artifact", "load_calibration_images", "make_converter",
            "convert_variant", "inspect_tflite", "run_detection", "parity", "quantize", "read_variants"]
+
+
+def size_metrics(result: VariantsResult) -> dict[str, float]:
+    """Flat metrics for KFP: ``<variant>_bytes`` and ``<variant>_size_vs_fp32``."""
+    sizes = result.sizes()
+    out: dict[str, float] = {f"{k}_bytes": float(v) for k, v in sizes.items()}
+    if sizes.get("fp32"):
+        out.update({f"{k}_size_vs_fp32": round(v / sizes["fp32"], 4) for k, v in sizes.items()})
+    return out

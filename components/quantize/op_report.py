@@ -48,7 +48,7 @@ def _dtype(d: Any) -> str:
 
 
 def output_map(interpreter: Any) -> dict[str, dict[str, Any]]:
-    """boxes/classes/scores/count → ``{"index": tensor index, "name", "position", "shape"}``.
+    """boxes/classes/scores/count → ``{"index": tensor index, "name", "position"}``.
 
     Found from the post-processing op's output tensors (its outputs are, in order, boxes, classes,
     scores, count: tensorflow/lite/kernels/detection_postprocess.cc), then matched to the model's
@@ -69,8 +69,7 @@ def output_map(interpreter: Any) -> dict[str, dict[str, Any]]:
             raise ValueError(f"{POSTPROCESS_OP} output {key!r} (tensor {tensor}) is not a model output; "
                              f"outputs are {[(d['index'], d['name']) for d in details]}")
         pos, d = by_index[tensor]
-        mapping[key] = {"index": tensor, "name": d["name"], "position": pos,
-                        "shape": [int(v) for v in d["shape"]]}
+        mapping[key] = {"index": tensor, "name": d["name"], "position": pos}
     return mapping
 
 
