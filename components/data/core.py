@@ -393,6 +393,8 @@ def load_split(uri: str | Path, split: str, fmt: str = "coco") -> list[Example]:
     """
     uri = str(uri)
     info = read_dataset_info(uri)
+    if info.splits and split not in info.splits:
+        raise ValueError(f"no split {split!r} in {uri}; its dataset.json lists {sorted(info.splits)}")
     if fmt == "coco":
         examples = _load_coco(uri, split, info)
     elif fmt == "tfrecord":

@@ -106,3 +106,8 @@ def test_image_size_disagrees_with_annotations(dataset_copy):
     _edit_coco(dataset_copy, "val", resize)
     with pytest.raises(ValueError, match=r"coco/images/val/000001\.jpg is 64x64 but .* says 65x64"):
         core.load_split(dataset_copy, "val")
+
+
+def test_unknown_split_lists_the_real_ones(small_dataset):
+    with pytest.raises(ValueError, match=r"no split 'test' in .*lists \['calibration', 'train', 'val'\]"):
+        core.load_split(small_dataset, "test")
