@@ -11,7 +11,6 @@ from components._image import DEFAULT_IMAGE
 def autoquant(
     dataset: Input[Dataset],
     float_model: Input[Model],
-    qat_model: Input[Model],
     result: Output[Artifact],
     metrics: Output[Metrics],
     tradeoff_md: Output[Markdown],
@@ -21,13 +20,14 @@ def autoquant(
     max_candidates: int = 12,
     max_seconds: float = 0.0,
     seed: int = 0,
+    qat_model: Input[Model] = None,
 ) -> NamedTuple("AutoquantOutputs", [("chosen", str), ("met_budget", bool), ("partial", bool)]):
     """Find the fastest .tflite within ``budget_pt`` mAP points of fp32 (QAT/full/selective int8, 16x8,
     float16, fp32), each candidate measured on the val split.
 
     Args:
         dataset: the data step's Dataset (calibration + val splits). float_model / qat_model: the
-            train and qat steps' Model artifacts.
+            train and qat steps' Model artifacts (qat_model optional: without it qat_int8 is skipped).
         budget_pt: max ΔmAP@[.5:.95] vs fp32 in points. max_latency_ms / max_size_bytes: extra
             limits (0 = none). max_candidates / max_seconds: search limits (0 s = none). seed: the
             calibration sample.
@@ -40,7 +40,7 @@ def autoquant(
 
     from components.autoquant import core
 
-    res = core.autoquant(float_model.path, qat_model.path, dataset.path, result.path, budget_pt=budget_pt,
+    res = core.autoquant(float_model.path, qat_model.path if qat_model is not None else None, dataset.path, result.path, budget_pt=budget_pt,
                          max_latency_ms=max_latency_ms or None, max_size_bytes=max_size_bytes or None,
                          max_candidates=max_candidates, max_seconds=max_seconds or None, seed=seed,
                          progress=False)

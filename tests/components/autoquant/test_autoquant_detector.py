@@ -150,3 +150,4 @@ def test_kfp_component_interface():
     spec = autoquant.component_spec
     assert set(spec.inputs) >= {"dataset", "float_model", "qat_model", "budget_pt", "max_seconds", "seed"}
     assert set(spec.outputs) >= {"result", "metrics", "tradeoff_md", "chosen", "met_budget", "partial"}
+    assert spec.inputs["qat_model"].optional  # pipelines without a QAT step can still call it
