@@ -40,7 +40,8 @@ def autoquant(
 
     from components.autoquant import core
 
-    res = core.autoquant(float_model.path, qat_model.path if qat_model is not None else None, dataset.path, result.path, budget_pt=budget_pt,
+    qat_dir = qat_model.path if qat_model is not None else None
+    res = core.autoquant(float_model.path, qat_dir, dataset.path, result.path, budget_pt=budget_pt,
                          max_latency_ms=max_latency_ms or None, max_size_bytes=max_size_bytes or None,
                          max_candidates=max_candidates, max_seconds=max_seconds or None, seed=seed,
                          progress=False)
