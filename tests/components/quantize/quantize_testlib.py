@@ -117,3 +117,39 @@ def write_detector_model(root: Path, input_size: int = 64, num_classes: int = 3,
     model.save(str(root / "saved_model"), include_optimizer=False)
     (root / "history.json").write_text("{}")
     return root
+
+
+def write_oracle_model(root: Path, input_size: int = 64, num_classes: int = 3, *, cls: int = 1,
+                       anchor_slot: int = 0, logit: float = 5.0) -> tuple[Path, np.ndarray]:
+    """A stand-in whose detections are known: zero box encodings (boxes = anchors) and one class
+    (0-based ``cls``) firing with sigmoid(logit) on every stride-8 cell's anchor ``anchor_slot``.
+
+    Returns (model dir, the expected boxes [N, 4] as ymin, xmin, ymax, xmax).
+    """
+    from edgeship.tfcompat import keras
+
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    model = build_standin(input_size, num_classes)
+    k1 = num_classes + 1
+    for layer in model.layers:
+        if layer.name in ("box_0", "box_1", "cls_0", "cls_1"):
+            kernel, bias = layer.get_weights()
+            bias = np.zeros_like(bias)
+            if layer.name.startswith("cls_"):
+                bias[:] = -logit
+                if layer.name == "cls_0":
+                    bias[anchor_slot * k1 + cls + 1] = logit
+            layer.set_weights([np.zeros_like(kernel), bias])
+    anchors = make_anchors(input_size)
+    n0 = (input_size // 8) ** 2 * 2
+    a = anchors[:n0][anchor_slot::2]
+    expected = np.stack([a[:, 0] - a[:, 2] / 2, a[:, 1] - a[:, 3] / 2, a[:, 0] + a[:, 2] / 2,
+                         a[:, 1] + a[:, 3] / 2], axis=1)
+    config = {"input_size": [input_size, input_size], "alpha": 0.35, "num_classes": num_classes,
+              "labels": LABELS[:num_classes], "anchors": {"kind": "standin"}, "box_scales": [10, 10, 5, 5]}
+    (root / "model_config.json").write_text(json.dumps(config))
+    np.save(root / "anchors.npy", anchors)
+    model.save(str(root / "saved_model"), include_optimizer=False)
+    del keras
+    return root, expected
