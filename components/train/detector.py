@@ -50,7 +50,7 @@ class ModelConfig:
     # anchor sizes (fraction of the image side) per head, and the aspect ratios (w/h) for each
     anchor_scales: tuple[tuple[float, ...], ...] = ((0.12, 0.19), (0.29, 0.42))
     aspect_ratios: tuple[float, ...] = (1.0, 2.0, 0.5)
-    fpn_channels: int = 64          # FPN-lite top-down merge of the backbone levels (0 = none)
+    fpn_channels: int = 0           # FPN-lite top-down merge of the backbone levels (0 = none)
     head_channels: int = 0          # 1x1 conv before each head (0 = none)
     extra_channels: int = 128       # width of the extra stride-64+ layers
     box_scales: tuple[float, float, float, float] = BOX_SCALES

@@ -11,6 +11,8 @@ from components.qat import core
 from components.train.core import load_training_data
 from components.train.detector import load_model
 
+pytestmark = pytest.mark.slow  # trains a tiny float model and builds/traces QAT models
+
 
 def _close(a, b) -> float:
     return float(np.corrcoef(np.ravel(a), np.ravel(b))[0, 1])
@@ -37,7 +39,7 @@ def test_quantized_detector_wraps_every_layer_and_starts_close_to_float(float_mo
 def test_qat_runs_and_writes_a_loadable_model_dir(float_model_dir, qat_dataset, tmp_path):
     out = tmp_path / "qat"
     result = core.qat(float_model_dir, str(qat_dataset), out, epochs=1, batch_size=8, timing_steps=3,
-                      progress=False, saved_model=False)
+                      progress=False, saved_model=False, evaluate=False)
     for name in ("weights.h5", "qat_weights.h5", "model_config.json", "anchors.npy", "history.json"):
         assert (out / name).is_file(), name
     history = json.loads((out / "history.json").read_text())

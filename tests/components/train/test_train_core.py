@@ -12,6 +12,7 @@ from components.train import core
 from components.train.detector import ModelConfig, load_model, make_anchors
 
 
+@pytest.mark.slow
 def test_train_writes_the_model_artifact_and_load_model_rebuilds_it(tiny_dataset, tmp_path):
     from edgeship.tfcompat import tf
 
