@@ -8,6 +8,7 @@ inputs (weights, biases) and outputs, and a status:
   (dynamic-range kernels: they still compute in float),
 - ``boundary``: QUANTIZE / DEQUANTIZE between the two worlds (at the model input, or feeding the
   post-processing op),
+- ``weights``: a DEQUANTIZE of constant weights (float16 storage unpacked to float32),
 - ``postprocess``: the fused ``TFLite_Detection_PostProcess`` custom op (float by design: it
   decodes boxes and runs NMS on dequantized scores).
 
@@ -121,9 +122,12 @@ def build_op_report(path_or_bytes: str | Path | bytes, *, name: str = "") -> dic
     # boundary; any other DEQUANTIZE to float hands float activations to a float op (already flagged)
     for row in rows:
         if row["op"] == "DEQUANTIZE" and row["status"] == "boundary":
+            if not row["inputs"]:  # float16 weights unpacked to float32 once: storage, not compute
+                row["status"] = "weights"
+                continue
             users = {u for t in row["_outs"] for u in consumers.get(t, [])}
             if users and users != {POSTPROCESS_OP} and set(row["outputs"]) & FLOAT_DTYPES:
-                row["status"] = "float"  # dequantizes for a float op elsewhere in the graph
+                row["status"] = "float"  # dequantizes activations for a float op elsewhere
     float_outside = [f"{r['op']} {r['name']}" for r in rows if r["status"] in ("float", "hybrid")]
     compute = [r for r in rows if r["status"] in ("integer", "float", "hybrid")]
     compute_dtypes = Counter()
