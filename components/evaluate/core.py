@@ -184,6 +184,9 @@ def load_variants(variants_dir: str | os.PathLike, only: Sequence[str] | None = 
         unknown = sorted(set(only) - {s.name for s in specs})
         if unknown:
             raise ValueError(f"variant(s) {unknown} not in {index} (has {[e.get('name') for e in entries]})")
+    for skipped in doc.get("skipped") or []:
+        log.warning("variant %r was skipped by quantize (%s): not evaluated", skipped.get("name"),
+                    skipped.get("error") or skipped.get("stage"))
     labels_path = root / "labels.txt"
     labels = None
     if labels_path.is_file():
