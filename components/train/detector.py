@@ -209,22 +209,25 @@ def build_detector(config: ModelConfig | Mapping[str, Any], *, name: str = "ssdl
     k1 = config.num_classes + 1
     bias = -math.log((1 - config.prior_probability) / config.prior_probability)
     box_outs, cls_outs = [], []
-    for i, (feat, n) in enumerate(zip(features, config.anchors_per_location)):
+    for i, (feat, n, (rows, cols)) in enumerate(zip(features, config.anchors_per_location,
+                                                     config.feature_shapes())):
         if config.head_channels:
             feat = _conv_bn_relu(L, feat, config.head_channels, 1, f"head{i}_proj")
         b = _dw_bn_relu(L, feat, 1, f"head{i}_box_dw")
         b = L.Conv2D(n * 4, 1, name=f"head{i}_box")(b)
-        box_outs.append(L.Reshape((-1, 4), name=f"head{i}_box_flat")(b))
+        # static target shapes: no SHAPE/PACK ops in the converted graph
+        box_outs.append(L.Reshape((rows * cols * n, 4), name=f"head{i}_box_flat")(b))
         c = _dw_bn_relu(L, feat, 1, f"head{i}_cls_dw")
         # prior: foreground columns start at p = prior_probability, background at 1 - p
         cls_bias = np.tile(np.r_[-bias, np.full(config.num_classes, bias)], n).astype(np.float32)
         c = L.Conv2D(n * k1, 1, name=f"head{i}_cls",
                      bias_initializer=keras.initializers.Constant(cls_bias))(c)
-        cls_outs.append(L.Reshape((-1, k1), name=f"head{i}_cls_flat")(c))
+        cls_outs.append(L.Reshape((rows * cols * n, k1), name=f"head{i}_cls_flat")(c))
     # the last layer of each output carries the output's name (model.output_names)
     if len(box_outs) == 1:
-        box = L.Reshape((-1, 4), name="box_encodings")(box_outs[0])
-        cls = L.Reshape((-1, k1), name="class_logits")(cls_outs[0])
+        a = int(box_outs[0].shape[1])  # a no-op reshape: names the output
+        box = L.Reshape((a, 4), name="box_encodings")(box_outs[0])
+        cls = L.Reshape((a, k1), name="class_logits")(cls_outs[0])
     else:
         box = L.Concatenate(axis=1, name="box_encodings")(box_outs)
         cls = L.Concatenate(axis=1, name="class_logits")(cls_outs)
