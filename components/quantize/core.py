@@ -182,6 +182,8 @@ def _load_keras(root: Path, *, qat: bool) -> Any:
             log.warning("%s %s: %s failed (%s); loading saved_model/ instead", what, root,
                         loader.__name__, exc)
     saved = root / "saved_model"
+    if qat and (root / "qat_saved_model").is_dir():  # the qat step's layout
+        saved = root / "qat_saved_model"
     if not saved.is_dir():
         raise FileNotFoundError(f"{what} {root}: no saved_model/ to load"
                                 + (f" (and {errors[0]})" if errors else ""))
@@ -587,6 +589,10 @@ def _one_variant(s: str, source: LoadedModel | None, out: Path, rep: Callable | 
     want = SCHEMES[s][1]
     if spec["input"]["dtype"] != want:
         raise QuantizeError("validate-after", s, f"input dtype {spec['input']['dtype']}, expected {want}")
+    if want == "uint8" and not (abs((spec["input"]["scale"] or 0) - 1.0) < 1e-6 and spec["input"]["zero_point"] == 0):
+        log.warning("%s: uint8 input has scale %s, zero point %s (not raw pixels: were the input "
+                    "ranges calibrated?); clients must quantize pixels with them", s,
+                    spec["input"]["scale"], spec["input"]["zero_point"])
     results = run_detection(path, check_images, spec, variant=s)
     check_outputs(results, s, source.num_classes, cfg.max_detections)
     par = parity(source, results, check_images, s)
