@@ -86,7 +86,7 @@ def test_config_json_round_trip(tiny_config):
     ({"input_size": (32, 32)}, r"input_size \[32, 32\]"),
     ({"alpha": 0.3}, r"alpha 0.3"),
     ({"labels": ["a", "b"]}, r"2 names but num_classes is 5"),
-    ({"strides": (8, 32)}, r"consecutive"),
+    ({"strides": (8, 32), "fpn_channels": 64}, r"consecutive"),
     ({"anchor_scales": ((0.1,),)}, r"one non-empty list per stride"),
 ])
 def test_bad_config_is_a_clear_error(kwargs, match):
