@@ -39,6 +39,7 @@ _PIPELINE_DONE = re.compile(r"Pipeline '([^']+)' finished with status (\w+)")
 _CACHED = re.compile(r"Task (\S+) cache hit")
 # TensorFlow's C++ (absl) log lines and their preamble: kept in the log file, not shown
 _NATIVE_NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl)")
+_JSON_SCRAP = re.compile(r"^[-\d.,\s\[\]]+$")  # numbers from the executor input JSON's arrays
 _KFP_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d+ - [A-Z]+ - ")
 _KFP_WARN = re.compile(r"^\d\d:\d\d:\d\d\.\d+ - (WARNING|ERROR|CRITICAL) - ")
 
@@ -108,7 +109,7 @@ class _CaptureStream(io.TextIOBase):
             # input JSON) stays in the log file only
             text = line.strip()
             if text and not text.startswith(("[KFP Executor", "{", "}", '"', "],", "]")) \
-                    and not _NATIVE_NOISE.match(text):
+                    and not _NATIVE_NOISE.match(text) and not _JSON_SCRAP.match(text):
                 self._on_event(StepEvent("log", self.current, line=text))
 
 
