@@ -94,8 +94,9 @@ def test_bad_config_is_a_clear_error(kwargs, match):
         ModelConfig(**kwargs)
 
 
-def test_three_levels_with_an_extra_stride_build():
-    cfg = ModelConfig(input_size=(64, 64), strides=(16, 32, 64),
+@pytest.mark.parametrize("fpn", [0, 16])
+def test_three_levels_with_an_extra_stride_build(fpn):
+    cfg = ModelConfig(input_size=(64, 64), strides=(16, 32, 64), fpn_channels=fpn,
                       anchor_scales=((0.15,), (0.3,), (0.6,)), aspect_ratios=(1.0,))
     model = build_detector(cfg)
     box, cls = model(np.zeros((1, 64, 64, 3), np.float32))
