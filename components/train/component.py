@@ -10,11 +10,11 @@ def train(
     dataset: Input[Dataset],
     model: Output[Model],
     metrics: Output[Metrics],
-    epochs: int = 40,
+    epochs: int = 60,
     batch_size: int = 16,
     alpha: float = 0.35,
     input_size: int = 0,
-    learning_rate: float = 0.004,
+    learning_rate: float = 0.006,
     seed: int = 0,
 ):
     """Train the SSDLite MobileNetV2 detector from scratch on the Dataset artifact.

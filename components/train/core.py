@@ -415,8 +415,8 @@ def export_model(model: Any, config: ModelConfig, anchors: np.ndarray, out_dir: 
     (out_dir / "history.json").write_text(json.dumps(history, indent=2, default=float) + "\n")
 
 
-def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = 40, batch_size: int = 16,
-          alpha: float = 0.35, input_size: Sequence[int] | None = None, learning_rate: float = 4e-3,
+def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = 60, batch_size: int = 16,
+          alpha: float = 0.35, input_size: Sequence[int] | None = None, learning_rate: float = 6e-3,
           seed: int = 0, patience: int = 8, weight_decay: float = 1e-4, warmup_epochs: float = 1.0,
           strides: Sequence[int] | None = None, anchor_scales: Sequence[Sequence[float]] | None = None,
           aspect_ratios: Sequence[float] | None = None, fmt: str = "coco",
