@@ -220,10 +220,17 @@ def decide(report: dict, config: GateConfig, champion: Champion | None) -> Decis
         rule_failed = True
         chosen = min(candidates, key=accuracy_key) if config.force_promote else None
         best = min(candidates, key=lambda c: c.delta_map_pts)
-        reasons.append(f"no variant within the budget: the smallest ΔmAP is {best.delta_map_pts:.2f} pt "
-                       f"({best.name!r}) against a budget of {budget:.2f} pt"
-                       + (f" (latency budget {config.latency_budget_ms:.2f} ms)"
-                          if config.latency_budget_ms > 0 else ""))
+        accurate = [c for c in candidates if c.delta_map_pts <= budget]
+        if accurate and config.latency_budget_ms > 0:
+            quick = min(accurate, key=speed_key)
+            lat = f"{quick.latency_ms:.2f} ms" if quick.latency_ms is not None else "unmeasured"
+            reasons.append(f"no variant within the budget: {len(accurate)} meet ΔmAP ≤ {budget:.2f} pt "
+                           f"but none the latency budget {config.latency_budget_ms:.2f} ms "
+                           f"(fastest of them: {quick.name!r}, {lat})")
+        else:
+            reasons.append(f"no variant within the budget: the smallest ΔmAP is "
+                           f"{best.delta_map_pts:.2f} pt ({best.name!r}) against a budget of "
+                           f"{budget:.2f} pt")
 
     if chosen is not None:
         if champion is None:

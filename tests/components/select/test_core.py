@@ -160,3 +160,9 @@ def test_champion_from_manifest_reads_metrics():
     c = core.champion_from_manifest({"version": "20261124-1", "metrics": {"map": 0.41},
                                      "dataset_fingerprint": "sha256:x"}, source="gs://b/m")
     assert c.version == "20261124-1" and c.map == 0.41 and c.dataset_fingerprint == "sha256:x"
+
+
+def test_latency_budget_nobody_meets_names_the_fastest():
+    d = decide(REPORT, GateConfig(accuracy_budget=1.0, latency_budget_ms=3.0), champion=None)
+    assert not d.publish
+    assert "none the latency budget 3.00 ms (fastest of them: 'qat_int8', 5.10 ms)" in d.reasons[0]
