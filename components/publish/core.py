@@ -174,7 +174,8 @@ def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str,
                   "dtype": inp.get("dtype"), "scale": inp.get("scale"),
                   "zero_point": inp.get("zero_point"),
                   "normalization": str(inp.get("normalization", ""))},
-        "outputs": {k: {"index": int(v["index"]), "name": str(v.get("name", ""))}
+        "outputs": {k: {"index": int(v["index"]), "name": str(v.get("name", "")),
+                        **({"position": int(v["position"])} if "position" in v else {})}
                     for k, v in (entry.get("outputs") or {}).items()},
         "labels": labels, "metrics": metrics, "min_app_version": min_app_version,
         "pipeline_run_id": str(pipeline_run_id or ""),
