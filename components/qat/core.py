@@ -124,9 +124,12 @@ def calibrate_ranges(qat_model: Any, float_model: Any, images: np.ndarray, batch
     targets = []
     for layer in qat_model.layers:
         vars_ = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights}
-        if "quantize_layer_min" in vars_:  # the model input: raw pixels
-            vars_["quantize_layer_min"].assign(0.0)
-            vars_["quantize_layer_max"].assign(255.0)
+        # the model input's QuantizeLayer: raw pixels. Its variables carry the layer's name, which
+        # Keras numbers (quantize_layer_5_min) once other models were built in the process.
+        in_min = f"{layer.name}_min"
+        if layer.name.startswith("quantize_layer") and in_min in vars_:
+            vars_[in_min].assign(0.0)
+            vars_[f"{layer.name}_max"].assign(255.0)
         inner = getattr(layer, "layer", None)
         if inner is None:
             continue
