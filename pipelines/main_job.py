@@ -165,6 +165,28 @@ def summary_table(report: dict[str, Any], decision: dict[str, Any]):
     return table
 
 
+def stage_default_dataset(local_dir: Path, bucket: str, image_size: int, console) -> str:
+    """Generate the embedded dataset (once per image size) and upload it to the local bucket
+    under its fingerprint (once); return its gs:// URI."""
+    from components.data import core
+    from edgeship import storage
+
+    local = local_dir / f"edgeship-shapes-{image_size}"
+    if (local / "dataset.json").is_file():
+        info = core.read_dataset_info(local)
+    else:
+        console.print(f"dataset: generating the embedded default into {local}…")
+        info = core.generate_dataset(local, image_size=image_size, progress=console.is_terminal)
+    uri = f"gs://{bucket}/datasets/{info.name}-{info.fingerprint.split(':')[-1][:12]}"
+    if storage.exists(f"{uri}/dataset.json"):
+        console.print(f"dataset: {uri} (already in the local bucket)")
+    else:
+        t0 = time.monotonic()
+        n = len(storage.upload_dir(local, uri))
+        console.print(f"dataset: uploaded {n} files to {uri} ({time.monotonic() - t0:.1f} s)")
+    return uri
+
+
 def _start_client(model_name: str, channel: str, root: Path):
     """Start the reference client listening on the channel; None if it cannot start."""
     from edgeship import client as client_mod
@@ -175,11 +197,14 @@ def _start_client(model_name: str, channel: str, root: Path):
 
 def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
              client_timeout: float = 60.0, stream: TextIO = sys.stdout,
-             stack_config=None, pipeline_func=None, cache: bool = True) -> int:
+             stack_config=None, pipeline_func=None, cache: bool = True,
+             stage_data: bool = True) -> int:
     """Run the main job; returns the process exit code (0 also when the gate refused).
 
     ``stack_config`` (default: StackConfig()) and ``pipeline_func`` (default: the edgeship
-    pipeline; a stand-in must take the same parameters) are seams for tests.
+    pipeline; a stand-in must take the same parameters) are seams for tests. With
+    ``stage_data`` and no data URI given, the embedded dataset is generated and uploaded to the
+    local bucket first, and the pipeline reads it from there, as it would on Vertex AI.
     """
     from rich.console import Console
 
@@ -205,6 +230,10 @@ def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
                      for k, v in pipeline_spec()["root"]["inputDefinitions"]["parameters"].items()}
     effective = {**spec_defaults, **values}
     console.print("parameters: " + ", ".join(f"{k}={v!r}" for k, v in sorted(effective.items())))
+
+    if stage_data and not effective.get("data_uri"):
+        values["data_uri"] = effective["data_uri"] = stage_default_dataset(
+            root.resolve() / "data", effective["bucket"], int(effective["input_size"]), console)
 
     client = None
     if start_client:

@@ -89,6 +89,11 @@ def set_map(src: Path, value: float) -> None:
 
 
 def test_main_job_publishes_then_refuses_a_worse_model(clean_stack, upstream_dir, tmp_path):
+    from components.data import core as data_core
+
+    # the main job stages the embedded dataset in the local bucket; a small one stands in for it
+    data_core.generate_dataset(tmp_path / "runs" / "data" / "edgeship-shapes-160", seed=1,
+                               train=4, val=2, calibration=2, image_size=160)
     out = io.StringIO()
     rc = main_job({"model_name": "standin"}, root=tmp_path / "runs", stream=out,
                   stack_config=clean_stack, pipeline_func=standin_pipeline, client_timeout=30)
@@ -97,6 +102,7 @@ def test_main_job_publishes_then_refuses_a_worse_model(clean_stack, upstream_dir
     assert "client holds the verified new model" in text, text
     assert "first release" in text and "CHOSEN (published)" in text, text
     assert "peak memory" in text and "wall time" in text
+    assert "dataset: uploaded 16 files to gs://edgeship/datasets/edgeship-shapes-" in text, text
     held = (tmp_path / "runs" / "client" / "current")
     assert held.exists()
 
@@ -107,5 +113,6 @@ def test_main_job_publishes_then_refuses_a_worse_model(clean_stack, upstream_dir
     text = out.getvalue()
     assert rc == 0, text
     assert "NOT PUBLISHED" in text and "worse than champion" in text, text
+    assert "(already in the local bucket)" in text, text
     assert "CHOSEN (not published)" in text
     assert "▶ not-published" in text and "▶ publish" not in text
