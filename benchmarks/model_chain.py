@@ -299,7 +299,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-images", type=int, help="generated val split size")
     p.add_argument("--calibration-images", type=int, help="generated calibration split size")
     p.add_argument("--image-size", type=int, help="generated image side (default: the generator's)")
-    p.add_argument("--epochs", type=int, default=12, help="float training epochs (pipeline default 12)")
+    p.add_argument("--epochs", type=int, default=40, help="float training epochs (pipeline default 40)")
     p.add_argument("--qat-epochs", type=float, default=2.0, help="QAT epochs (0 = skip QAT)")
     p.add_argument("--input-size", type=int, help="square input side (default: the dataset's image size)")
     p.add_argument("--num-calibration", type=int, default=200, help="full-int8 calibration images")

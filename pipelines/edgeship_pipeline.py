@@ -38,7 +38,7 @@ def edgeship_pipeline(
     channel: str = "stable",
     bucket: str = "edgeship",
     input_size: int = 160,
-    epochs: int = 12,
+    epochs: int = 40,
     qat_epochs: int = 2,
     accuracy_budget: str = "1.0",
     latency_budget_ms: float = 0.0,
