@@ -3,37 +3,13 @@
 and swaps; a second publish moves it again; `edgeship channel rollback` moves it back."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path[:1]:  # tests/components/ would shadow `components` (no __init__.py)
-    sys.path.insert(0, str(ROOT))
-
 pytestmark = pytest.mark.stack
 WAIT = 30.0
-
-
-def _support():
-    if "delivery_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("delivery_support", ROOT / "tests/functions/delivery_support.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["delivery_support"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["delivery_support"]
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    root = tmp_path_factory.mktemp("delivery-e2e")
-    tflite = _support().build_tiny_tflite(root / "tiny.tflite")
-    vdir = _support().make_variants_dir(root / "art", tflite)
-    return vdir, vdir.parent / "evaluation"
 
 
 def _cli(capsys, *argv: str) -> dict:

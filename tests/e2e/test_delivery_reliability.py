@@ -2,8 +2,6 @@
 20 concurrent publishes, every event delivered three times, Firestore down and back."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -11,31 +9,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-if str(ROOT) not in sys.path[:1]:  # tests/components/ would shadow `components` (no __init__.py)
-    sys.path.insert(0, str(ROOT))
 
 from components.publish import core  # noqa: E402
 from edgeship import local_stack  # noqa: E402
 
 pytestmark = pytest.mark.stack
 WAIT = 60.0
-
-
-def _support():
-    if "delivery_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("delivery_support", ROOT / "tests/functions/delivery_support.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["delivery_support"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["delivery_support"]
-
-
-@pytest.fixture(scope="module")
-def artifacts(tmp_path_factory):
-    root = tmp_path_factory.mktemp("delivery-rel")
-    tflite = _support().build_tiny_tflite(root / "tiny.tflite")
-    vdir = _support().make_variants_dir(root / "art", tflite)
-    return vdir, vdir.parent / "evaluation"
 
 
 def _publish(artifacts, **kw):
@@ -77,7 +56,7 @@ def test_twenty_concurrent_publishes_are_all_recorded_and_the_channel_ends_on_th
         client.stop()
 
 
-def test_each_event_delivered_three_times_yields_one_record_each(clean_stack, artifacts):
+def test_each_event_delivered_three_times_yields_one_record_each(clean_stack, artifacts, support):
     import requests
     from cloudevents.conversion import to_binary
     from google.cloud import storage as gcs_mod
@@ -86,7 +65,7 @@ def test_each_event_delivered_three_times_yields_one_record_each(clean_stack, ar
     assert local_stack.drain(clean_stack, timeout=WAIT)
     gcs = gcs_mod.Client(project=clean_stack.project,
                          credentials=__import__("google.auth.credentials", fromlist=["x"]).AnonymousCredentials())
-    events = [_support().event_for_object(gcs, "edgeship", f"models/detector/{r.version}/manifest.json")
+    events = [support.event_for_object(gcs, "edgeship", f"models/detector/{r.version}/manifest.json")
               for r in results]
     # the relay delivered each once; deliver each twice more, concurrently, as Eventarc may
     def post(event):
