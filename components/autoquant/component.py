@@ -39,6 +39,7 @@ def autoquant(
     from collections import namedtuple
 
     from components.autoquant import core
+    from components._metrics import log_metrics
 
     qat_dir = qat_model.path if qat_model is not None else None
     res = core.autoquant(float_model.path, qat_dir, dataset.path, result.path, budget_pt=budget_pt,
@@ -46,12 +47,11 @@ def autoquant(
                          max_candidates=max_candidates, max_seconds=max_seconds or None, seed=seed,
                          progress=False)
     chosen = res.chosen
+    figures = {"candidates": len(res.candidates)}
     if chosen is not None:
-        metrics.log_metric("delta_map_pts", float(chosen.delta_pt or 0.0))
-        metrics.log_metric("latency_ms", float(chosen.latency_ms or 0.0))
-        metrics.log_metric("size_bytes", float(chosen.size_bytes or 0))
-        metrics.log_metric("float_layers", float(len(chosen.float_layers)))
-    metrics.log_metric("candidates", float(len(res.candidates)))
+        figures.update({"delta_map_pts": chosen.delta_pt or 0.0, "latency_ms": chosen.latency_ms or 0.0,
+                        "size_bytes": chosen.size_bytes or 0, "float_layers": len(chosen.float_layers)})
+    log_metrics(metrics, figures)
     shutil.copyfile(res.files["tradeoff.md"], tradeoff_md.path)
     result.metadata.update({"chosen": chosen.name if chosen else "", "met_budget": res.met_budget,
                             "partial": res.partial, "message": res.message})

@@ -30,11 +30,11 @@ def evaluate(
     import shutil
 
     from components.evaluate import core
+    from components._metrics import log_metrics
 
     report = core.evaluate(variants.path, dataset.path, evaluation.path, float_model_dir=float_model.path,
                            split=split, latency_runs=latency_runs)
-    for name, value in core.key_metrics(report).items():
-        metrics.log_metric(name, value)
+    log_metrics(metrics, core.key_metrics(report))
     shutil.copyfile(report.files["report.html"], report_html.path)
     shutil.copyfile(report.files["report.md"], report_md.path)
     evaluation.metadata.update({"float_reference": report.float_reference or "",

@@ -26,15 +26,14 @@ def qat(
     losses, float vs QAT step time measured in this run, their ratio, val mAP).
     """
     from components.qat import core
+    from components._metrics import log_metrics
 
     result = core.qat(float_model.path, dataset.path, model.path, epochs=epochs, batch_size=batch_size,
                       learning_rate=learning_rate, seed=seed, progress=False)
     h = result.history
-    for name, value in (("loss", h["loss"][-1]), ("val_loss", result.best_val_loss),
-                        ("float_ms_per_image", result.float_ms_per_image),
-                        ("qat_ms_per_image", result.qat_ms_per_image),
-                        ("step_time_ratio", result.step_time_ratio), ("qat_seconds", result.qat_seconds),
-                        ("val_map", result.val_map), ("val_map50", result.val_map50)):
-        if value is not None:
-            metrics.log_metric(name, float(value))
+    log_metrics(metrics, (("loss", h["loss"][-1]), ("val_loss", result.best_val_loss),
+                          ("float_ms_per_image", result.float_ms_per_image),
+                          ("qat_ms_per_image", result.qat_ms_per_image),
+                          ("step_time_ratio", result.step_time_ratio), ("qat_seconds", result.qat_seconds),
+                          ("val_map", result.val_map), ("val_map50", result.val_map50)))
     model.metadata.update({"framework": "tf_keras+tfmot", "qat": True, "load_with": "components.qat.core.load_qat_model"})

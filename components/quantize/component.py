@@ -27,13 +27,13 @@ def quantize(
     *.mlpackage.zip), sizes (bytes per variant and size ratio vs fp32).
     """
     from components.quantize import core
+    from components._metrics import log_metrics
 
     result = core.quantize(float_model.path, variants.path, qat_model_dir=qat_model.path,
                            calibration=dataset.path, num_calibration=num_calibration,
                            schemes=[s.strip() for s in schemes.split(",") if s.strip()],
                            coreml=coreml, progress=False)
-    for name, value in core.size_metrics(result).items():
-        sizes.log_metric(name, value)
+    log_metrics(sizes, core.size_metrics(result))
     variants.metadata.update({"variants": [v["name"] for v in result.variants],
                               "coreml": [c["name"] for c in result.coreml],
                               "skipped": [s["name"] for s in result.skipped]})

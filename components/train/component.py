@@ -27,16 +27,15 @@ def train(
     TensorBoard logs in logs/), metrics (final losses, val mAP of the Keras model, step time).
     """
     from components.train import core
+    from components._metrics import log_metrics
 
     result = core.train(dataset.path, model.path, epochs=epochs, batch_size=batch_size, alpha=alpha,
                         input_size=(input_size, input_size) if input_size else None,
                         learning_rate=learning_rate, seed=seed, progress=False)
     h = result.history
-    for name, value in (("loss", h["loss"][-1]), ("val_loss", result.best_val_loss),
-                        ("epochs", result.epochs_run), ("train_seconds", result.train_seconds),
-                        ("ms_per_image", result.ms_per_image), ("val_map", result.val_map),
-                        ("val_map50", result.val_map50)):
-        if value is not None:
-            metrics.log_metric(name, float(value))
+    log_metrics(metrics, (("loss", h["loss"][-1]), ("val_loss", result.best_val_loss),
+                          ("epochs", result.epochs_run), ("train_seconds", result.train_seconds),
+                          ("ms_per_image", result.ms_per_image), ("val_map", result.val_map),
+                          ("val_map50", result.val_map50)))
     model.metadata.update({"framework": "tf_keras", "alpha": alpha, "input_size": result.config["input_size"],
                            "num_classes": result.config["num_classes"], "tensorboard_logs": "logs/"})
