@@ -1,15 +1,29 @@
-"""The edgeship pipeline: data → train → qat → quantize → evaluate → select → (gate) publish.
+"""The edgeship pipeline: data → train → qat → candidates → evaluate → select → (gate) publish.
 
 Wiring only: every step is a component from components/<step>/component.py. Typed artifacts flow
 between steps (Dataset, Model, the variants and evaluation artifacts, the gate's decision).
 
-Variants "in parallel": one quantize step produces every variant (fp32, dynamic-range int8,
-float16, full int8, 16x8, QAT int8) into one Variants artifact (docs/contracts.md), rather than
-a dsl.ParallelFor over schemes feeding a collector. Reasons: the conversions share the loaded
-models and the calibration set (loading them dominates a conversion on this data size), the
-contract is one folder with one variants.json, and on a 2-core machine parallel steps gain
-nothing. On Vertex AI each step gets its own machine, so a fan-out would pay six image pulls and
-model loads for seconds of conversion each.
+Candidates come from one of two sources, picked by ``auto_quantize``:
+
+- ``quantize`` (default): every scheme (fp32, dynamic-range int8, float16, full int8, 16x8, QAT
+  int8) in one Variants artifact; select takes the fastest within the budgets.
+- ``autoquant``: the search for the fastest .tflite within ``accuracy_budget`` (QAT int8, full
+  int8, selective int8 with the worst layers kept float, 16x8, float16, fp32), each candidate
+  measured on val; its result folder is a Variants artifact holding the chosen model, so the same
+  evaluate → select → publish steps follow. Its trade-off curve is an output of the autoquant step
+  and a section of the evaluation report.
+
+Both branches share one wiring function; in the autoquant branch KFP names the shared steps
+``evaluate-2``, ``select-2``... (``pipelines.local.LocalRun.task`` finds either). A dsl.OneOf
+merging the two sources into one evaluate step would be tidier, but kfp.local 2.17 fails on it
+("Expected 1 artifact in ArtifactSelectorSpec").
+
+Variants "in parallel": one quantize step produces every variant rather than a dsl.ParallelFor
+over schemes feeding a collector. Reasons: the conversions share the loaded models and the
+calibration set (loading them dominates a conversion on this data size), the contract is one
+folder with one variants.json, and on a 2-core machine parallel steps gain nothing. On Vertex AI
+each step gets its own machine, so a fan-out would pay six image pulls and model loads for
+seconds of conversion each.
 
 Publishing runs only inside ``dsl.If(select.publish == True)``; when the gate refuses, the
 ``not-published`` branch runs a tiny step that logs why (the decision's Markdown is also an
@@ -18,6 +32,7 @@ output of select, shown by Vertex AI and kfp.local).
 
 from kfp import dsl
 
+from components.autoquant.component import autoquant as autoquant_op
 from components.data.component import data as data_op
 from components.evaluate.component import evaluate as evaluate_op
 from components.publish.component import publish as publish_op
@@ -30,46 +45,11 @@ from components.train.component import train as train_op
 PIPELINE_NAME = "edgeship"
 
 
-@dsl.pipeline(name=PIPELINE_NAME,
-              description="Train, QAT, quantize, evaluate, gate and publish an on-device detector.")
-def edgeship_pipeline(
-    data_uri: str = "",
-    model_name: str = "edgeship-detector",
-    channel: str = "stable",
-    bucket: str = "edgeship",
-    input_size: int = 160,
-    epochs: int = 40,
-    qat_epochs: int = 2,
-    accuracy_budget: str = "1.0",
-    latency_budget_ms: float = 0.0,
-    tolerance: float = 0.5,
-    force_promote: bool = False,
-    min_app_version: str = "1.0.0",
-):
-    """Args:
-    data_uri: dataset folder or gs:// prefix in the contract's layout; "" = generate the
-        embedded default dataset.
-    model_name, channel, bucket: where the model is published (gs://bucket/models/model_name/)
-        and which channel's current release is the champion.
-    input_size: square input side in pixels. epochs: float training epochs.
-    qat_epochs: quantization-aware fine-tuning epochs.
-    accuracy_budget: max ΔmAP@[.5:.95] vs float, in points; "none" = not configured.
-    latency_budget_ms: max 1-thread median latency (0 = none). tolerance: max mAP drop vs the
-        champion, points. force_promote: publish even when the gate fails (recorded).
-    min_app_version: the lowest client app version that can run the model (in the manifest).
-    """
-    data_task = data_op(data_uri=data_uri, image_size=input_size)
-    dataset = data_task.outputs["dataset"]
-
-    train_task = train_op(dataset=dataset, input_size=input_size, epochs=epochs)
-    float_model = train_task.outputs["model"]
-
-    qat_task = qat_op(dataset=dataset, float_model=float_model, epochs=qat_epochs)
-    qat_model = qat_task.outputs["model"]
-
-    quantize_task = quantize_op(dataset=dataset, float_model=float_model, qat_model=qat_model)
-    variants = quantize_task.outputs["variants"]
-
+def evaluate_gate_publish(*, variants, dataset, float_model, model_name: str, channel: str, bucket: str,
+                          accuracy_budget: str, latency_budget_ms: float, tolerance: float,
+                          force_promote: bool, min_app_version: str) -> None:
+    """evaluate → select → dsl.If(publish) publish / dsl.Else not_published, on a Variants artifact
+    (quantize's or autoquant's). Called inside the pipeline function only."""
     evaluate_task = evaluate_op(dataset=dataset, float_model=float_model, variants=variants)
     evaluation = evaluate_task.outputs["evaluation"]
 
@@ -89,3 +69,62 @@ def edgeship_pipeline(
     with dsl.Else(name="gate-refused"):
         refused = not_published_op(decision=select_task.outputs["decision"])
         refused.set_caching_options(False)
+
+
+@dsl.pipeline(name=PIPELINE_NAME,
+              description="Train, QAT, quantize, evaluate, gate and publish an on-device detector.")
+def edgeship_pipeline(
+    data_uri: str = "",
+    model_name: str = "edgeship-detector",
+    channel: str = "stable",
+    bucket: str = "edgeship",
+    input_size: int = 160,
+    epochs: int = 40,
+    qat_epochs: int = 2,
+    accuracy_budget: str = "1.0",
+    latency_budget_ms: float = 0.0,
+    tolerance: float = 0.5,
+    force_promote: bool = False,
+    min_app_version: str = "1.0.0",
+    auto_quantize: bool = False,
+    autoquant_max_candidates: int = 12,
+    autoquant_max_seconds: float = 0.0,
+):
+    """Args:
+    data_uri: dataset folder or gs:// prefix in the contract's layout; "" = generate the
+        embedded default dataset.
+    model_name, channel, bucket: where the model is published (gs://bucket/models/model_name/)
+        and which channel's current release is the champion.
+    input_size: square input side in pixels. epochs: float training epochs.
+    qat_epochs: quantization-aware fine-tuning epochs.
+    accuracy_budget: max ΔmAP@[.5:.95] vs float, in points; "none" = not configured.
+    latency_budget_ms: max 1-thread median latency (0 = none). tolerance: max mAP drop vs the
+        champion, points. force_promote: publish even when the gate fails (recorded).
+    min_app_version: the lowest client app version that can run the model (in the manifest).
+    auto_quantize: candidates from the autoquant search (fastest within accuracy_budget, with
+        selective int8) instead of the fixed set of schemes.
+    autoquant_max_candidates, autoquant_max_seconds: the search's limits (0 s = no time limit;
+        on the limit it returns the best so far, marked partial).
+    """
+    data_task = data_op(data_uri=data_uri, image_size=input_size)
+    dataset = data_task.outputs["dataset"]
+
+    train_task = train_op(dataset=dataset, input_size=input_size, epochs=epochs)
+    float_model = train_task.outputs["model"]
+
+    qat_task = qat_op(dataset=dataset, float_model=float_model, epochs=qat_epochs)
+    qat_model = qat_task.outputs["model"]
+
+    gate = dict(dataset=dataset, float_model=float_model, model_name=model_name, channel=channel,
+                bucket=bucket, accuracy_budget=accuracy_budget, latency_budget_ms=latency_budget_ms,
+                tolerance=tolerance, force_promote=force_promote, min_app_version=min_app_version)
+    with dsl.If(auto_quantize == False, name="fixed-variants"):  # noqa: E712
+        quantize_task = quantize_op(dataset=dataset, float_model=float_model, qat_model=qat_model)
+        evaluate_gate_publish(variants=quantize_task.outputs["variants"], **gate)
+    with dsl.Else(name="auto-quantize"):
+        autoquant_task = autoquant_op(
+            dataset=dataset, float_model=float_model, qat_model=qat_model,
+            accuracy_budget=accuracy_budget, max_latency_ms=latency_budget_ms,
+            max_candidates=autoquant_max_candidates, max_seconds=autoquant_max_seconds)
+        evaluate_gate_publish(variants=autoquant_task.outputs["result"], **gate)
+

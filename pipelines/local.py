@@ -188,6 +188,33 @@ class LocalRun:
         """Path of a task's output artifact/parameter file in the run folder."""
         return self.run_dir / task / name
 
+    def task(self, step: str) -> str | None:
+        """The name the step ran under: ``step`` itself or, for a step wired in more than one
+        branch (evaluate, select, publish…), KFP's ``step-2``, ``step-3``…; None when no task of
+        that step ran (a branch not taken). Ran = succeeded or was served from the cache."""
+        pattern = re.compile(rf"{re.escape(step)}(-\d+)?")
+        ran = [t for t, s in self.statuses.items() if pattern.fullmatch(t) and s in ("SUCCESS", "CACHED")]
+        return ran[0] if ran else None
+
+
+def task_dependencies(pipeline_spec: Any) -> dict[str, list[str]]:
+    """Each task's upstream tasks, over the root DAG and every nested one (dsl.If/Else
+    branches). A task inside a branch also depends on what its branch's condition task depends
+    on, so a step inside a branch that starts also marks the outer steps it reads from."""
+    dags = [pipeline_spec.root.dag] + [c.dag for c in pipeline_spec.components.values()
+                                       if c.HasField("dag")]
+    deps: dict[str, list[str]] = {}
+    owner: dict[str, str] = {}  # component name → the task that runs it (a condition task)
+    for dag in dags:
+        for name, task in dag.tasks.items():
+            deps.setdefault(name, []).extend(task.dependent_tasks)
+            owner[task.component_ref.name] = name
+    for comp_name, comp in pipeline_spec.components.items():
+        if comp.HasField("dag") and comp_name in owner:
+            for name in comp.dag.tasks:
+                deps[name].append(owner[comp_name])
+    return deps
+
 
 def source_fingerprint(root: str | Path | None = None) -> str:
     """SHA-256 (16 hex) over the project's Python sources and pyproject.toml.
@@ -232,16 +259,19 @@ def run_local(parameters: dict[str, Any], *, pipeline_root: str | Path,
 
     # kfp.local prints nothing for a task served from its cache: when a task starts, every task
     # it depends on that has no status yet was a cache hit.
-    tasks = pipeline_func.pipeline_spec.root.dag.tasks
-    deps = {name: list(task.dependent_tasks) for name, task in tasks.items()}
+    deps = task_dependencies(pipeline_func.pipeline_spec)
 
-    def mark_cached(name: str) -> None:
+    def mark_cached(name: str, seen: set[str] | None = None) -> None:
+        seen = set() if seen is None else seen
         for dep in deps.get(name, []):
+            if dep in seen:
+                continue
+            seen.add(dep)
             if dep not in statuses and not dep.startswith("condition-"):
                 statuses[dep] = "CACHED"
                 if on_event is not None:
                     on_event(StepEvent("finish", dep, "CACHED"))
-            mark_cached(dep)
+            mark_cached(dep, seen)
 
     def handle(event: StepEvent) -> None:
         if event.kind == "start":

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any, TextIO
 
 log = logging.getLogger(__name__)
 
-STEPS = ("data", "train", "qat", "quantize", "evaluate", "select", "publish")
+STEPS = ("data", "train", "qat", "quantize", "autoquant", "evaluate", "select", "publish")
 
 
 def pipeline_spec() -> dict[str, Any]:
@@ -105,8 +106,10 @@ class _Progress:
             self.live.__exit__(*exc)
 
     def __call__(self, event) -> None:
-        row = self.rows.setdefault(event.task, {"status": "waiting", "t0": None, "dt": None}) \
-            if event.task else None
+        # a step wired in both candidate branches runs as "evaluate" or "evaluate-2": one row
+        step = re.sub(r"-\d+$", "", event.task) if event.task else event.task
+        row = self.rows.setdefault(step, {"status": "waiting", "t0": None, "dt": None}) \
+            if step else None
         stamp = time.strftime("%H:%M:%S")
         if event.kind == "start" and row is not None:
             row.update(status="running", t0=time.monotonic())
@@ -255,17 +258,22 @@ def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
             client.stop()
         return 1
 
-    outputs_select = task_outputs(result.run_dir, "select")
+    outputs_select = task_outputs(result.run_dir, result.task("select") or "select")
     decision = json.loads(Path(outputs_select["decision"]).read_text())
     eval_dir = Path(decision["inputs"]["evaluation"])  # select's input (a cached run's is older)
     report = json.loads((eval_dir / "report.json").read_text())
 
     console.print(summary_table(report, decision))
+    search = report.get("autoquant")
+    if search:
+        console.print(f"[bold]auto-quantize:[/] {search.get('message') or ''} — "
+                      f"{len(search.get('candidates') or [])} candidates tried in "
+                      f"{float(search.get('seconds') or 0):.0f} s; curve: {eval_dir / 'autoquant_tradeoff.png'}")
     console.print("[bold]gate:[/] " + "\n      ".join(decision.get("reasons", [])))
 
     held = None
     if decision.get("publish"):
-        published = task_outputs(result.run_dir, "publish")
+        published = task_outputs(result.run_dir, result.task("publish") or "publish")
         version = published.get("version") or published.get("Output")
         console.print(f"published {effective['model_name']} version {version} to channel "
                       f"{effective['channel']} (gs://{effective['bucket']}/models/{effective['model_name']}/{version}/)")

@@ -8,7 +8,9 @@ from typing import Any
 _TYPES = {"STRING": str, "NUMBER_DOUBLE": float, "NUMBER_INTEGER": int, "BOOLEAN": bool}
 
 # Parameters whose value is a budget or tolerance: numbers >= 0 (accuracy_budget may be "none").
-NON_NEGATIVE = ("latency_budget_ms", "tolerance", "epochs", "qat_epochs", "input_size")
+NON_NEGATIVE = ("latency_budget_ms", "tolerance", "epochs", "qat_epochs", "input_size", "autoquant_max_seconds")
+# Parameters that count something that must happen at least once.
+AT_LEAST_ONE = ("autoquant_max_candidates",)
 
 
 def parameter_types(spec: dict[str, Any]) -> dict[str, tuple[type, Any]]:
@@ -74,6 +76,9 @@ def check_values(values: dict[str, Any], *, where: str = "pipeline parameters") 
     for name in NON_NEGATIVE:
         if name in values and float(values[name]) < 0:
             raise ValueError(f"{where}: parameter {name!r} must be >= 0, got {values[name]!r}")
+    for name in AT_LEAST_ONE:
+        if name in values and float(values[name]) < 1:
+            raise ValueError(f"{where}: parameter {name!r} must be >= 1, got {values[name]!r}")
 
 
 def parse_assignments(items: list[str] | None, *, where: str = "--param") -> dict[str, str]:

@@ -14,7 +14,7 @@ def autoquant(
     result: Output[Artifact],
     metrics: Output[Metrics],
     tradeoff_md: Output[Markdown],
-    budget_pt: float = 1.0,
+    accuracy_budget: str = "1.0",
     max_latency_ms: float = 0.0,
     max_size_bytes: int = 0,
     max_candidates: int = 12,
@@ -22,13 +22,14 @@ def autoquant(
     seed: int = 0,
     qat_model: Input[Model] = None,
 ) -> NamedTuple("AutoquantOutputs", [("chosen", str), ("met_budget", bool), ("partial", bool)]):
-    """Find the fastest .tflite within ``budget_pt`` mAP points of fp32 (QAT/full/selective int8, 16x8,
+    """Find the fastest .tflite within ``accuracy_budget`` mAP points of fp32 (QAT/full/selective int8, 16x8,
     float16, fp32), each candidate measured on the val split.
 
     Args:
         dataset: the data step's Dataset (calibration + val splits). float_model / qat_model: the
             train and qat steps' Model artifacts (qat_model optional: without it qat_int8 is skipped).
-        budget_pt: max ΔmAP@[.5:.95] vs fp32 in points. max_latency_ms / max_size_bytes: extra
+        accuracy_budget: max ΔmAP@[.5:.95] vs fp32 in points, as text like the pipeline's
+            ("1.0"); "none" = no accuracy limit (the fastest candidate). max_latency_ms / max_size_bytes: extra
             limits (0 = none). max_candidates / max_seconds: search limits (0 s = none). seed: the
             calibration sample.
     Outputs: result (the chosen .tflite + variants.json, autoquant.json, tradeoff.json/md/png,
@@ -42,7 +43,8 @@ def autoquant(
     from components._metrics import log_metrics
 
     qat_dir = qat_model.path if qat_model is not None else None
-    res = core.autoquant(float_model.path, qat_dir, dataset.path, result.path, budget_pt=budget_pt,
+    res = core.autoquant(float_model.path, qat_dir, dataset.path, result.path,
+                         budget_pt=core.budget_points(accuracy_budget),
                          max_latency_ms=max_latency_ms or None, max_size_bytes=max_size_bytes or None,
                          max_candidates=max_candidates, max_seconds=max_seconds or None, seed=seed,
                          progress=False)

@@ -256,6 +256,18 @@ def _clean(obj: Any) -> Any:
 
 # --------------------------------------------------------------------------- the detector step
 
+NO_BUDGET_PT = 100.0  # ΔmAP in points cannot exceed 100: "no accuracy limit"
+
+
+def budget_points(accuracy_budget: Any) -> float:
+    """The pipeline's accuracy budget (a number or text like "1.0"; "none" = no limit) as the
+    search's ``budget_pt``. Raises ValueError naming the value when it is not a number >= 0."""
+    from components.select.core import parse_budget
+
+    parsed = parse_budget(accuracy_budget, name="autoquant accuracy_budget")
+    return NO_BUDGET_PT if parsed is None else parsed
+
+
 def autoquant(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLike | None,
               dataset_uri: str, out_dir: str | os.PathLike, *, budget_pt: float,
               max_latency_ms: float | None = None, max_size_bytes: int | None = None,
@@ -365,5 +377,5 @@ def load_result(out_dir: str | os.PathLike) -> dict[str, Any]:
     return json.loads(path.read_text())
 
 
-__all__ = ["ConverterBuilder", "autoquant", "count_int8_ops", "keras_converter_maker", "load_result",
+__all__ = ["ConverterBuilder", "NO_BUDGET_PT", "autoquant", "budget_points", "count_int8_ops", "keras_converter_maker", "load_result",
            "plot_tradeoff", "search", "write_outputs", "write_tradeoff"]

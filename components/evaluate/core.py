@@ -117,9 +117,10 @@ class EvalReport:
     threads_n: int
     out_dir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
+    autoquant: dict[str, Any] | None = None  # the search behind an autoquant variants artifact
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        doc = {
             "format_version": REPORT_FORMAT_VERSION,
             "dataset_fingerprint": self.dataset_fingerprint,
             "split": self.split,
@@ -132,6 +133,9 @@ class EvalReport:
             "variants": {name: row.to_dict() for name, row in self.variants.items()},
             "float_keras": self.float_keras.to_dict() if self.float_keras is not None else None,
         }
+        if self.autoquant is not None:
+            doc["autoquant"] = self.autoquant
+        return doc
 
 
 # --------------------------------------------------------------------------- inputs
@@ -398,6 +402,7 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
     outside the label map, label maps that disagree, corrupt models), naming the culprit.
     """
     specs, variant_labels = load_variants(variants_dir, only=variants)
+    search = autoquant_search(variants_dir)  # checked before the long part
     examples, class_names, fingerprint = load_examples(dataset_uri, split, max_images=max_images)
     check_label_maps(class_names, variant_labels, f"{Path(variants_dir) / 'labels.txt'}")
     float_detector = None
@@ -413,8 +418,35 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
                                dataset_fingerprint=fingerprint, latency_runs=latency_runs,
                                latency_warmup=latency_warmup, threads=threads, slices=slices, seed=seed,
                                show_progress=show_progress)
+    report.autoquant = search
     write_report(report, out_dir)
+    if report.autoquant is not None:
+        import shutil
+
+        for name in ("tradeoff.png", "tradeoff.md", "layers.md"):
+            if (Path(variants_dir) / name).is_file():  # the search's curve and layer report
+                target = Path(out_dir) / f"autoquant_{name}"
+                shutil.copyfile(Path(variants_dir) / name, target)
+                report.files[target.name] = target
     return report
+
+
+def autoquant_search(variants_dir: str | os.PathLike) -> dict[str, Any] | None:
+    """The part of an autoquant artifact's autoquant.json the evaluation report keeps (budget,
+    chosen, stop reason, every candidate's row); None for a quantize artifact."""
+    path = Path(variants_dir) / "autoquant.json"
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    keep = ("budget_pt", "max_latency_ms", "max_size_bytes", "reference_metric", "chosen", "met_budget",
+            "partial", "stop_reason", "message", "seconds")
+    rows = [{k: c.get(k) for k in ("name", "scheme", "float_layers", "size_bytes", "latency_ms", "metric",
+                                    "delta_pt", "fits", "misses", "error")}
+            for c in doc.get("candidates") or []]
+    return {**{k: doc.get(k) for k in keep}, "candidates": rows}
 
 
 def key_metrics(report: EvalReport | Mapping[str, Any]) -> dict[str, float]:

@@ -122,15 +122,47 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
     return lines
 
 
+AUTOQUANT_COLUMNS = ("#", "candidate", "layers kept float", "size (KB)", "latency 1 thr (ms)", "mAP",
+                     "ΔmAP vs fp32 (pt)", "fits the budget")
+
+
+def autoquant_rows(report: Mapping[str, Any]) -> list[list[str]]:
+    """One row per candidate the auto-quantize search tried, in the order it tried them."""
+    search = report.get("autoquant") or {}
+    rows = []
+    for i, c in enumerate(search.get("candidates") or []):
+        name = str(c.get("name")) + (" ← chosen" if c.get("name") == search.get("chosen") else "")
+        fits = "yes" if c.get("fits") else ("; ".join(c.get("misses") or []) or str(c.get("error") or "no"))
+        rows.append([str(i), name, str(len(c.get("float_layers") or [])),
+                     _num((c.get("size_bytes") or 0) / 1024, ".1f") if c.get("size_bytes") else "—",
+                     _num(c.get("latency_ms"), ".3f"), _num(c.get("metric")), _num(c.get("delta_pt"), "+.2f"),
+                     fits])
+    return rows
+
+
+def _autoquant_summary(report: Mapping[str, Any]) -> str:
+    s = report.get("autoquant") or {}
+    budget = s.get("budget_pt")
+    return (f"Candidates from the auto-quantize search: budget ΔmAP ≤ {_num(budget, '.2f')} pt vs fp32; "
+            f"chosen {s.get('chosen') or 'none'}; met the budget: {'yes' if s.get('met_budget') else 'NO'}"
+            f"{' (partial search: ' + str(s.get('stop_reason')) + ')' if s.get('partial') else ''}. "
+            f"{s.get('message') or ''}".strip())
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
-    """The Markdown report: the variant table, then mAP per robustness slice."""
+    """The Markdown report: the variant table, mAP per robustness slice and per class, and the
+    auto-quantize search's candidates when the variants came from it."""
     header, rob = robustness_rows(report)
-    return "\n".join([
+    parts = [
         "# edgeship evaluation", "", *_summary_lines(report), "",
         _md_table(COLUMNS, table_rows(report)), "",
         "## Robustness (mAP@[.5:.95] per slice of val)", "", _md_table(header, rob), "",
         "## AP@[.5:.95] per class", "", _md_table(*per_class_rows(report)), "",
-    ])
+    ]
+    if report.get("autoquant"):
+        parts += ["## Auto-quantize search (the trade-off curve: autoquant_tradeoff.png)", "",
+                  _autoquant_summary(report), "", _md_table(AUTOQUANT_COLUMNS, autoquant_rows(report)), ""]
+    return "\n".join(parts)
 
 
 def plot_tradeoff(report: Mapping[str, Any], path: str | Path) -> Path:
@@ -187,7 +219,14 @@ def render_html(report: Mapping[str, Any], png_path: str | Path | None) -> str:
             f"<style>{style}</style></head><body><h1>edgeship evaluation</h1><ul>{summary}</ul>"
             f"{table(COLUMNS, table_rows(report))}{img}<h2>Robustness (mAP@[.5:.95] per slice of val)</h2>"
             f"{table(header, rob)}<h2>AP@[.5:.95] per class</h2>{table(*per_class_rows(report))}"
-            "</body></html>")
+            f"{_autoquant_html(report, table)}</body></html>")
+
+
+def _autoquant_html(report: Mapping[str, Any], table: Any) -> str:
+    if not report.get("autoquant"):
+        return ""
+    return (f"<h2>Auto-quantize search</h2><p>{html.escape(_autoquant_summary(report))}</p>"
+            f"{table(AUTOQUANT_COLUMNS, autoquant_rows(report))}")
 
 
 def write_reports(report: Mapping[str, Any], out_dir: str | Path) -> dict[str, Path]:

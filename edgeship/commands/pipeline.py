@@ -35,6 +35,10 @@ def _add_param_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--min-app-version", help="lowest client app version that can run the model")
     g.add_argument("--force-promote", action="store_true", default=None,
                    help="publish even if the gate fails (recorded in the decision and manifest)")
+    g.add_argument("--auto-quantize", action="store_true", default=None,
+                   help="candidates from the autoquant search (fastest within --budget, selective int8 "
+                        "included) instead of the fixed schemes; limits: --param "
+                        "autoquant_max_candidates=N, --param autoquant_max_seconds=S")
     g.add_argument("--param", action="append", metavar="NAME=VALUE", default=[],
                    help="any pipeline parameter by name (repeatable)")
 
@@ -49,6 +53,8 @@ def _collect_params(args: argparse.Namespace) -> dict[str, str]:
             values[name] = value
     if getattr(args, "force_promote", None):
         values["force_promote"] = True
+    if getattr(args, "auto_quantize", None):
+        values["auto_quantize"] = True
     return values
 
 

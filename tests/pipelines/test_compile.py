@@ -4,7 +4,7 @@ import pytest
 from edgeship import cli
 from pipelines.compile import load_spec, resolve_image
 
-STEPS = ["data", "train", "qat", "quantize", "evaluate", "select"]
+STEPS = ["data", "train", "qat"]  # top level; the candidate steps run inside a branch
 
 
 def producers(task: dict) -> set[str]:
@@ -20,23 +20,36 @@ def producers(task: dict) -> set[str]:
     return out
 
 
-def find_branch(spec: dict, name_part: str) -> dict:
-    """The component holding the tasks under a dsl.If / dsl.Else branch."""
-    tasks = spec["root"]["dag"]["tasks"]
-    branches = next(t for n, t in tasks.items() if n.startswith("condition-branches"))
-    comp = spec["components"][branches["componentRef"]["name"]]
-    for name, task in comp["dag"]["tasks"].items():
-        inner = spec["components"][task["componentRef"]["name"]]["dag"]["tasks"]
-        if name_part in inner:
-            return {"task": task, "inner": inner}
-    raise AssertionError(f"no branch holding {name_part}")
+def branches_of(spec: dict, dag: dict) -> list[dict]:
+    """The dsl.If / dsl.Else branches directly under a DAG: each {"task", "inner"}."""
+    out = []
+    for name, task in dag["tasks"].items():
+        if name.startswith("condition-branches"):
+            comp = spec["components"][task["componentRef"]["name"]]
+            for branch in comp["dag"]["tasks"].values():
+                out.append({"task": branch, "dag": spec["components"][branch["componentRef"]["name"]]["dag"]})
+    return out
+
+
+def candidate_branch(spec: dict, step: str) -> dict:
+    """The top-level branch whose tasks include ``step`` (quantize or autoquant)."""
+    for b in branches_of(spec, spec["root"]["dag"]):
+        if step in b["dag"]["tasks"]:
+            return b
+    raise AssertionError(f"no top-level branch runs {step}")
+
+
+def gate_branch(spec: dict, outer: dict, step: str) -> dict:
+    for b in branches_of(spec, outer["dag"]):
+        if any(t == step or t.startswith(step + "-") for t in b["dag"]["tasks"]):
+            return b
+    raise AssertionError(f"no gate branch runs {step}")
 
 
 def test_top_level_steps(spec):
     tasks = spec["root"]["dag"]["tasks"]
     assert set(STEPS) <= set(tasks)
-    assert any(n.startswith("condition-branches") for n in tasks)
-    assert "publish" not in tasks, "publish must only run inside the gate's dsl.If"
+    assert not {"quantize", "autoquant", "evaluate", "select", "publish"} & set(tasks)
 
 
 def test_edges_follow_the_data_flow(spec):
@@ -44,22 +57,47 @@ def test_edges_follow_the_data_flow(spec):
     assert producers(tasks["data"]) == set()
     assert producers(tasks["train"]) == {"data"}
     assert producers(tasks["qat"]) == {"data", "train"}
-    assert {"train", "qat"} <= producers(tasks["quantize"])
-    assert "quantize" in producers(tasks["evaluate"])
-    assert producers(tasks["select"]) == {"evaluate"}
-    branches = next(t for n, t in tasks.items() if n.startswith("condition-branches"))
-    assert "select" in producers(branches)
+    fixed = candidate_branch(spec, "quantize")["dag"]["tasks"]
+    assert producers(fixed["evaluate"]) == {"quantize"}
+    assert producers(fixed["select"]) == {"evaluate"}
+    auto = candidate_branch(spec, "autoquant")["dag"]["tasks"]
+    assert "quantize" not in auto  # the search converts its own candidates
+    assert producers(auto["evaluate-2"]) == {"autoquant"}
+    assert producers(auto["select-2"]) == {"evaluate-2"}
+    inputs = auto["autoquant"]["inputs"]
+    assert {a: v["componentInputArtifact"] for a, v in inputs["artifacts"].items()} == {
+        "dataset": "pipelinechannel--data-dataset", "float_model": "pipelinechannel--train-model",
+        "qat_model": "pipelinechannel--qat-model"}
 
 
-def test_publish_is_under_the_gate_condition(spec):
-    publish = find_branch(spec, "publish")
+def test_auto_quantize_picks_the_candidate_source(spec):
+    fixed = candidate_branch(spec, "quantize")["task"]["triggerPolicy"]["condition"]
+    auto = candidate_branch(spec, "autoquant")["task"]["triggerPolicy"]["condition"]
+    assert fixed == "inputs.parameter_values['pipelinechannel--auto_quantize'] == false"
+    assert auto == "!(inputs.parameter_values['pipelinechannel--auto_quantize'] == false)"
+    params = candidate_branch(spec, "autoquant")["dag"]["tasks"]["autoquant"]["inputs"]["parameters"]
+    # one budget for the search and the gate; the search limits are pipeline parameters
+    assert {k: v["componentInputParameter"] for k, v in params.items()} == {
+        "accuracy_budget": "pipelinechannel--accuracy_budget",
+        "max_latency_ms": "pipelinechannel--latency_budget_ms",
+        "max_candidates": "pipelinechannel--autoquant_max_candidates",
+        "max_seconds": "pipelinechannel--autoquant_max_seconds"}
+
+
+@pytest.mark.parametrize("source, suffix", [("quantize", ""), ("autoquant", "-2")])
+def test_publish_is_under_the_gate_condition(spec, source, suffix):
+    outer = candidate_branch(spec, source)
+    publish = gate_branch(spec, outer, "publish")
     condition = publish["task"]["triggerPolicy"]["condition"]
-    assert condition == "inputs.parameter_values['pipelinechannel--select-publish'] == true"
-    refused = find_branch(spec, "not-published")
+    assert condition == f"inputs.parameter_values['pipelinechannel--select{suffix}-publish'] == true"
+    refused = gate_branch(spec, outer, "not-published")
     assert refused["task"]["triggerPolicy"]["condition"] == \
-        "!(inputs.parameter_values['pipelinechannel--select-publish'] == true)"
-    arts = publish["inner"]["publish"]["inputs"]["artifacts"]
+        f"!(inputs.parameter_values['pipelinechannel--select{suffix}-publish'] == true)"
+    arts = publish["dag"]["tasks"][f"publish{suffix}"]["inputs"]["artifacts"]
     assert {"variants", "evaluation", "decision"} <= set(arts)
+    # publish takes the variants from the same source as evaluate
+    assert arts["variants"]["componentInputArtifact"] == \
+        ("pipelinechannel--quantize-variants" if source == "quantize" else "pipelinechannel--autoquant-result")
 
 
 def test_parameters_types_and_defaults(spec):
@@ -71,6 +109,8 @@ def test_parameters_types_and_defaults(spec):
         "qat_epochs": ("NUMBER_INTEGER", None), "accuracy_budget": ("STRING", "1.0"),
         "latency_budget_ms": ("NUMBER_DOUBLE", 0.0), "tolerance": ("NUMBER_DOUBLE", 0.5),
         "force_promote": ("BOOLEAN", False), "min_app_version": ("STRING", None),
+        "auto_quantize": ("BOOLEAN", False), "autoquant_max_candidates": ("NUMBER_INTEGER", None),
+        "autoquant_max_seconds": ("NUMBER_DOUBLE", 0.0),
     }
     assert set(params) == set(expected)
     for name, (kind, default) in expected.items():
@@ -80,11 +120,12 @@ def test_parameters_types_and_defaults(spec):
             assert params[name]["defaultValue"] == default, name
 
 
-def test_gate_inputs_wired_from_pipeline_parameters(spec):
-    sel = spec["root"]["dag"]["tasks"]["select"]["inputs"]["parameters"]
-    for name in ("accuracy_budget", "latency_budget_ms", "tolerance", "force_promote", "channel"):
-        assert sel[name]["componentInputParameter"] == name
-    assert spec["root"]["dag"]["tasks"]["select"]["cachingOptions"] == {}  # caching off
+@pytest.mark.parametrize("source, name", [("quantize", "select"), ("autoquant", "select-2")])
+def test_gate_inputs_wired_from_pipeline_parameters(spec, source, name):
+    sel = candidate_branch(spec, source)["dag"]["tasks"][name]
+    for param in ("accuracy_budget", "latency_budget_ms", "tolerance", "force_promote", "channel"):
+        assert sel["inputs"]["parameters"][param]["componentInputParameter"] == f"pipelinechannel--{param}"
+    assert sel["cachingOptions"] == {}  # caching off
 
 
 def test_every_executor_uses_the_image(spec, image):

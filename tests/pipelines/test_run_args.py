@@ -29,6 +29,9 @@ def no_stack(monkeypatch):
     (["--param", "colour=red"], "unknown pipeline parameter 'colour'"),
     (["--epochs", "2.5"], "'epochs' must be an integer"),
     (["--qat-epochs", "-1"], "'qat_epochs' must be >= 0"),
+    (["--auto-quantize", "--param", "autoquant_max_candidates=0"], "'autoquant_max_candidates' must be >= 1"),
+    (["--auto-quantize", "--param", "autoquant_max_seconds=-5"], "'autoquant_max_seconds' must be >= 0"),
+    (["--auto-quantize", "--param", "autoquant_max_candidates=many"], "'autoquant_max_candidates' must be an integer"),
 ])
 def test_run_refuses_bad_input_before_starting(no_stack, capsys, argv, message):
     rc = cli.main(["run", *argv])
@@ -41,6 +44,15 @@ def test_check_parameters_types(tmp_path):
     from pipelines.main_job import check_parameters
 
     values = check_parameters({"data_uri": str(tmp_path), "epochs": "3", "qat_epochs": "1",
-                               "force_promote": True, "accuracy_budget": "none"})
+                               "force_promote": True, "accuracy_budget": "none", "auto_quantize": "true",
+                               "autoquant_max_seconds": "600"})
     assert values == {"data_uri": str(tmp_path), "epochs": 3, "qat_epochs": 1,
-                      "force_promote": True, "accuracy_budget": "none"}
+                      "force_promote": True, "accuracy_budget": "none", "auto_quantize": True,
+                      "autoquant_max_seconds": 600.0}
+
+
+def test_auto_quantize_flag_sets_the_parameter():
+    from edgeship.commands.pipeline import _collect_params
+
+    args = cli.build_parser().parse_args(["run", "--auto-quantize", "--budget", "0.3"])
+    assert _collect_params(args) == {"auto_quantize": True, "accuracy_budget": "0.3"}

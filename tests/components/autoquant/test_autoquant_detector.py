@@ -148,6 +148,23 @@ def test_kfp_component_interface():
     from components.autoquant.component import autoquant
 
     spec = autoquant.component_spec
-    assert set(spec.inputs) >= {"dataset", "float_model", "qat_model", "budget_pt", "max_seconds", "seed"}
+    assert set(spec.inputs) >= {"dataset", "float_model", "qat_model", "accuracy_budget", "max_seconds",
+                                "seed"}
+    assert spec.inputs["accuracy_budget"].type == "String"  # the pipeline's budget, "none" allowed
     assert set(spec.outputs) >= {"result", "metrics", "tradeoff_md", "chosen", "met_budget", "partial"}
     assert spec.inputs["qat_model"].optional  # pipelines without a QAT step can still call it
+
+
+@pytest.mark.parametrize("text, points", [("1.0", 1.0), (" 0.3 ", 0.3), ("0", 0.0), ("none", 100.0), (2, 2.0)])
+def test_pipeline_budget_text_to_points(text, points):
+    from components.autoquant.core import budget_points
+
+    assert budget_points(text) == points
+
+
+@pytest.mark.parametrize("text", ["-1", "abc", "nan"])
+def test_bad_pipeline_budget_is_named(text):
+    from components.autoquant.core import budget_points
+
+    with pytest.raises(ValueError, match=repr(text).replace("(", r"\(")):
+        budget_points(text)

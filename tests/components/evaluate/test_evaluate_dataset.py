@@ -60,3 +60,56 @@ def test_cli_evaluate(tiny_dataset, matching_variants, tmp_path, capsys):
     assert list(doc["variants"]) == ["full_int8"]
     assert list(doc["variants"]["full_int8"]["robustness"]) == ["dark"]
     assert "report.html" in capsys.readouterr().out
+
+
+def test_autoquant_artifact_keeps_the_search_in_the_report(tiny_dataset, matching_variants, tmp_path):
+    """An autoquant result folder is evaluated like quantize's; its candidates, budget and curve
+    become part of the evaluation report (the pipeline's auto-quantize branch)."""
+    uri, _ = tiny_dataset
+    aq = tmp_path / "aq"
+    shutil.copytree(matching_variants, aq)
+    search = {"budget_pt": 0.3, "chosen": "full_int8", "met_budget": True, "partial": False,
+              "stop_reason": "full_int8 is the first candidate that fits", "message": "meets the budget",
+              "reference_metric": 0.5, "layer_ranking": [{"layer": "x"}],
+              "candidates": [
+                  {"name": "fp32", "scheme": "fp32", "float_layers": [], "size_bytes": 4096, "latency_ms": 0.5,
+                   "metric": 0.5, "delta_pt": 0.0, "fits": True, "misses": [], "error": None, "extra": {}},
+                  {"name": "qat_int8", "scheme": "qat_int8", "float_layers": [], "size_bytes": 1024,
+                   "latency_ms": 0.2, "metric": 0.49, "delta_pt": 1.0, "fits": False,
+                   "misses": ["ΔmAP 1.00 pt > 0.30 pt"], "error": None, "extra": {}},
+                  {"name": "full_int8", "scheme": "full_int8", "float_layers": [], "size_bytes": 1100,
+                   "latency_ms": 0.25, "metric": 0.499, "delta_pt": 0.1, "fits": True, "misses": [],
+                   "error": None, "extra": {}}]}
+    (aq / "autoquant.json").write_text(json.dumps(search))
+    (aq / "tradeoff.md").write_text("# Auto-quantize trade-off\n")
+    (aq / "tradeoff.png").write_bytes(b"\x89PNG stand-in")
+    report = core.evaluate(aq, str(uri), tmp_path / "eval", latency_runs=2, latency_warmup=1, show_progress=False)
+    doc = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert doc["autoquant"]["chosen"] == "full_int8" and doc["autoquant"]["budget_pt"] == 0.3
+    assert [c["name"] for c in doc["autoquant"]["candidates"]] == ["fp32", "qat_int8", "full_int8"]
+    assert "layer_ranking" not in doc["autoquant"]  # the per-layer report stays in the autoquant artifact
+    md = (tmp_path / "eval" / "report.md").read_text()
+    section = md.split("## Auto-quantize search", 1)[1]
+    assert "budget ΔmAP ≤ 0.30 pt" in section and "full_int8 ← chosen" in section
+    assert "ΔmAP 1.00 pt > 0.30 pt" in section  # why qat_int8 was passed over
+    assert "Auto-quantize search" in (tmp_path / "eval" / "report.html").read_text()
+    assert (tmp_path / "eval" / "autoquant_tradeoff.png").read_bytes() == b"\x89PNG stand-in"
+    assert "autoquant_tradeoff.md" in report.files
+
+
+def test_quantize_artifact_has_no_search_section(tiny_dataset, matching_variants, tmp_path):
+    uri, _ = tiny_dataset
+    core.evaluate(matching_variants, str(uri), tmp_path / "eval", latency_runs=2, latency_warmup=1,
+                  show_progress=False, variants=["fp32"])
+    assert "autoquant" not in json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert "Auto-quantize" not in (tmp_path / "eval" / "report.md").read_text()
+
+
+def test_corrupt_autoquant_json_is_named(tiny_dataset, matching_variants, tmp_path):
+    uri, _ = tiny_dataset
+    aq = tmp_path / "aq"
+    shutil.copytree(matching_variants, aq)
+    (aq / "autoquant.json").write_text("{not json")
+    with pytest.raises(ValueError, match="autoquant.json is not valid JSON"):
+        core.evaluate(aq, str(uri), tmp_path / "eval", latency_runs=2, latency_warmup=1, show_progress=False,
+                      variants=["fp32"])
