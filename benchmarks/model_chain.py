@@ -31,7 +31,7 @@ from typing import Any, Callable, Mapping
 
 log = logging.getLogger("benchmarks.model_chain")
 
-ORDER = ("fp32", "dynamic_int8", "float16", "full_int8", "int16x8", "qat_int8")
+ORDER = ("fp32", "dynamic_int8", "float16", "full_int8", "full_int8_pt", "int16x8", "qat_int8")
 
 
 @dataclass(frozen=True)

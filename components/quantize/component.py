@@ -13,7 +13,7 @@ def quantize(
     variants: Output[Artifact],
     sizes: Output[Metrics],
     num_calibration: int = 200,
-    schemes: str = "fp32,dynamic_int8,float16,full_int8,int16x8,qat_int8",
+    schemes: str = "fp32,dynamic_int8,float16,full_int8,full_int8_pt,int16x8,qat_int8",
     coreml: bool = True,
 ):
     """Convert the float and QAT detectors to every TFLite scheme (post-processing inside) and Core ML.

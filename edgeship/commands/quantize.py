@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-ALL_SCHEMES = ("fp32", "dynamic_int8", "float16", "full_int8", "int16x8", "qat_int8")
+ALL_SCHEMES = ("fp32", "dynamic_int8", "float16", "full_int8", "full_int8_pt", "int16x8", "qat_int8")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

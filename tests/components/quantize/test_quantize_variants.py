@@ -11,7 +11,7 @@ from ai_edge_litert.interpreter import Interpreter
 from components.quantize import core
 from components.quantize.op_report import build_op_report, output_map
 
-ALL = ["fp32", "dynamic_int8", "float16", "full_int8", "int16x8", "qat_int8"]
+ALL = ["fp32", "dynamic_int8", "float16", "full_int8", "full_int8_pt", "int16x8", "qat_int8"]
 
 
 def test_every_variant_written_and_indexed(q_run):
@@ -39,7 +39,7 @@ def test_variant_runs_in_litert_with_contract_outputs(q_run, name):
     interp = Interpreter(model_path=str(out / entry["file"]))
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]
-    want_dtype = np.uint8 if name in ("full_int8", "qat_int8") else np.float32
+    want_dtype = np.uint8 if name in core.INT8_SCHEMES else np.float32
     assert inp["dtype"] == want_dtype and entry["input"]["dtype"] == np.dtype(want_dtype).name
     assert list(inp["shape"]) == [1, 64, 64, 3]
     if want_dtype == np.uint8:  # raw pixels go in unchanged
@@ -126,3 +126,27 @@ def test_fp32_parity_with_keras_within_tolerance(q_run, q_models, q_dataset):
     # the map from the graph agrees with op_report.output_map
     assert output_map(Interpreter(model_path=str(out / "fp32.tflite"))) == spec["outputs"]
     assert build_op_report(out / "fp32.tflite")["has_postprocess"]
+
+
+def _weight_scales(path) -> dict[str, int]:
+    """Number of quantization scales of each int8 conv weight tensor."""
+    interp = Interpreter(model_path=str(path))
+    counts = {}
+    for op in interp._get_ops_details():
+        if op["op_name"] in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            w = interp.get_tensor_details()[int(op["inputs"][1])]
+            counts[w["name"]] = len(w["quantization_parameters"]["scales"])
+    return counts
+
+
+def test_per_tensor_full_int8_has_one_scale_per_weight_and_is_smaller(q_run):
+    result, out = q_run
+    per_channel = _weight_scales(out / "full_int8.tflite")
+    per_tensor = _weight_scales(out / "full_int8_pt.tflite")
+    assert len(per_tensor) == len(per_channel) > 5
+    assert set(per_tensor.values()) == {1}
+    assert max(per_channel.values()) > 1
+    s = result.sizes()
+    assert s["full_int8_pt"] < s["full_int8"]
+    report = json.loads((out / "full_int8_pt.ops.json").read_text())
+    assert report["int8_compute"] is True and report["float_ops_outside_postprocess"] == []
