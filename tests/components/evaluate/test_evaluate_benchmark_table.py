@@ -37,9 +37,21 @@ def test_targets_met_and_not_met(tmp_path):
     assert verdicts["float detector mAP@.5 on val"] is True
     assert verdicts["QAT int8 ΔmAP@[.5:.95] vs float (pt)"] is True
     assert verdicts["PTQ full int8 ΔmAP@[.5:.95] vs float (pt)"] is False  # 1.5 > 1.0
-    assert verdicts["full int8 size ÷ fp32 .tflite"] is True
-    assert verdicts["full int8 1-thread latency ÷ fp32"] is True
+    assert verdicts["full int8 size ÷ fp32 .tflite (per-channel: full_int8)"] is True
+    assert verdicts["full int8 1-thread latency ÷ fp32 (per-channel: full_int8)"] is True
     assert verdicts["QAT step time ÷ float step time"] is True
+    assert not any("per-tensor" in name for name in verdicts)  # no full_int8_pt in this report
+
+
+def test_per_tensor_full_int8_is_checked_when_present():
+    report = json.loads(json.dumps(REPORT))
+    report["variants"]["full_int8"] = row(0.585, 400, 3.0, 0.4)      # 0.40x size, 0.75x latency
+    report["variants"]["full_int8_pt"] = row(0.59, 290, 2.9, 1.2)    # 0.29x size, 0.725x latency
+    verdicts = {t.name: t.met for t in check_targets(report, None)}
+    assert verdicts["full int8 size ÷ fp32 .tflite (per-channel: full_int8)"] is False
+    assert verdicts["full int8 size ÷ fp32 .tflite (per-tensor: full_int8_pt)"] is True
+    assert verdicts["full int8 1-thread latency ÷ fp32 (per-tensor: full_int8_pt)"] is False
+    assert verdicts["PTQ full int8 per-tensor ΔmAP@[.5:.95] vs float (pt)"] is False  # 1.2 > 1.0
     md = render(REPORT, check_targets(REPORT, None), {"epochs": 1}, {"train": 3.0})
     assert "| qat_int8 |" in md and "not measured" in md and "**not met**" in md
 
