@@ -23,6 +23,7 @@ from typing import Any, TextIO
 log = logging.getLogger(__name__)
 
 STEPS = ("data", "train", "qat", "quantize", "autoquant", "evaluate", "select", "publish")
+_GLYPH = {"SUCCESS": "✔", "CACHED": "↺"}  # anything else (FAILURE) is ✘
 
 
 def pipeline_spec() -> dict[str, Any]:
@@ -120,7 +121,7 @@ class _Progress:
                 row["t0"] = row["t0"] or time.monotonic()
             row.update(status=event.status, dt=time.monotonic() - (row["t0"] or time.monotonic()))
             if self.live is None:
-                self.console.print(f"[{stamp}] {'✔' if event.status == 'SUCCESS' else '✘'} "
+                self.console.print(f"[{stamp}] {_GLYPH.get(event.status, '✘')} "
                                    f"{event.task} {event.status} ({row['dt']:.0f} s)", highlight=False)
         elif event.kind == "log":
             self.last_line = f"{event.task}: {event.line}"

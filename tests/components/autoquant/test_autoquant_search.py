@@ -122,3 +122,24 @@ def test_selective_builds_that_fail_stop_after_patience():
     assert [c.name for c in r.candidates][:4] == ["fp32", "full_int8", "selective_int8_f1", "selective_int8_f2"]
     assert "selective_int8_f3" not in [c.name for c in r.candidates]
     assert r.chosen.name == "float16"
+
+
+def test_per_tensor_full_int8_is_tried_when_full_int8_misses_only_a_size_limit():
+    build, base_measure, built = fake()
+
+    def measure(blob, spec):
+        m = base_measure(blob, spec) if spec.scheme != "full_int8_pt" else \
+            Measurement(metric=0.449, latency_ms=1.0)
+        sizes = {"full_int8": 400, "full_int8_pt": 290}  # per-channel tables: the bigger file
+        return Measurement(metric=m.metric, latency_ms=m.latency_ms,
+                           size_bytes=sizes.get(spec.scheme, 1000))
+    r = search(build, measure, budget_pt=6.0, max_size_bytes=300, rank_layers=lambda: LAYERS, has_qat=False)
+    assert [c.name for c in r.candidates] == ["fp32", "full_int8", "full_int8_pt"]
+    assert r.candidates[1].misses == ["size 400 B > 300 B"]
+    assert r.chosen.name == "full_int8_pt" and r.met_budget
+
+
+def test_per_tensor_is_not_tried_without_a_size_limit():
+    build, measure, built = fake()
+    search(build, measure, budget_pt=3.5, rank_layers=lambda: LAYERS, step=2, has_qat=False)
+    assert "full_int8_pt" not in built
