@@ -136,6 +136,9 @@ def summary_table(report: dict[str, Any], decision: dict[str, Any]):
     cands = {c["name"]: c for c in decision.get("candidates", [])}
     variants = report.get("variants", {})
     fp32_size = (variants.get("fp32") or {}).get("size_bytes")
+    if fp32_size is None:  # auto-quantize: fp32 was the search's reference, not a variant
+        fp32_size = next((c.get("size_bytes") for c in (report.get("autoquant") or {}).get("candidates", [])
+                          if c.get("name") == "fp32"), None)
     table = Table(title="variants (val split, converted models run in LiteRT)")
     for col, just in (("variant", "left"), ("mAP@[.5:.95]", "right"), ("ΔmAP (pt)", "right"),
                       ("mAP@.5", "right"), ("size (KB)", "right"), ("× fp32", "right"),
