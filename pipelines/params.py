@@ -8,7 +8,10 @@ from typing import Any
 _TYPES = {"STRING": str, "NUMBER_DOUBLE": float, "NUMBER_INTEGER": int, "BOOLEAN": bool}
 
 # Parameters whose value is a budget or tolerance: numbers >= 0 (accuracy_budget may be "none").
-NON_NEGATIVE = ("latency_budget_ms", "tolerance", "epochs", "qat_epochs", "input_size", "autoquant_max_seconds")
+NON_NEGATIVE = ("latency_budget_ms", "tolerance", "epochs", "qat_epochs", "input_size",
+                "autoquant_max_seconds")
+# Parameters that must be strictly positive.
+POSITIVE = ("learning_rate",)
 # Parameters that count something that must happen at least once.
 AT_LEAST_ONE = ("autoquant_max_candidates",)
 
@@ -76,6 +79,9 @@ def check_values(values: dict[str, Any], *, where: str = "pipeline parameters") 
     for name in NON_NEGATIVE:
         if name in values and float(values[name]) < 0:
             raise ValueError(f"{where}: parameter {name!r} must be >= 0, got {values[name]!r}")
+    for name in POSITIVE:
+        if name in values and not float(values[name]) > 0:
+            raise ValueError(f"{where}: parameter {name!r} must be > 0, got {values[name]!r}")
     for name in AT_LEAST_ONE:
         if name in values and float(values[name]) < 1:
             raise ValueError(f"{where}: parameter {name!r} must be >= 1, got {values[name]!r}")

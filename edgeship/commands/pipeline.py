@@ -14,7 +14,8 @@ from pathlib import Path
 # flag -> pipeline parameter
 _PARAM_FLAGS = {
     "data_uri": "data_uri", "model_name": "model_name", "channel": "channel", "bucket": "bucket",
-    "input_size": "input_size", "epochs": "epochs", "qat_epochs": "qat_epochs",
+    "input_size": "input_size", "epochs": "epochs", "learning_rate": "learning_rate",
+    "qat_epochs": "qat_epochs",
     "budget": "accuracy_budget", "latency_budget": "latency_budget_ms", "tolerance": "tolerance",
     "min_app_version": "min_app_version",
 }
@@ -28,6 +29,7 @@ def _add_param_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--bucket", help="model bucket")
     g.add_argument("--input-size", help="input side in pixels")
     g.add_argument("--epochs", help="float training epochs")
+    g.add_argument("--learning-rate", help="peak learning rate of the float training")
     g.add_argument("--qat-epochs", help="quantization-aware fine-tuning epochs")
     g.add_argument("--budget", help="accuracy budget: max ΔmAP@[.5:.95] vs float, in mAP points; 'none' = not configured")
     g.add_argument("--latency-budget", help="max 1-thread median latency in ms (0 = none)")

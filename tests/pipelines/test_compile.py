@@ -52,6 +52,12 @@ def test_top_level_steps(spec):
     assert not {"quantize", "autoquant", "evaluate", "select", "publish"} & set(tasks)
 
 
+def test_training_parameters_reach_the_train_step(spec):
+    params = spec["root"]["dag"]["tasks"]["train"]["inputs"]["parameters"]
+    for name in ("epochs", "learning_rate", "input_size"):
+        assert params[name]["componentInputParameter"] == name
+
+
 def test_edges_follow_the_data_flow(spec):
     tasks = spec["root"]["dag"]["tasks"]
     assert producers(tasks["data"]) == set()
@@ -106,6 +112,7 @@ def test_parameters_types_and_defaults(spec):
         "data_uri": ("STRING", ""), "model_name": ("STRING", "edgeship-detector"),
         "channel": ("STRING", "stable"), "bucket": ("STRING", "edgeship"),
         "input_size": ("NUMBER_INTEGER", None), "epochs": ("NUMBER_INTEGER", None),
+        "learning_rate": ("NUMBER_DOUBLE", None),
         "qat_epochs": ("NUMBER_INTEGER", None), "accuracy_budget": ("STRING", "1.0"),
         "latency_budget_ms": ("NUMBER_DOUBLE", 0.0), "tolerance": ("NUMBER_DOUBLE", 0.5),
         "force_promote": ("BOOLEAN", False), "min_app_version": ("STRING", None),

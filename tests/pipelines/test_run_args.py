@@ -29,6 +29,7 @@ def no_stack(monkeypatch):
     (["--param", "colour=red"], "unknown pipeline parameter 'colour'"),
     (["--epochs", "2.5"], "'epochs' must be an integer"),
     (["--qat-epochs", "-1"], "'qat_epochs' must be >= 0"),
+    (["--learning-rate", "0"], "'learning_rate' must be > 0"),
     (["--auto-quantize", "--param", "autoquant_max_candidates=0"], "'autoquant_max_candidates' must be >= 1"),
     (["--auto-quantize", "--param", "autoquant_max_seconds=-5"], "'autoquant_max_seconds' must be >= 0"),
     (["--auto-quantize", "--param", "autoquant_max_candidates=many"], "'autoquant_max_candidates' must be an integer"),
