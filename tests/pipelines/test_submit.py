@@ -174,7 +174,7 @@ def test_kfp_recurring_run_request(kfp_server, image):
 
 
 @pytest.mark.parametrize("argv,message", [
-    (["--image", "x/y:1", "--param", "learning_rate=0.1"], "unknown pipeline parameter 'learning_rate'"),
+    (["--image", "x/y:1", "--param", "momentum=0.9"], "unknown pipeline parameter 'momentum'"),
     (["--image", "x/y:1", "--budget", "-1"], "accuracy_budget must be >= 0"),
     (["--image", "x/y:1", "--budget", "lots"], "accuracy_budget must be a number"),
     (["--image", "x/y:1", "--tolerance", "abc"], "'tolerance' must be a number"),
