@@ -370,12 +370,17 @@ def autoquant(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLi
 
 
 def load_result(out_dir: str | os.PathLike) -> dict[str, Any]:
-    """autoquant.json of an output dir (FileNotFoundError when missing)."""
+    """autoquant.json of an output dir (FileNotFoundError when missing, ValueError naming the
+    file when it is not JSON)."""
     path = Path(out_dir) / "autoquant.json"
     if not path.is_file():
         raise FileNotFoundError(f"autoquant.json not found in {out_dir}")
-    return json.loads(path.read_text())
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
 
 
-__all__ = ["ConverterBuilder", "NO_BUDGET_PT", "autoquant", "budget_points", "count_int8_ops", "keras_converter_maker", "load_result",
+__all__ = ["ConverterBuilder", "NO_BUDGET_PT", "autoquant", "budget_points", "count_int8_ops",
+           "keras_converter_maker", "load_result",
            "plot_tradeoff", "search", "write_outputs", "write_tradeoff"]

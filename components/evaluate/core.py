@@ -434,13 +434,11 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
 def autoquant_search(variants_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The part of an autoquant artifact's autoquant.json the evaluation report keeps (budget,
     chosen, stop reason, every candidate's row); None for a quantize artifact."""
-    path = Path(variants_dir) / "autoquant.json"
-    if not path.is_file():
+    from components.autoquant.core import load_result
+
+    if not (Path(variants_dir) / "autoquant.json").is_file():
         return None
-    try:
-        doc = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    doc = load_result(variants_dir)
     keep = ("budget_pt", "max_latency_ms", "max_size_bytes", "reference_metric", "chosen", "met_budget",
             "partial", "stop_reason", "message", "seconds")
     rows = [{k: c.get(k) for k in ("name", "scheme", "float_layers", "size_bytes", "latency_ms", "metric",
