@@ -1,4 +1,4 @@
-# edgeship CPU image: every KFP component runs in it (components/_image.py names it).
+# edgeship CPU image: every KFP component runs in it (edgeship/base/image.py names it).
 # Dependencies are declared once, in pyproject.toml; this file only installs the project.
 # Build: docker build -t REGION-docker.pkg.dev/PROJECT/edgeship/edgeship:0.1.0 .
 # Pin the digest too in production: FROM python:3.11.13-slim-bookworm@sha256:<digest>

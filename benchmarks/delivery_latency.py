@@ -33,7 +33,7 @@ def build_model(path: Path, kb: int) -> Path:
     """A real .tflite whose weights are ~kb KiB (input [1, 8, 8, 3] float32)."""
     import numpy as np
 
-    from edgeship.tfcompat import tf
+    from edgeship.base.tfcompat import tf
 
     cols = max(1, kb * 1024 // (192 * 4))
     weights = tf.constant(np.random.default_rng(0).standard_normal((192, cols)).astype("float32"))
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     from rich.progress import Progress
     from rich.table import Table
 
-    from edgeship import local_stack
+    from edgeship.localcloud import stack as local_stack
 
     sys.path.insert(0, str(ROOT / "tests" / "functions"))
     import delivery_support  # the variants-artifact helper shared with the tests
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     local_stack.up(config)
     os.environ.update(config.env())
     from components.publish import core
-    from edgeship.client import ModelClient
+    from edgeship.delivery.client import ModelClient
 
     client = ModelClient("bench", "stable", work / "phone").start()
     total, notify, install, failures = [], [], [], 0

@@ -1,6 +1,6 @@
 """Compile the edgeship pipeline to KFP IR YAML, with the container image chosen at compile time.
 
-Every component is a lightweight Python component whose base_image is components._image's
+Every component is a lightweight Python component whose base_image is edgeship.base.image's
 DEFAULT_IMAGE. A user who pushed the image to their own registry passes ``image`` (CLI
 ``--image``, or $EDGESHIP_IMAGE); the compiled spec then names that image in every executor.
 """
@@ -21,7 +21,7 @@ def resolve_image(image: str | None, *, required: bool = False) -> str:
 
     Raises ValueError when ``required`` and neither the argument nor the variable names one.
     """
-    from components._image import DEFAULT_IMAGE
+    from edgeship.base.image import DEFAULT_IMAGE
 
     chosen = (image or "").strip() or os.environ.get(IMAGE_ENV, "").strip()
     if chosen:

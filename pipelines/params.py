@@ -69,7 +69,7 @@ def coerce_parameters(spec: dict[str, Any], values: dict[str, Any], *,
 
 def check_values(values: dict[str, Any], *, where: str = "pipeline parameters") -> None:
     """Range checks: budgets and tolerances non-negative numbers; accuracy_budget a number or 'none'."""
-    from components.select.core import parse_budget
+    from edgeship.contracts.budget import parse_budget
 
     if "accuracy_budget" in values:
         try:
@@ -106,7 +106,7 @@ def check_data_uri(uri: str, *, cloud: bool) -> None:
     """
     if not uri:
         return
-    from edgeship import storage
+    from edgeship.base import storage
 
     if storage.is_gcs(uri):
         storage.parse_gcs(uri)

@@ -20,7 +20,7 @@ from typing import Callable, Iterator
 
 import pytest
 
-from edgeship import local_stack as _ls
+from edgeship.localcloud import stack as _ls
 
 log = logging.getLogger(__name__)
 REPO = Path(__file__).resolve().parents[1]

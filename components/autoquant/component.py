@@ -4,7 +4,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
-from components._image import DEFAULT_IMAGE
+from edgeship.base.image import DEFAULT_IMAGE
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
@@ -40,11 +40,12 @@ def autoquant(
     from collections import namedtuple
 
     from components.autoquant import core
-    from components._metrics import log_metrics
+    from edgeship.contracts import budget
+    from components._kfp import log_metrics
 
     qat_dir = qat_model.path if qat_model is not None else None
     res = core.autoquant(float_model.path, qat_dir, dataset.path, result.path,
-                         budget_pt=core.budget_points(accuracy_budget),
+                         budget_pt=budget.budget_points(accuracy_budget),
                          max_latency_ms=max_latency_ms or None, max_size_bytes=max_size_bytes or None,
                          max_candidates=max_candidates, max_seconds=max_seconds or None, seed=seed,
                          progress=False)

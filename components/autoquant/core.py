@@ -26,8 +26,17 @@ from typing import Any, Callable
 import numpy as np
 
 from components.autoquant.debugger import LayerDebugger, write_layer_report
-from components.autoquant.search import (CandidateResult, CandidateSpec, LayerStat, Measurement,
-                                         NoQuantizableLayersError, SearchResult, search, validate_budget)
+from components.autoquant.search import (
+    CandidateResult,
+    CandidateSpec,
+    LayerStat,
+    Measurement,
+    NoQuantizableLayersError,
+    SearchResult,
+    search,
+    validate_budget,
+)
+from edgeship.detection import verify
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +116,7 @@ def count_int8_ops(tflite: bytes) -> int:
 def keras_converter_maker(model: Any, representative_dataset: Callable[[], Any] | None = None,
                           *, int8_io: bool = False) -> ConverterMaker:
     """Converter factory for a plain Keras model (tests, small models): scheme → converter."""
-    from edgeship.tfcompat import tf
+    from edgeship.base.tfcompat import tf
 
     def make(scheme: str) -> Any:
         conv = tf.lite.TFLiteConverter.from_keras_model(model)
@@ -256,16 +265,8 @@ def _clean(obj: Any) -> Any:
 
 # --------------------------------------------------------------------------- the detector step
 
-NO_BUDGET_PT = 100.0  # ΔmAP in points cannot exceed 100: "no accuracy limit"
 
 
-def budget_points(accuracy_budget: Any) -> float:
-    """The pipeline's accuracy budget (a number or text like "1.0"; "none" = no limit) as the
-    search's ``budget_pt``. Raises ValueError naming the value when it is not a number >= 0."""
-    from components.select.core import parse_budget
-
-    parsed = parse_budget(accuracy_budget, name="autoquant accuracy_budget")
-    return NO_BUDGET_PT if parsed is None else parsed
 
 
 def autoquant(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLike | None,
@@ -292,16 +293,15 @@ def autoquant(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLi
         raise ValueError(f"autoquant latency_runs must be >= 1, got {latency_runs!r}")
     from rich.progress import Progress
 
-    from components.evaluate.coco import coco_evaluate
-    from components.evaluate.core import load_examples, run_detector
-    from components.evaluate.detectors import TFLiteDetector
-    from components.evaluate.latency import tflite_latency
-    from components.quantize import core as qz
-    from components.quantize.postprocess import PostprocessConfig, detection_module
+    from edgeship.detection import convert as qz
+    from edgeship.detection.coco import coco_evaluate
+    from edgeship.detection.latency import tflite_latency
+    from edgeship.detection.postprocess import PostprocessConfig, detection_module
+    from edgeship.detection.runners import TFLiteDetector, load_examples, run_detector
 
     loaded = qz.load_model_artifact(float_model_dir)
     qat_loaded = qz.load_model_artifact(qat_model_dir, qat=True) if qat_model_dir else None
-    from components.data.core import load_split
+    from edgeship.detection.dataset import load_split
 
     calib_examples = list(load_split(dataset_uri, qz.CALIBRATION_SPLIT))
     if not calib_examples:
@@ -328,7 +328,7 @@ def autoquant(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLi
     def measure(blob: bytes, spec: CandidateSpec) -> Measurement:
         path = work / f"{spec.name}.tflite"
         path.write_bytes(blob)
-        info = qz.inspect_tflite(path, spec.name)
+        info = verify.inspect_tflite(path, spec.name)
         specs[spec.name] = info
         det = TFLiteDetector(path, num_threads=1, input_spec=info["input"], output_map=info["outputs"],
                              name=spec.name, num_classes=loaded.num_classes)
@@ -369,18 +369,5 @@ def autoquant(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLi
     return result
 
 
-def load_result(out_dir: str | os.PathLike) -> dict[str, Any]:
-    """autoquant.json of an output dir (FileNotFoundError when missing, ValueError naming the
-    file when it is not JSON)."""
-    path = Path(out_dir) / "autoquant.json"
-    if not path.is_file():
-        raise FileNotFoundError(f"autoquant.json not found in {out_dir}")
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
 
 
-__all__ = ["ConverterBuilder", "NO_BUDGET_PT", "autoquant", "budget_points", "count_int8_ops",
-           "keras_converter_maker", "load_result",
-           "plot_tradeoff", "search", "write_outputs", "write_tradeoff"]

@@ -67,7 +67,7 @@ class LayerDebugger:
         self._stats: list[LayerStat] | None = None
 
     def _converter(self) -> Any:
-        from edgeship.tfcompat import tf
+        from edgeship.base.tfcompat import tf
 
         conv = self.make_converter()
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
@@ -75,7 +75,7 @@ class LayerDebugger:
         return conv
 
     def _ensure(self) -> Any:
-        from edgeship.tfcompat import tf
+        from edgeship.base.tfcompat import tf
 
         if self._debugger is None:
             opts = tf.lite.experimental.QuantizationDebugOptions(
@@ -159,7 +159,7 @@ class LayerDebugger:
         Input and outputs stay float32 (the model quantizes inside). Raises ValueError naming
         any denylisted name that is not a quantized layer of this model.
         """
-        from edgeship.tfcompat import tf
+        from edgeship.base.tfcompat import tf
 
         dbg = self._ensure()
         if denylisted_nodes:

@@ -2,7 +2,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Output
 
-from components._image import DEFAULT_IMAGE
+from edgeship.base.image import DEFAULT_IMAGE
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
@@ -22,6 +22,7 @@ def data(
     Artifact metadata: fingerprint, classes, counts per class and split.
     """
     from components.data import core
+    from edgeship.detection import dataset as dataset_reader
 
     if data_uri:
         info = core.materialize(data_uri, dataset.path)
@@ -31,7 +32,7 @@ def data(
         info = core.generate_dataset(dataset.path, seed=seed, train=train_images, val=val_images,
                                      calibration=calibration_images, image_size=image_size,
                                      workers=min(4, os.cpu_count() or 1))
-    for key, value in core.describe(dataset.path).items():
+    for key, value in dataset_reader.describe(dataset.path).items():
         if key != "uri":
             dataset.metadata[key] = value
     dataset.metadata["source"] = data_uri or f"embedded synthetic (seed {seed})"

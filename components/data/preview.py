@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+from edgeship.contracts import dataset as dataset_contract
+from edgeship.detection import dataset as dataset_reader
 
 PALETTE = [(255, 64, 64), (64, 220, 64), (64, 128, 255), (255, 200, 0), (230, 64, 230),
            (0, 220, 220), (255, 128, 0), (160, 160, 160)]
@@ -14,11 +16,10 @@ PALETTE = [(255, 64, 64), (64, 220, 64), (64, 128, 255), (255, 200, 0), (230, 64
 def save_grid(uri: str | Path, out_png: str | Path, *, split: str = "train", count: int = 16,
               fmt: str = "coco", scale: int = 2) -> Path:
     """Draw the first ``count`` images of ``split`` with their boxes into ``out_png``; return it."""
-    from components.data import core
 
-    info = core.read_dataset_info(uri)
+    info = dataset_contract.read_dataset_info(uri)
     names = info.class_names
-    examples = core.load_split(uri, split, fmt)[:count]
+    examples = dataset_reader.load_split(uri, split, fmt)[:count]
     cols = math.ceil(math.sqrt(len(examples)))
     rows = math.ceil(len(examples) / cols)
     h, w = examples[0].image.shape[:2]

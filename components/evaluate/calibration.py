@@ -16,7 +16,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from components.evaluate.coco import Detections
+from edgeship.detection.coco import Detections
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:

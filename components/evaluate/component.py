@@ -2,7 +2,7 @@
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Dataset, Input, Markdown, Metrics, Model, Output
 
-from components._image import DEFAULT_IMAGE
+from edgeship.base.image import DEFAULT_IMAGE
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
@@ -30,7 +30,7 @@ def evaluate(
     import shutil
 
     from components.evaluate import core
-    from components._metrics import log_metrics
+    from components._kfp import log_metrics
 
     report = core.evaluate(variants.path, dataset.path, evaluation.path, float_model_dir=float_model.path,
                            split=split, latency_runs=latency_runs)

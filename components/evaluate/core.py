@@ -20,15 +20,27 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from components.evaluate import calibration as calib
-from components.evaluate.coco import CocoResult, Detections, class_names_by_id, coco_evaluate, validate_examples
-from components.evaluate.latency import LatencyStats, all_threads, tflite_latency
 from components.evaluate.report import write_reports
 from components.evaluate.robustness import SLICES, make_slices
+from edgeship.contracts.variants import VariantSpec, load_variants
+from edgeship.detection.coco import (
+    CocoResult,
+    Detections,
+    class_names_by_id,
+    coco_evaluate,
+    validate_examples,
+)
+from edgeship.detection.latency import LatencyStats, all_threads, tflite_latency
+from edgeship.detection.runners import (
+    check_label_maps,
+    load_examples,
+    run_detector,
+)
 
 log = logging.getLogger(__name__)
 
@@ -140,120 +152,20 @@ class EvalReport:
 
 # --------------------------------------------------------------------------- inputs
 
-@dataclass(frozen=True)
-class VariantSpec:
-    """One entry of variants.json, with its file resolved."""
-
-    name: str
-    path: Path
-    size_bytes: int
-    input: dict[str, Any]
-    outputs: dict[str, Any]
-    scheme: str | None
-    source: str | None
 
 
-def load_variants(variants_dir: str | os.PathLike, only: Sequence[str] | None = None) -> tuple[list[VariantSpec], list[str] | None]:
-    """Read variants.json (and labels.txt when present) from a variants artifact directory.
-
-    Raises FileNotFoundError for a missing directory, variants.json or .tflite, ValueError for a
-    malformed or empty list, naming the file.
-    """
-    root = Path(variants_dir)
-    if str(variants_dir).startswith("gs://"):
-        raise ValueError(f"variants must be a local directory (download it first), got {variants_dir}")
-    index = root / "variants.json"
-    if not index.is_file():
-        raise FileNotFoundError(f"variants artifact has no variants.json: {index}")
-    try:
-        doc = json.loads(index.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{index} is not valid JSON: {exc}") from exc
-    entries = doc.get("variants") if isinstance(doc, dict) else None
-    if not isinstance(entries, list) or not entries:
-        raise ValueError(f"{index} lists no variants (expected a non-empty 'variants' list)")
-    specs = []
-    for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not entry.get("name") or not entry.get("file"):
-            raise ValueError(f"{index}: variant #{i} needs 'name' and 'file', got {entry!r}")
-        if only and entry["name"] not in only:
-            continue
-        path = root / entry["file"]
-        if not path.is_file():
-            raise FileNotFoundError(f"{index}: variant {entry['name']!r} file not found: {path}")
-        specs.append(VariantSpec(name=str(entry["name"]), path=path, size_bytes=path.stat().st_size,
-                                 input=dict(entry.get("input") or {}), outputs=dict(entry.get("outputs") or {}),
-                                 scheme=entry.get("scheme"), source=entry.get("source")))
-    if only:
-        unknown = sorted(set(only) - {s.name for s in specs})
-        if unknown:
-            raise ValueError(f"variant(s) {unknown} not in {index} (has {[e.get('name') for e in entries]})")
-    for skipped in doc.get("skipped") or []:
-        log.warning("variant %r was skipped by quantize (%s): not evaluated", skipped.get("name"),
-                    skipped.get("error") or skipped.get("stage"))
-    labels_path = root / "labels.txt"
-    labels = None
-    if labels_path.is_file():
-        labels = [line.strip() for line in labels_path.read_text().splitlines() if line.strip()]
-    return specs, labels
 
 
-def _class_names(info: Any) -> list[str]:
-    classes = info["classes"] if isinstance(info, Mapping) else getattr(info, "classes")
-    pairs = []
-    for c in classes:
-        if isinstance(c, Mapping):
-            pairs.append((int(c["id"]), str(c["name"])))
-        elif isinstance(c, str):
-            pairs.append((len(pairs) + 1, c))
-        else:
-            pairs.append((int(c.id), str(c.name)))
-    return [name for _, name in sorted(class_names_by_id(dict(pairs)).items())]
 
 
-def _fingerprint(info: Any) -> str | None:
-    return info.get("fingerprint") if isinstance(info, Mapping) else getattr(info, "fingerprint", None)
 
 
-def check_label_maps(data_classes: Sequence[str], other: Sequence[str] | None, where: str) -> None:
-    """Raise ValueError when a model's label map disagrees with the dataset's classes."""
-    if other is None:
-        return
-    if list(other) != list(data_classes):
-        raise ValueError(f"label map of {where} {list(other)} disagrees with the dataset's classes "
-                         f"{list(data_classes)}")
 
 
-def load_examples(dataset_uri: str, split: str = "val", *, max_images: int | None = None) -> tuple[list[Any], list[str], str | None]:
-    """The split's examples, the class names (ids 1..K) and the dataset fingerprint."""
-    from components.data import core as data
-
-    info = data.read_dataset_info(dataset_uri)
-    names = _class_names(info)
-    examples = list(data.load_split(dataset_uri, split))
-    if max_images is not None:
-        examples = examples[: int(max_images)]
-    return examples, names, _fingerprint(info)
 
 
 # --------------------------------------------------------------------------- running
 
-def run_detector(detector: Any, examples: Sequence[Any], *, on_image: Callable[[], None] | None = None) -> list[Detections]:
-    """Detections of ``detector`` on every example (batched when the detector supports it)."""
-    batch_fn = getattr(detector, "detect_batch", None)
-    out: list[Detections] = []
-    if batch_fn is not None:
-        size = int(getattr(detector, "batch_size", 8))
-        for start in range(0, len(examples), size):
-            chunk = examples[start:start + size]
-            out.extend(batch_fn([ex.image for ex in chunk]))
-            for _ in chunk:
-                on_image and on_image()
-        return out
-    for ex in examples:
-        out.append(detector(ex.image))
-        on_image and on_image()
-    return out
 
 
 def _measure_accuracy(detector: Any, sets: Mapping[str, Sequence[Any]], class_names: Sequence[str],
@@ -319,7 +231,7 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
                                    robustness={s: cocos[s] for s in sets if s != split},
                                    calibration=cal, shift=calib.ScoreShift(0.0, 0.0, cal.detections, 1.0))
         for spec in variants:
-            from components.evaluate.detectors import TFLiteDetector
+            from edgeship.detection.runners import TFLiteDetector
 
             detector = TFLiteDetector(spec.path, num_threads=n_threads, input_spec=spec.input,
                                       output_map=spec.outputs, name=spec.name, num_classes=k)
@@ -407,7 +319,7 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
     check_label_maps(class_names, variant_labels, f"{Path(variants_dir) / 'labels.txt'}")
     float_detector = None
     if float_model_dir is not None:
-        from components.evaluate.detectors import KerasDetector
+        from edgeship.detection.runners import KerasDetector
 
         float_detector = KerasDetector(float_model_dir)
         labels = float_detector.config.get("labels")
@@ -434,7 +346,7 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
 def autoquant_search(variants_dir: str | os.PathLike) -> dict[str, Any] | None:
     """The part of an autoquant artifact's autoquant.json the evaluation report keeps (budget,
     chosen, stop reason, every candidate's row); None for a quantize artifact."""
-    from components.autoquant.core import load_result
+    from edgeship.contracts.autoquant import load_result
 
     if not (Path(variants_dir) / "autoquant.json").is_file():
         return None

@@ -2,7 +2,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from components._image import DEFAULT_IMAGE
+from edgeship.base.image import DEFAULT_IMAGE
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
@@ -26,7 +26,7 @@ def qat(
     losses, float vs QAT step time measured in this run, their ratio, val mAP).
     """
     from components.qat import core
-    from components._metrics import log_metrics
+    from components._kfp import log_metrics
 
     result = core.qat(float_model.path, dataset.path, model.path, epochs=epochs, batch_size=batch_size,
                       learning_rate=learning_rate, seed=seed, progress=False)

@@ -2,7 +2,7 @@
 from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Input, Metrics, Model, Output
 
-from components._image import DEFAULT_IMAGE
+from edgeship.base.image import DEFAULT_IMAGE
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
@@ -27,7 +27,7 @@ def quantize(
     *.mlpackage.zip), sizes (bytes per variant and size ratio vs fp32).
     """
     from components.quantize import core
-    from components._metrics import log_metrics
+    from components._kfp import log_metrics
 
     result = core.quantize(float_model.path, variants.path, qat_model_dir=qat_model.path,
                            calibration=dataset.path, num_calibration=num_calibration,

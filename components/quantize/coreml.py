@@ -32,7 +32,7 @@ class CoreMLError(ValueError):
 
 def decoded_model(model: Any, anchors: np.ndarray, box_scales: Any) -> Any:
     """A tf_keras model: image → (boxes [1, A, 4] ymin/xmin/ymax/xmax, scores [1, A, K+1])."""
-    from edgeship.tfcompat import keras, tf
+    from edgeship.base.tfcompat import keras, tf
 
     a = tf.constant(np.asarray(anchors, np.float32))
     sy, sx, sh, sw = (float(s) for s in box_scales)

@@ -4,7 +4,7 @@ from typing import NamedTuple
 from kfp import dsl
 from kfp.dsl import HTML, Artifact, Input, Markdown, Output
 
-from components._image import DEFAULT_IMAGE
+from edgeship.base.image import DEFAULT_IMAGE
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
@@ -51,6 +51,7 @@ def select(
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
 def not_published(decision: Input[Artifact], explanation: Output[Markdown]):
     """Runs when the gate refused: logs why nothing was published and keeps that as Markdown."""
-    from components.select import core
 
-    core.explain_refusal(decision.path, explanation.path)
+    from components.select import report
+
+    report.explain_refusal(decision.path, explanation.path)

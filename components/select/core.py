@@ -28,113 +28,26 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+from components.select.report import render_html, render_markdown
+from edgeship.contracts.budget import parse_budget
+from edgeship.contracts.decision import Candidate, Champion, Decision, GateConfig
+from edgeship.delivery import registry
+
 log = logging.getLogger(__name__)
 
-DECISION_FORMAT_VERSION = 1
 
 
-@dataclass(frozen=True)
-class GateConfig:
-    """What the gate enforces. Budgets in mAP points (1 pt = 0.01 mAP@[.5:.95])."""
-
-    accuracy_budget: float | None = 1.0  # max ΔmAP vs float, points; None = not configured
-    latency_budget_ms: float = 0.0  # max 1-thread median latency; 0 = no latency budget
-    tolerance: float = 0.5  # max mAP drop vs the champion, points
-    force_promote: bool = False
-
-    def __post_init__(self) -> None:
-        for name in ("accuracy_budget", "latency_budget_ms", "tolerance"):
-            value = getattr(self, name)
-            if value is None and name == "accuracy_budget":
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-                raise ValueError(f"gate {name} must be a finite number, got {value!r}")
-            if value < 0:
-                raise ValueError(f"gate {name} must be >= 0, got {value!r}")
 
 
-def parse_budget(value: Any, *, name: str = "accuracy budget") -> float | None:
-    """Parse a budget given as a number or text. "", "none" → None (not configured).
-
-    Raises ValueError naming the value when it is not a number or is negative.
-    """
-    if value is None:
-        return None
-    if isinstance(value, str):
-        text = value.strip()
-        if text.lower() in ("", "none", "null"):
-            return None
-        try:
-            number = float(text)
-        except ValueError:
-            raise ValueError(f"{name} must be a number of mAP points (or 'none'), got {value!r}") from None
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        number = float(value)
-    else:
-        raise ValueError(f"{name} must be a number of mAP points (or 'none'), got {value!r}")
-    if not math.isfinite(number):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if number < 0:
-        raise ValueError(f"{name} must be >= 0 mAP points, got {value!r}")
-    return number
 
 
-@dataclass(frozen=True)
-class Champion:
-    """The model currently served on the target channel."""
-
-    version: str
-    map: float | None  # mAP@[.5:.95], 0..1, from its manifest metrics
-    variant: str | None = None
-    dataset_fingerprint: str | None = None
-    source: str = ""  # where it was read from (for the record)
 
 
-@dataclass
-class Candidate:
-    name: str
-    map: float
-    delta_map_pts: float  # float mAP - variant mAP, in points (positive = worse than float)
-    latency_ms: float | None
-    size_bytes: int | None
-    eligible: bool
-    why: list[str] = field(default_factory=list)
 
 
-@dataclass
-class Decision:
-    """The gate's verdict. ``publish`` drives the pipeline's dsl.If around publish."""
-
-    publish: bool
-    chosen: str | None
-    reasons: list[str]
-    candidates: list[Candidate]
-    config: GateConfig
-    float_map: float
-    float_reference: str
-    champion: Champion | None
-    forced: bool = False
-    dataset_fingerprint: str | None = None
-    inputs: dict = field(default_factory=dict)  # provenance: where the report was read
-
-    def to_dict(self) -> dict:
-        return {
-            "format_version": DECISION_FORMAT_VERSION,
-            "publish": self.publish,
-            "chosen": self.chosen,
-            "forced": self.forced,
-            "reasons": list(self.reasons),
-            "config": asdict(self.config),
-            "float_reference": {"name": self.float_reference, "map": self.float_map},
-            "champion": asdict(self.champion) if self.champion else None,
-            "dataset_fingerprint": self.dataset_fingerprint,
-            "inputs": dict(self.inputs),
-            "candidates": [asdict(c) for c in self.candidates],
-        }
 
 
 def _latency(row: dict) -> float | None:
@@ -270,41 +183,8 @@ def decide(report: dict, config: GateConfig, champion: Champion | None) -> Decis
                     dataset_fingerprint=report.get("dataset_fingerprint"))
 
 
-def render_markdown(decision: Decision) -> str:
-    """A human-readable account of the decision: verdict, reasons, the candidate table."""
-    verdict = ("PUBLISH" + (" (forced)" if decision.forced else "")) if decision.publish else "DO NOT PUBLISH"
-    lines = [f"# Gate decision: {verdict}", ""]
-    if decision.chosen:
-        lines.append(f"Chosen variant: **{decision.chosen}**")
-        lines.append("")
-    lines.append("## Reasons")
-    lines += [f"- {r}" for r in decision.reasons]
-    cfg = decision.config
-    lines += ["", "## Rules",
-              f"- accuracy budget: {'not configured' if cfg.accuracy_budget is None else f'{cfg.accuracy_budget:.2f} pt'}"
-              f" (ΔmAP@[.5:.95] vs {decision.float_reference}, mAP {decision.float_map:.4f})",
-              f"- latency budget: {'none' if cfg.latency_budget_ms <= 0 else f'{cfg.latency_budget_ms:.2f} ms'} (1 thread, median)",
-              f"- tolerance vs champion: {cfg.tolerance:.2f} pt",
-              f"- force-promote: {cfg.force_promote}",
-              f"- champion: {decision.champion.version + ' (' + decision.champion.source + ')' if decision.champion else 'none'}",
-              "", "## Candidates", "",
-              "| variant | mAP | ΔmAP (pt) | latency 1T (ms) | size (KB) | eligible | why not |",
-              "|---|---|---|---|---|---|---|"]
-    for c in sorted(decision.candidates, key=lambda c: (c.latency_ms is None, c.latency_ms or 0)):
-        mark = " ←" if c.name == decision.chosen else ""
-        lat = f"{c.latency_ms:.2f}" if c.latency_ms is not None else "—"
-        size = f"{c.size_bytes / 1024:.0f}" if c.size_bytes else "—"
-        lines.append(f"| {c.name}{mark} | {c.map:.4f} | {c.delta_map_pts:.2f} | {lat} | {size} | "
-                     f"{'yes' if c.eligible else 'no'} | {'; '.join(c.why)} |")
-    return "\n".join(lines) + "\n"
 
 
-def render_html(markdown: str) -> str:
-    """Minimal HTML wrapper (KFP's HTML visualisation) around the Markdown text."""
-    import html
-
-    return ("<!doctype html><meta charset='utf-8'><title>edgeship gate decision</title>"
-            f"<pre style='font-family:monospace'>{html.escape(markdown)}</pre>\n")
 
 
 ChampionLookup = Callable[[str, str], "Champion | None"]
@@ -353,60 +233,29 @@ def run_select(evaluation_dir: str | Path, out_json: str | Path, out_md: str | P
 
 
 def find_champion_gcs(bucket: str, model_name: str, channel: str) -> Champion | None:
-    """The newest manifest published to ``channel`` under gs://bucket/models/{model}/.
-
-    Version ids sort in publish order (docs/delivery.md), so the newest is the largest. Used when
-    the Firestore registry cannot be read. Returns None when nothing was published there yet.
-    """
-    from edgeship import storage
-
-    prefix = f"gs://{bucket}/models/{model_name}"
-    manifests = [u for u in storage.list_files(prefix) if u.endswith("/manifest.json")
-                 and u.count("/") == prefix.count("/") + 2]
-    for uri in sorted(manifests, reverse=True):
-        try:
-            manifest = json.loads(storage.read_bytes(uri))
-        except (ValueError, FileNotFoundError) as exc:
-            log.warning("skipping unreadable manifest %s: %s", uri, exc)
-            continue
-        if manifest.get("channel") == channel:
-            return champion_from_manifest(manifest, source=uri)
-    return None
+    """The newest manifest published to ``channel`` under gs://bucket/models/{model}/ (used when
+    the Firestore registry cannot be read). None when nothing was published there yet."""
+    found = registry.newest_manifest_in_bucket(bucket, model_name, channel)
+    return champion_from_manifest(found[1], source=found[0]) if found else None
 
 
 def find_champion_firestore(model_name: str, channel: str, db=None) -> Champion | None:
-    """The channel's current model as clients see it (docs/delivery.md): the operator's pinned
-    version if the control document ``models/{model}/channels/{channel}`` pins one, else the
-    newest release record on the channel. Its mAP comes from the registered manifest
+    """The channel's current model as clients see it (the channel rule,
+    ``edgeship.delivery.registry.serving_version``). Its mAP comes from the registered manifest
     (``models/{model}/versions/{version}.manifest.metrics``). None when nothing was released.
     """
-    if db is None:
-        import os
-
-        from google.cloud import firestore
-
-        db = firestore.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None)
-    from google.cloud.firestore_v1.base_query import FieldFilter
-
-    model_ref = db.collection("models").document(model_name)
-    control_snap = model_ref.collection("channels").document(channel).get(timeout=10)
-    control = (control_snap.to_dict() or {}) if control_snap.exists else {}
-    version = control.get("pinned_version")
-    how = "pinned by operator" if version else "newest release"
-    if not version:
-        query = (model_ref.collection("releases")
-                 .where(filter=FieldFilter("channel", "==", channel))
-                 .order_by("version", direction="DESCENDING").limit(1))
-        newest = [snap.to_dict() for snap in query.stream(timeout=10)]
-        if not newest:
-            return None
-        version = newest[0]["version"]
-    snap = model_ref.collection("versions").document(version).get(timeout=10)
+    db = db or registry.firestore_client()
+    control = registry.channel_state(db, model_name, channel)
+    newest = registry.newest_release(db, model_name, channel)
+    version = registry.serving_version(control, newest["version"] if newest else None)
+    if version is None:
+        return None
+    how = "pinned by operator" if control.get("pinned_version") else "newest release"
     source = f"firestore models/{model_name} channel {channel} ({how}"
     source += ", channel paused)" if control.get("paused") else ")"
-    if not snap.exists:
+    manifest = registry.version_manifest(db, model_name, version)
+    if manifest is None:
         return Champion(version=version, map=None, source=source + " without a version record")
-    manifest = (snap.to_dict() or {}).get("manifest") or {}
     champion = champion_from_manifest(manifest, source=source)
     return Champion(version=version, map=champion.map, variant=champion.variant,
                     dataset_fingerprint=champion.dataset_fingerprint, source=source)
@@ -452,13 +301,3 @@ def select_step(*, evaluation_dir: str, model_name: str, channel: str, bucket: s
                       out_html=out_html)
 
 
-def explain_refusal(decision_json: str | Path, out_md: str | Path) -> str:
-    """Log (WARNING) and write why the gate did not publish. Returns the message."""
-    saved = json.loads(Path(decision_json).read_text())
-    message = ("NOT PUBLISHED: the quality gate refused this model. "
-               + " | ".join(saved.get("reasons", [])))
-    log.warning("%s", message)
-    print(message, flush=True)  # noqa: T201 - shown in the step's log by every runner
-    Path(out_md).parent.mkdir(parents=True, exist_ok=True)
-    Path(out_md).write_text("# Not published\n\n" + "\n".join(f"- {r}" for r in saved.get("reasons", [])) + "\n")
-    return message

@@ -2,7 +2,7 @@
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from components._image import DEFAULT_IMAGE
+from edgeship.base.image import DEFAULT_IMAGE
 
 
 @dsl.component(base_image=DEFAULT_IMAGE, install_kfp_package=False)
@@ -27,7 +27,7 @@ def train(
     TensorBoard logs in logs/), metrics (final losses, val mAP of the Keras model, step time).
     """
     from components.train import core
-    from components._metrics import log_metrics
+    from components._kfp import log_metrics
 
     result = core.train(dataset.path, model.path, epochs=epochs, batch_size=batch_size, alpha=alpha,
                         input_size=(input_size, input_size) if input_size else None,

@@ -2,31 +2,14 @@
 variants artifacts to publish, and helpers shared with tests/functions (loaded by path)."""
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support import delivery as support
+
 ROOT = Path(__file__).resolve().parents[2]
-# tests/ is on sys.path (rootdir conftest, no __init__.py), and its folder tests/components/ would
-# shadow the real `components` package as a namespace package: put the repository first.
-if str(ROOT) not in sys.path[:1]:
-    sys.path.insert(0, str(ROOT))
-
-
-def _load_support():
-    name = "delivery_support"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests/functions/delivery_support.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-support = _load_support()
 
 
 @pytest.fixture(scope="session")
@@ -58,6 +41,6 @@ def _drain_stack_after_test(request):
     stack = request.getfixturevalue("clean_stack") if "clean_stack" in request.fixturenames else None
     yield
     if stack is not None:
-        from edgeship import local_stack
+        from edgeship.localcloud import stack as local_stack
 
         local_stack.drain(stack, timeout=30)

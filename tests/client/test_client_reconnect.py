@@ -2,14 +2,12 @@
 release is still delivered. Uses private servers (the shared stack's Firestore is left alone)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
 
 import pytest
 
 from components.publish import core as publish_core
-from edgeship.client import ModelClient
+from edgeship.delivery.client import ModelClient
 
 pytestmark = [pytest.mark.stack,
               # the Firestore library's watch thread re-raises the dropped stream's error on exit
@@ -19,15 +17,12 @@ ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 @pytest.fixture()
 def private(tmp_path):
-    support = sys.modules["delivery_support"]  # loaded by tests/client/conftest.py
+    from tests.support import delivery as support
 
     srv = support.Servers(tmp_path / "servers").start()
     gcs = srv.storage_client()
     gcs.create_bucket(support.BUCKET)
-    spec = importlib.util.spec_from_file_location("register_model_reconnect",
-                                                  ROOT / "functions/register_model/main.py")
-    fn = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(fn)
+    fn = support.load_function(f"register_model_reconnect_{id(gcs)}")
     yield srv, gcs, fn
     srv.stop()
 

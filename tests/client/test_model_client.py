@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from components.publish import core as publish_core
-from edgeship import local_stack
-from edgeship.client import ModelClient
+from edgeship.localcloud import stack as local_stack
+from edgeship.delivery.client import ModelClient
+from edgeship.delivery import registry
 
 pytestmark = pytest.mark.stack
 
@@ -101,14 +102,14 @@ def test_pause_holds_the_model_and_resume_moves_on(clean_stack, make_variants, t
     try:
         first = _publish(make_variants)
         assert client.wait_for(first.version, WAIT) is not None
-        publish_core.channel_action("pause", "detector", "stable", reason="bad reports from the field",
+        registry.channel_action("pause", "detector", "stable", reason="bad reports from the field",
                                     who="oncall@example.com")
         assert client.wait_until(lambda c: c.status == "paused", WAIT)
         second = _publish(make_variants)
         local_stack.drain(clean_stack)
         assert client.wait_for(second.version, 1.0) is None
         assert client.current_version == first.version
-        state = publish_core.channel_action("resume", "detector", "stable", reason="fixed",
+        state = registry.channel_action("resume", "detector", "stable", reason="fixed",
                                             who="oncall@example.com")
         assert [h["action"] for h in state["history"]] == ["pause", "resume"]
         assert client.wait_for(second.version, WAIT) is not None

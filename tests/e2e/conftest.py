@@ -1,8 +1,6 @@
 """Fixtures shared by the delivery end-to-end tests (real local stack)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -12,14 +10,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture(scope="session")
 def support():
-    """tests/functions/delivery_support.py, loaded by path (tests/ is not a package)."""
-    if "delivery_support" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("delivery_support",
-                                                      ROOT / "tests/functions/delivery_support.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["delivery_support"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["delivery_support"]
+    """tests/support/delivery.py: servers, events and artifacts shared by the delivery tests."""
+    from tests.support import delivery
+
+    return delivery
 
 
 @pytest.fixture(scope="module")

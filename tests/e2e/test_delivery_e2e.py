@@ -24,7 +24,7 @@ def _cli(capsys, *argv: str) -> dict:
 
 def test_publish_to_client_then_second_publish_then_rollback(clean_stack, artifacts, tmp_path, capsys,
                                                              monkeypatch):
-    from edgeship.client import ModelClient
+    from edgeship.delivery.client import ModelClient
 
     monkeypatch.setenv("EDGESHIP_OPERATOR", "release-manager@example.com")
     vdir, edir = artifacts
@@ -58,7 +58,7 @@ def test_publish_to_client_then_second_publish_then_rollback(clean_stack, artifa
 
         # while pinned, a new release does not move the channel; resume does
         third = _cli(capsys, *publish)["version"]
-        from edgeship import local_stack
+        from edgeship.localcloud import stack as local_stack
 
         assert local_stack.drain(clean_stack, timeout=WAIT)
         shown = _cli(capsys, "channel", "show", "--model", "detector", "--channel", "stable")

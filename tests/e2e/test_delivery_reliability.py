@@ -8,10 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from edgeship.localcloud import processes
+
 ROOT = Path(__file__).resolve().parents[2]
 
-from components.publish import core  # noqa: E402
-from edgeship import local_stack  # noqa: E402
+from components.publish import core
+from edgeship.localcloud import stack as local_stack
+from edgeship.delivery import registry
 
 pytestmark = pytest.mark.stack
 WAIT = 60.0
@@ -37,7 +40,7 @@ def _db(config):
 
 def test_twenty_concurrent_publishes_are_all_recorded_and_the_channel_ends_on_the_newest(
         clean_stack, artifacts, tmp_path):
-    from edgeship.client import ModelClient
+    from edgeship.delivery.client import ModelClient
 
     client = ModelClient("detector", "stable", tmp_path / "phone").start()
     try:
@@ -50,7 +53,7 @@ def test_twenty_concurrent_publishes_are_all_recorded_and_the_channel_ends_on_th
         recorded, releases = _records(db)
         assert recorded == versions
         assert releases == [f"stable-{v}" for v in versions]
-        assert core.current_version(db, "detector", "stable") == versions[-1]
+        assert registry.current_version(db, "detector", "stable") == versions[-1]
         assert client.wait_for(versions[-1], WAIT) is not None, client.last_error
     finally:
         client.stop()
@@ -85,7 +88,7 @@ def test_firestore_down_gives_retryable_errors_and_redelivery_after_restart_regi
     config = stack_function(ROOT / "functions/register_model/main.py", "register_model",
                             {"REGISTER_MODEL_FIRESTORE_TIMEOUT_S": "1"})
     state = local_stack._load_state(config)
-    local_stack._stop(state["servers"]["firestore"], "firestore")
+    processes.stop_process(state["servers"]["firestore"], "firestore")
     try:
         before = local_stack.relay_stats(config)
         result = _publish(artifacts)
@@ -107,7 +110,7 @@ def test_firestore_down_gives_retryable_errors_and_redelivery_after_restart_regi
 
 def test_a_bad_manifest_is_acknowledged_not_retried(clean_stack, artifacts):
     """Permanent errors answer 2xx: the relay (like Eventarc) delivers once and moves on."""
-    from edgeship import storage
+    from edgeship.base import storage
 
     version = _publish(artifacts).version
     assert local_stack.drain(clean_stack, timeout=WAIT)

@@ -3,32 +3,11 @@
 its folder with injected clients, and a variants artifact to publish."""
 from __future__ import annotations
 
-import importlib.util
 import os
-import sys
-from pathlib import Path
 
 import pytest
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parents[1]
-# tests/ is on sys.path (rootdir conftest, no __init__.py), and its folder tests/components/ would
-# shadow the real `components` package as a namespace package: put the repository first.
-if str(ROOT) not in sys.path[:1]:
-    sys.path.insert(0, str(ROOT))
-
-
-def _load(name: str, path: Path):
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-support = _load("delivery_support", HERE / "delivery_support.py")
+from tests.support import delivery as support
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +35,7 @@ def stores(servers):
 @pytest.fixture()
 def fn(stores):
     """The function module (functions/register_model/main.py) wired to the private servers."""
-    module = _load("register_model_main", ROOT / "functions" / "register_model" / "main.py")
+    module = support.load_function()
     db, gcs, _ = stores
     module.set_clients(db, gcs)
     yield module

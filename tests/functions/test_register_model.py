@@ -12,7 +12,8 @@ import json
 import pytest
 
 from components.publish import core as publish_core
-from edgeship import manifest as mf
+from edgeship.contracts import manifest as mf
+from edgeship.delivery import registry
 
 pytestmark = pytest.mark.stack
 
@@ -27,13 +28,13 @@ def _publish(variants, gcs, model="detector", channel="stable", version=None):
 
 
 def _deliver(fn, gcs, name, **overrides):
-    from delivery_support import event_for_object
+    from tests.support.delivery import event_for_object
 
     fn.register_model(event_for_object(gcs, BUCKET, name, **overrides))
 
 
 def _docs(servers):
-    from delivery_support import firestore_documents
+    from tests.support.delivery import firestore_documents
 
     return firestore_documents(servers.control_port)
 
@@ -68,7 +69,7 @@ def test_registers_version_and_release_records(fn, stores, variants, servers, ca
     assert release["model_file"]["size"] == tflite["size"]
     assert release["model_file"]["uri"] == f"gs://{BUCKET}/models/detector/{res.version}/model.tflite"
     assert release["min_app_version"] == "1.0.0" and release["input"]["shape"] == [1, 8, 8, 3]
-    assert publish_core.newest_release(db, "detector", "stable")["version"] == res.version
+    assert registry.newest_release(db, "detector", "stable")["version"] == res.version
     assert set(_docs(servers)) == {f"models/detector/versions/{res.version}",
                                    f"models/detector/releases/stable-{res.version}"}
     (rec,) = _decisions(capsys)
@@ -77,7 +78,7 @@ def test_registers_version_and_release_records(fn, stores, variants, servers, ca
 
 
 def test_non_manifest_objects_are_ignored_without_any_read(fn, stores, servers, capsys):
-    from delivery_support import finalized_event
+    from tests.support.delivery import finalized_event
 
     # The bucket does not exist: any read would fail, so "ignored" proves nothing was read.
     for name in ("models/detector/20260101t000000000000z-abcdef/model.tflite", "notes.txt",
@@ -240,7 +241,7 @@ def test_ten_megabyte_manifest_is_rejected_by_its_size_without_reading(fn, store
     body = json.dumps(big).encode() + b" " * (10 * 1024 * 1024)
     name = f"models/detector/{version}/manifest.json"
     _put(bucket, name, body)
-    from delivery_support import event_for_object
+    from tests.support.delivery import event_for_object
 
     event = event_for_object(gcs, BUCKET, name)
     assert int(event.data["size"]) > 10_000_000
@@ -267,7 +268,7 @@ def test_oversized_manifest_with_a_lying_event_size_is_read_only_up_to_the_limit
 def test_same_event_three_times_yields_one_record(fn, stores, variants, servers, capsys):
     db, gcs, _ = stores
     res = _publish(variants, gcs)
-    from delivery_support import event_for_object
+    from tests.support.delivery import event_for_object
 
     event = event_for_object(gcs, BUCKET, f"models/detector/{res.version}/manifest.json")
     for _ in range(3):
@@ -285,8 +286,8 @@ def test_older_version_arriving_after_newer_does_not_move_the_channel_back(fn, s
     assert old.version < new.version
     _deliver(fn, gcs, f"models/detector/{new.version}/manifest.json")
     _deliver(fn, gcs, f"models/detector/{old.version}/manifest.json")
-    assert publish_core.newest_release(db, "detector", "stable")["version"] == new.version
-    assert publish_core.current_version(db, "detector", "stable") == new.version
+    assert registry.newest_release(db, "detector", "stable")["version"] == new.version
+    assert registry.current_version(db, "detector", "stable") == new.version
     assert {f"models/detector/versions/{old.version}", f"models/detector/versions/{new.version}"} <= set(_docs(servers))
 
 
@@ -324,7 +325,7 @@ def test_firestore_down_answers_5xx_and_redelivery_after_restart_registers(store
     from cloudevents.conversion import to_binary
 
     import functions_framework
-    from delivery_support import event_for_object
+    from tests.support.delivery import event_for_object
 
     db, gcs, _ = stores
     res = _publish(variants, gcs)

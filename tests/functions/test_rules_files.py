@@ -6,7 +6,7 @@ import json
 import re
 from pathlib import Path
 
-from edgeship import manifest as mf
+from edgeship.contracts import manifest as mf
 
 INFRA = Path(__file__).resolve().parents[2] / "infra"
 

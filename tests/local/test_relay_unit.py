@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from edgeship.relay import EVENT_TYPE, finalized_object, make_event
+from edgeship.localcloud.relay import EVENT_TYPE, finalized_object, make_event
 
 OBJ = {"kind": "storage#object", "bucket": "b", "name": "m/v1/manifest.json",
        "generation": "17", "metageneration": "1", "size": "3", "acl": [{"role": "OWNER"}],
@@ -54,7 +54,7 @@ def test_failing_deliveries_back_off_then_go_to_the_dead_letter_file(tmp_path) -
     import time
     from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-    from edgeship.relay import Relay
+    from edgeship.localcloud.relay import Relay
 
     hits: list[float] = []
 
@@ -94,7 +94,7 @@ def test_failing_deliveries_back_off_then_go_to_the_dead_letter_file(tmp_path) -
 
 
 def test_a_restarted_relay_replays_what_it_had_not_delivered(tmp_path) -> None:
-    from edgeship.relay import Relay
+    from edgeship.localcloud.relay import Relay
 
     first = Relay("http://127.0.0.1:9", "http://127.0.0.1:9/", tmp_path)
     first.load()  # no workers: nothing is delivered

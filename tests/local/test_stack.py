@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from edgeship import local_stack as ls
+from edgeship.localcloud import processes
+
+from edgeship.localcloud import stack as ls
 from edgeship.cli import main as cli_main
 
 pytestmark = pytest.mark.stack
@@ -188,7 +190,7 @@ def test_a_500_from_the_function_is_redelivered(recorder, bucket, local_stack) -
 
 def test_relay_restart_loses_no_event(recorder, bucket, local_stack) -> None:
     state = ls._load_state(local_stack)["servers"]
-    ls._stop(state["function"], "function")  # nothing can be delivered now
+    processes.stop_process(state["function"], "function")  # nothing can be delivered now
     names = [f"restart/{i}.txt" for i in range(3)]
     gens = {}
     for name in names:

@@ -21,7 +21,7 @@ def tiny_dataset(tmp_path_factory):
 
 
 def test_auto_quantize_branch_feeds_select_and_publish(clean_stack, tiny_dataset, tmp_path, monkeypatch):
-    from edgeship import storage
+    from edgeship.base import storage
 
     for key, value in clean_stack.env().items():
         monkeypatch.setenv(key, value)

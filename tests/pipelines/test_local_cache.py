@@ -9,7 +9,7 @@ from pathlib import Path
 from kfp import dsl
 from kfp.dsl import Dataset, Input, Metrics, Model, Output
 
-from components._metrics import log_metrics
+from components._kfp import log_metrics
 from pipelines.local import run_local
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ def make_data(dataset: Output[Dataset]):
 def fit_with_helper(dataset: Input[Dataset], model: Output[Model], metrics: Output[Metrics]):
     import os
 
-    from components._metrics import log_metrics
+    from components._kfp import log_metrics
 
     os.makedirs(model.path, exist_ok=True)
     open(os.path.join(model.path, "weights"), "w").write("w")
@@ -107,4 +107,4 @@ def test_log_metrics_skips_missing_and_non_finite_values(tmp_path):
 def test_every_component_logs_metrics_through_the_helper():
     offenders = [p.relative_to(ROOT).as_posix() for p in sorted((ROOT / "components").glob("*/component.py"))
                  if re.search(r"\.log_metric\(", p.read_text())]
-    assert offenders == [], f"use components._metrics.log_metrics (writes the file the cache needs): {offenders}"
+    assert offenders == [], f"use components._kfp.log_metrics (writes the file the cache needs): {offenders}"

@@ -4,11 +4,9 @@ evaluation report. Everything after it is real: select (champion from the Firest
 dsl.If, publish to the GCS server, the relay's CloudEvent, the register_model function, the
 Firestore release record, and the listening client downloading, verifying and swapping.
 The full pipeline with the real model steps is the main job itself (minutes; not a test)."""
-import importlib.util
 import io
 import json
 import os
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,26 +15,21 @@ from kfp.dsl import Artifact, Dataset, Output
 
 from components.publish.component import publish
 from components.select.component import not_published, select
-from pipelines.main_job import main_job
+from edgeship.cli.main_job import main_job
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def _support():
-    name = "delivery_support"  # the same module tests/client and tests/functions load by path
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "tests/functions/delivery_support.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
+    from tests.support import delivery
+
+    return delivery
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
 def upstream(dataset: Output[Dataset], variants: Output[Artifact], evaluation: Output[Artifact]):
     """Stand-in for data → train → qat → quantize → evaluate: copies prepared artifacts."""
-    import os
     import shutil
 
     source = os.environ["EDGESHIP_TEST_UPSTREAM"]

@@ -10,7 +10,7 @@ from edgeship import cli
 @pytest.fixture
 def no_stack(monkeypatch):
     started = []
-    fake = types.ModuleType("edgeship.local_stack")
+    fake = types.ModuleType("edgeship.localcloud.stack")
 
     class StackConfig:
         def __init__(self, *a, **k):
@@ -18,7 +18,7 @@ def no_stack(monkeypatch):
 
     fake.StackConfig = StackConfig
     fake.up = lambda *a, **k: started.append("up")
-    monkeypatch.setitem(sys.modules, "edgeship.local_stack", fake)
+    monkeypatch.setitem(sys.modules, "edgeship.localcloud.stack", fake)
     return started
 
 
@@ -42,7 +42,7 @@ def test_run_refuses_bad_input_before_starting(no_stack, capsys, argv, message):
 
 
 def test_check_parameters_types(tmp_path):
-    from pipelines.main_job import check_parameters
+    from edgeship.cli.main_job import check_parameters
 
     values = check_parameters({"data_uri": str(tmp_path), "epochs": "3", "qat_epochs": "1",
                                "force_promote": True, "accuracy_budget": "none", "auto_quantize": "true",
@@ -53,7 +53,7 @@ def test_check_parameters_types(tmp_path):
 
 
 def test_auto_quantize_flag_sets_the_parameter():
-    from edgeship.commands.pipeline import _collect_params
+    from edgeship.cli.commands.pipeline import _collect_params
 
     args = cli.build_parser().parse_args(["run", "--auto-quantize", "--budget", "0.3"])
     assert _collect_params(args) == {"auto_quantize": True, "accuracy_budget": "0.3"}

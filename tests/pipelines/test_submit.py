@@ -7,7 +7,6 @@ Kubeflow Pipelines: the real kfp.Client talks HTTP to a recording server on loop
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from unittest import mock
 
 import pytest
 from google.auth.credentials import AnonymousCredentials

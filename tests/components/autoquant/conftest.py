@@ -1,14 +1,11 @@
 """Fixtures for the autoquant tests (helpers in autoquant_testlib.py)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 
-from autoquant_testlib import accuracy_measure, outlier_model, representative  # noqa: E402
+from tests.support.autoquant_models import accuracy_measure, outlier_model, representative
 
 
 @pytest.fixture(scope="module")

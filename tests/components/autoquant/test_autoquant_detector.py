@@ -3,16 +3,12 @@ tiny dataset; the debugger on the full detection graph; the CLI and the KFP comp
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
-import numpy as np
 import pytest
 
 from edgeship import cli
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "quantize"))
-from quantize_testlib import write_standin_model  # noqa: E402
+from tests.support.quantize_models import write_standin_model
 
 data = pytest.importorskip("components.data.core")
 
@@ -59,7 +55,7 @@ def test_no_candidate_meets_limits_returns_most_accurate_with_figures(nothing_fi
 @pytest.mark.slow
 def test_selective_candidate_on_the_detection_graph(nothing_fits):
     """The debugger runs on the model *with* TFLite_Detection_PostProcess; its names denylist there."""
-    from components.quantize.core import inspect_tflite
+    from edgeship.detection.verify import inspect_tflite
 
     result, out = nothing_fits
     ranking = result.layer_ranking
@@ -83,7 +79,7 @@ def test_outputs_are_usable_by_evaluate_and_publish(nothing_fits, dataset):
     assert set(entry["outputs"]) == {"boxes", "classes", "scores", "count"}
     assert entry["autoquant"]["met_budget"] is False
     assert (out / "labels.txt").read_text().split() == list(dataset[1].class_names)
-    from components.evaluate.core import load_variants
+    from edgeship.contracts.variants import load_variants
 
     specs, _ = load_variants(out)
     assert [s.name for s in specs] == [entry["name"]]
@@ -157,14 +153,14 @@ def test_kfp_component_interface():
 
 @pytest.mark.parametrize("text, points", [("1.0", 1.0), (" 0.3 ", 0.3), ("0", 0.0), ("none", 100.0), (2, 2.0)])
 def test_pipeline_budget_text_to_points(text, points):
-    from components.autoquant.core import budget_points
+    from edgeship.contracts.budget import budget_points
 
     assert budget_points(text) == points
 
 
 @pytest.mark.parametrize("text", ["-1", "abc", "nan"])
 def test_bad_pipeline_budget_is_named(text):
-    from components.autoquant.core import budget_points
+    from edgeship.contracts.budget import budget_points
 
     with pytest.raises(ValueError, match=repr(text).replace("(", r"\(")):
         budget_points(text)

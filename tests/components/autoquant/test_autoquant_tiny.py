@@ -80,9 +80,9 @@ def test_denylist_with_unknown_layer_is_named(tiny):
 
 
 def test_model_without_quantizable_layers_is_a_clear_error():
-    from edgeship.tfcompat import keras
+    from edgeship.base.tfcompat import keras
 
-    from autoquant_testlib import representative
+    from tests.support.autoquant_models import representative
 
     inp = keras.Input((8,), name="x")
     model = keras.Model(inp, keras.layers.Reshape((9 - 1,))(inp))

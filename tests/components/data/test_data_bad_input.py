@@ -3,7 +3,8 @@ import json
 
 import pytest
 
-from components.data import core
+from edgeship.contracts import dataset as dataset_contract
+from edgeship.detection import dataset as dataset_reader
 
 
 def _edit_coco(root, split, fn):
@@ -16,13 +17,13 @@ def _edit_coco(root, split, fn):
 def test_missing_image(dataset_copy):
     (dataset_copy / "coco/images/val/000002.jpg").unlink()
     with pytest.raises(FileNotFoundError, match=r"coco/images/val/000002\.jpg"):
-        core.load_split(dataset_copy, "val")
+        dataset_reader.load_split(dataset_copy, "val")
 
 
 def test_corrupted_jpeg(dataset_copy):
     (dataset_copy / "coco/images/val/000001.jpg").write_bytes(b"\xff\xd8\xff not a jpeg")
     with pytest.raises(ValueError, match=r"000001\.jpg: cannot decode image"):
-        core.load_split(dataset_copy, "val")
+        dataset_reader.load_split(dataset_copy, "val")
 
 
 def test_inverted_box(dataset_copy):
@@ -30,7 +31,7 @@ def test_inverted_box(dataset_copy):
         coco["annotations"][0]["bbox"][2] = -5.0
     _edit_coco(dataset_copy, "val", invert)
     with pytest.raises(ValueError, match=r"in coco/images/val/\d{6}\.jpg has xmax < xmin"):
-        core.load_split(dataset_copy, "val")
+        dataset_reader.load_split(dataset_copy, "val")
 
 
 def test_box_outside_image(dataset_copy):
@@ -38,7 +39,7 @@ def test_box_outside_image(dataset_copy):
         coco["annotations"][0]["bbox"][0] = 500.0
     _edit_coco(dataset_copy, "val", push)
     with pytest.raises(ValueError, match=r"lies outside the 64x64 image"):
-        core.load_split(dataset_copy, "val")
+        dataset_reader.load_split(dataset_copy, "val")
 
 
 def test_unknown_class_id(dataset_copy):
@@ -46,7 +47,7 @@ def test_unknown_class_id(dataset_copy):
         coco["annotations"][0]["category_id"] = 9
     _edit_coco(dataset_copy, "val", relabel)
     with pytest.raises(ValueError, match=r"class id 9 in coco/images/val/\d{6}\.jpg is not in the label map \(1\.\.5\)"):
-        core.load_split(dataset_copy, "val")
+        dataset_reader.load_split(dataset_copy, "val")
 
 
 def test_empty_split(dataset_copy):
@@ -54,33 +55,33 @@ def test_empty_split(dataset_copy):
         coco["images"], coco["annotations"] = [], []
     _edit_coco(dataset_copy, "calibration", empty)
     with pytest.raises(ValueError, match=r"split 'calibration' of .* is empty"):
-        core.load_split(dataset_copy, "calibration")
+        dataset_reader.load_split(dataset_copy, "calibration")
 
 
 def test_truncated_tfrecord(dataset_copy):
     path = dataset_copy / "tfrecord/val.tfrecord"
     path.write_bytes(path.read_bytes()[:-100])
     with pytest.raises(ValueError, match=r"val\.tfrecord: truncated record"):
-        core.load_split(dataset_copy, "val", "tfrecord")
+        dataset_reader.load_split(dataset_copy, "val", "tfrecord")
 
 
 def test_tfrecord_unknown_class_names_the_record(dataset_copy, monkeypatch):
-    info = core.read_dataset_info(dataset_copy)
+    info = dataset_contract.read_dataset_info(dataset_copy)
     raw = info.raw
     raw["classes"] = raw["classes"][:1]  # label map now disagrees with the data
     (dataset_copy / "dataset.json").write_text(json.dumps(raw))
     with pytest.raises(ValueError, match=r"val\.tfrecord \(\d{6}\.jpg\).*not in the label map \(1\.\.1\)"):
-        core.load_split(dataset_copy, "val", "tfrecord")
+        dataset_reader.load_split(dataset_copy, "val", "tfrecord")
 
 
 def test_unknown_format(small_dataset):
     with pytest.raises(ValueError, match="unknown dataset format 'yolo'"):
-        core.load_split(small_dataset, "val", "yolo")
+        dataset_reader.load_split(small_dataset, "val", "yolo")
 
 
 def test_missing_dataset_json(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"dataset\.json"):
-        core.load_split(tmp_path, "val")
+        dataset_reader.load_split(tmp_path, "val")
 
 
 def test_corrupt_tfrecord_names_the_record(dataset_copy):
@@ -89,7 +90,7 @@ def test_corrupt_tfrecord_names_the_record(dataset_copy):
     data[len(data) // 2] ^= 0xFF  # one flipped byte inside some record's data
     path.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=r"val\.tfrecord: corrupt record \d+ at byte \d+ \(data checksum"):
-        core.load_split(dataset_copy, "val", "tfrecord")
+        dataset_reader.load_split(dataset_copy, "val", "tfrecord")
 
 
 def test_annotation_for_an_unknown_image(dataset_copy):
@@ -97,7 +98,7 @@ def test_annotation_for_an_unknown_image(dataset_copy):
         coco["annotations"][0]["image_id"] = 999
     _edit_coco(dataset_copy, "val", orphan)
     with pytest.raises(ValueError, match=r"annotation 1 in .*val\.json refers to image id 999"):
-        core.load_split(dataset_copy, "val")
+        dataset_reader.load_split(dataset_copy, "val")
 
 
 def test_image_size_disagrees_with_annotations(dataset_copy):
@@ -105,9 +106,9 @@ def test_image_size_disagrees_with_annotations(dataset_copy):
         coco["images"][1]["width"] = 65
     _edit_coco(dataset_copy, "val", resize)
     with pytest.raises(ValueError, match=r"coco/images/val/000001\.jpg is 64x64 but .* says 65x64"):
-        core.load_split(dataset_copy, "val")
+        dataset_reader.load_split(dataset_copy, "val")
 
 
 def test_unknown_split_lists_the_real_ones(small_dataset):
     with pytest.raises(ValueError, match=r"no split 'test' in .*lists \['calibration', 'train', 'val'\]"):
-        core.load_split(small_dataset, "test")
+        dataset_reader.load_split(small_dataset, "test")

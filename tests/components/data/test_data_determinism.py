@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from components.data import core
+from edgeship.contracts import dataset as dataset_contract
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -18,15 +19,15 @@ def test_fingerprint_is_the_same_in_a_fresh_process(small_dataset, tmp_path, SMA
             f"print(core.generate_dataset(sys.argv[1], **{SMALL!r}).fingerprint)")
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "fresh")], cwd=ROOT,
                          capture_output=True, text=True, check=True)
-    assert out.stdout.strip().splitlines()[-1] == core.read_dataset_info(small_dataset).fingerprint
-    for split in core.SPLITS:
+    assert out.stdout.strip().splitlines()[-1] == dataset_contract.read_dataset_info(small_dataset).fingerprint
+    for split in dataset_contract.SPLITS:
         assert (tmp_path / f"fresh/tfrecord/{split}.tfrecord").read_bytes() == \
             (small_dataset / f"tfrecord/{split}.tfrecord").read_bytes()
 
 
 def test_worker_processes_write_the_same_bytes(small_dataset, tmp_path, SMALL):
     info = core.generate_dataset(tmp_path / "pool", **SMALL, workers=2)
-    assert info.fingerprint == core.read_dataset_info(small_dataset).fingerprint
+    assert info.fingerprint == dataset_contract.read_dataset_info(small_dataset).fingerprint
 
 
 def test_fingerprint_covers_every_file(dataset_copy):
@@ -37,7 +38,7 @@ def test_fingerprint_covers_every_file(dataset_copy):
 
 def test_tensorflow_reads_our_tfrecords(small_dataset, SMALL):
     """Framing and CRCs as TF writes them: tf.data.TFRecordDataset + parse_single_example."""
-    from edgeship.tfcompat import tf
+    from edgeship.base.tfcompat import tf
 
     spec = {
         "image/encoded": tf.io.FixedLenFeature([], tf.string),

@@ -3,6 +3,8 @@ import numpy as np
 import pytest
 
 from components.data import core
+from edgeship.contracts import dataset as dataset_contract
+from edgeship.detection import dataset as dataset_reader
 
 
 @pytest.fixture(scope="module")
@@ -13,13 +15,13 @@ def medium(tmp_path_factory):
 
 
 def test_every_class_in_every_split(medium):
-    info = core.read_dataset_info(medium)
-    for split in core.SPLITS:
+    info = dataset_contract.read_dataset_info(medium)
+    for split in dataset_contract.SPLITS:
         assert all(n > 0 for n in info.splits[split]["per_class"].values()), (split, info.splits[split])
 
 
 def test_boxes_valid_sizes_varied_and_several_objects_per_image(medium):
-    examples = core.load_split(medium, "train")
+    examples = dataset_reader.load_split(medium, "train")
     boxes = np.concatenate([e.boxes for e in examples])
     assert (boxes >= 0).all() and (boxes <= 1).all()
     assert (boxes[:, 2] > boxes[:, 0]).all() and (boxes[:, 3] > boxes[:, 1]).all()
@@ -30,7 +32,7 @@ def test_boxes_valid_sizes_varied_and_several_objects_per_image(medium):
 
 
 def test_images_vary_in_brightness(medium):
-    means = [e.image.mean() for e in core.load_split(medium, "val")]
+    means = [e.image.mean() for e in dataset_reader.load_split(medium, "val")]
     assert np.ptp(means) > 40  # lighting is varied, not one exposure
 
 
@@ -41,7 +43,7 @@ def test_objects_stay_identifiable(medium):
     from components.data.generate import GeneratorConfig, _iou
 
     cfg = GeneratorConfig()
-    for split in core.SPLITS:
+    for split in dataset_contract.SPLITS:
         coco = json.loads((medium / f"coco/annotations/{split}.json").read_text())
         by_image = {}
         for a in coco["annotations"]:
@@ -65,7 +67,7 @@ def test_occlusion_and_overlap_actually_happen(medium):
 
 def test_objects_stand_out_from_the_background(medium):
     """An object's centre differs in colour from the strip of background just outside its box."""
-    examples = core.load_split(medium, "val")
+    examples = dataset_reader.load_split(medium, "val")
     diffs = []
     for ex in examples:
         h, w = ex.image.shape[:2]

@@ -1,6 +1,5 @@
 """The user's own data: validated and brought into the artifact (core.materialize), the KFP
 component body (python_func with artifact stand-ins), and the CLI."""
-import json
 import shutil
 from types import SimpleNamespace
 
@@ -9,6 +8,8 @@ import pytest
 
 from components.data import core
 from edgeship import cli
+from edgeship.contracts import dataset as dataset_contract
+from edgeship.detection import dataset as dataset_reader
 
 
 def _coco_only(src, dst):
@@ -26,8 +27,8 @@ def test_coco_only_dataset_gets_metadata_and_tfrecords(small_dataset, tmp_path, 
     assert info.splits["val"]["images"] == SMALL["val"]
     assert info.raw["derived"]["added"] == ["dataset.json", "labels.txt", "tfrecord/"]
     assert info.fingerprint == core.fingerprint_dir(art)
-    coco = core.load_split(art, "train", "coco")
-    tfr = core.load_split(art, "train", "tfrecord")
+    coco = dataset_reader.load_split(art, "train", "coco")
+    tfr = dataset_reader.load_split(art, "train", "tfrecord")
     for a, b in zip(coco, tfr):
         np.testing.assert_array_equal(a.labels, b.labels)
         np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-6)
@@ -37,7 +38,7 @@ def test_coco_only_dataset_gets_metadata_and_tfrecords(small_dataset, tmp_path, 
 
 def test_complete_dataset_keeps_its_fingerprint(small_dataset, tmp_path):
     info = core.materialize(str(small_dataset), tmp_path / "artifact")
-    assert info.fingerprint == core.read_dataset_info(small_dataset).fingerprint
+    assert info.fingerprint == dataset_contract.read_dataset_info(small_dataset).fingerprint
     assert "derived" not in info.raw
 
 
@@ -66,7 +67,7 @@ def test_component_generates_with_metadata(tmp_path):
     out = SimpleNamespace(path=str(tmp_path / "ds"), metadata={}, uri="")
     data.python_func(dataset=out, data_uri="", seed=5, train_images=6, val_images=5,
                      calibration_images=5, image_size=64)
-    info = core.read_dataset_info(tmp_path / "ds")
+    info = dataset_contract.read_dataset_info(tmp_path / "ds")
     assert out.metadata["fingerprint"] == info.fingerprint
     assert out.metadata["splits"]["train"]["images"] == 6
     assert set(out.metadata["splits"]["val"]["per_class"]) == set(core.CLASSES)
@@ -87,7 +88,7 @@ def test_cli_generate_and_inspect(tmp_path, capsys):
     assert cli.main(["data", "generate", "--out", str(out), "--seed", "2", "--train", "5", "--val", "5",
                      "--calibration", "5", "--image-size", "64"]) == 0
     printed = capsys.readouterr().out
-    fingerprint = core.read_dataset_info(out).fingerprint
+    fingerprint = dataset_contract.read_dataset_info(out).fingerprint
     assert str(out) in printed and fingerprint in printed
     assert cli.main(["data", "inspect", str(out), "--format", "tfrecord"]) == 0
     assert fingerprint in capsys.readouterr().out
@@ -113,9 +114,9 @@ def test_cli_generator_knobs(tmp_path, capsys):
     out = tmp_path / "knobs"
     assert cli.main(["data", "generate", "--out", str(out), "--train", "5", "--val", "5", "--calibration", "5",
                      "--image-size", "64", "--set", "max_objects=1", "--set", "min_size=30"]) == 0
-    info = core.read_dataset_info(out)
+    info = dataset_contract.read_dataset_info(out)
     assert info.raw["generator"]["max_objects"] == 1 and info.raw["generator"]["min_size"] == 30.0
-    assert all(info.splits[s]["objects"] == 5 for s in core.SPLITS)
+    assert all(info.splits[s]["objects"] == 5 for s in dataset_contract.SPLITS)
     assert cli.main(["data", "generate", "--out", str(out), "--set", "colour=red"]) == 2
     assert "--set 'colour=red': expected KNOB=VALUE" in capsys.readouterr().err
     assert cli.main(["data", "generate", "--out", str(out), "--set", "min_size=200"]) == 2

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from evaluate_testlib import make_example, write_standin_variants
+from tests.support.evaluate_data import make_example, write_standin_variants
 
 
 @pytest.fixture

@@ -2,9 +2,9 @@
 import numpy as np
 import pytest
 
-from components.evaluate.coco import Detections, coco_evaluate
+from edgeship.detection.coco import Detections, coco_evaluate
 
-from evaluate_testlib import CLASSES, make_example
+from tests.support.evaluate_data import CLASSES, make_example
 
 
 def perfect(examples):

@@ -3,8 +3,8 @@ quantize step's post-processing module and output map (skipped until that module
 import numpy as np
 import pytest
 
-postprocess = pytest.importorskip("components.quantize.postprocess")
-op_report = pytest.importorskip("components.quantize.op_report")
+postprocess = pytest.importorskip("edgeship.detection.postprocess")
+op_report = pytest.importorskip("edgeship.detection.op_report")
 
 ANCHORS = np.array([[0.3, 0.3, 0.4, 0.4], [0.7, 0.7, 0.3, 0.3], [0.5, 0.2, 0.2, 0.2]], np.float32)
 K = 3
@@ -14,7 +14,7 @@ K = 3
 def fused_tflite(tmp_path_factory):
     """A tiny tf_keras 'detector' whose box encodings are 0 (boxes = anchors) and whose logits pick
     one class per anchor, wrapped with the fused post-processing op and converted to fp32 .tflite."""
-    from edgeship.tfcompat import keras, tf
+    from edgeship.base.tfcompat import keras, tf
 
     anchors = len(ANCHORS)
     bias = np.full((anchors, K + 1), -6.0, np.float32)
@@ -37,7 +37,7 @@ def fused_tflite(tmp_path_factory):
 
 
 def test_detector_reads_the_fused_op_through_its_output_map(fused_tflite):
-    from components.evaluate.detectors import TFLiteDetector
+    from edgeship.detection.runners import TFLiteDetector
 
     mapping = op_report.output_map(op_report._interpreter(fused_tflite))
     det = TFLiteDetector(fused_tflite, num_threads=1, output_map=mapping, num_classes=K)

@@ -4,11 +4,12 @@ import json
 import numpy as np
 import pytest
 
-detector = pytest.importorskip("components.train.detector")
+detector = pytest.importorskip("edgeship.detection.model")
 
-from components.evaluate import core  # noqa: E402
-from components.evaluate.detectors import KerasDetector  # noqa: E402
-from evaluate_testlib import standin_examples  # noqa: E402
+from components.evaluate import core
+from edgeship.detection.runners import KerasDetector
+from tests.support.evaluate_data import standin_examples
+from edgeship.contracts import variants as variants_contract
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def test_missing_float_model_is_named(tmp_path):
 
 
 def test_float_keras_row_is_the_reference(tiny_model_dir, standin_variants, tmp_path):
-    specs, _ = core.load_variants(standin_variants)
+    specs, _ = variants_contract.load_variants(standin_variants)
     float_det = KerasDetector(tiny_model_dir, score_threshold=0.0)
     report = core.evaluate_examples(specs, standin_examples(3), ["circle", "square", "triangle"],
                                     float_detector=float_det, latency_runs=2, latency_warmup=0,

@@ -11,11 +11,11 @@ from kfp import dsl
 from kfp.dsl import Artifact, Dataset, Model, Output
 
 data = pytest.importorskip("components.data.core")
-detector = pytest.importorskip("components.train.detector")
+detector = pytest.importorskip("edgeship.detection.model")
 
-from components.evaluate.component import evaluate  # noqa: E402
-from pipelines.local import run_local  # noqa: E402
-from pipelines.main_job import task_outputs  # noqa: E402
+from components.evaluate.component import evaluate
+from pipelines.local import run_local
+from edgeship.cli.main_job import task_outputs
 
 pytestmark = pytest.mark.slow  # two subprocess steps, each importing TensorFlow
 

@@ -4,11 +4,11 @@ on the same images; the full-int8 conversion stays close. Skipped until both ste
 import numpy as np
 import pytest
 
-detector = pytest.importorskip("components.train.detector")
+detector = pytest.importorskip("edgeship.detection.model")
 quantize = pytest.importorskip("components.quantize.core")
 
-from components.evaluate.calibration import score_shift  # noqa: E402
-from components.evaluate.detectors import KerasDetector, TFLiteDetector  # noqa: E402
+from components.evaluate.calibration import score_shift
+from edgeship.detection.runners import KerasDetector, TFLiteDetector
 
 pytestmark = pytest.mark.slow  # two real conversions (~35 s of CPU)
 

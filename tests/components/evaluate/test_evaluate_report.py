@@ -6,12 +6,14 @@ import pytest
 
 from components.evaluate import core
 from components.evaluate.report import render_markdown
-from evaluate_testlib import CLASSES, make_example, standin_examples
+from tests.support.evaluate_data import CLASSES, make_example, standin_examples
+from edgeship.contracts import variants as variants_contract
+from edgeship.detection import runners
 
 
 @pytest.fixture(scope="module")
 def evaluated(standin_variants, tmp_path_factory):
-    specs, labels = core.load_variants(standin_variants)
+    specs, labels = variants_contract.load_variants(standin_variants)
     assert labels == CLASSES
     examples = standin_examples(4)
     report = core.evaluate_examples(specs, examples, CLASSES, dataset_fingerprint="sha256:test",
@@ -87,20 +89,20 @@ def test_degraded_variant_shows_a_drop_and_keras_row_renders():
 
 
 def test_bad_inputs(standin_variants, tmp_path, examples):
-    specs, _ = core.load_variants(standin_variants)
+    specs, _ = variants_contract.load_variants(standin_variants)
     with pytest.raises(ValueError, match="no images"):
         core.evaluate_examples(specs, [], CLASSES, show_progress=False)
     bad = [make_example(0, [[0.1, 0.1, 0.4, 0.4]], [5])]
     with pytest.raises(ValueError, match=r"label\(s\) \[5\] outside the label map"):
         core.evaluate_examples(specs, bad, CLASSES, show_progress=False)
     with pytest.raises(ValueError, match="disagrees with the dataset's classes"):
-        core.check_label_maps(CLASSES, ["circle", "square"], "variants/labels.txt")
+        runners.check_label_maps(CLASSES, ["circle", "square"], "variants/labels.txt")
     with pytest.raises(FileNotFoundError, match="variants.json"):
-        core.load_variants(tmp_path)
+        variants_contract.load_variants(tmp_path)
     (tmp_path / "variants.json").write_text('{"variants": []}')
     with pytest.raises(ValueError, match="lists no variants"):
-        core.load_variants(tmp_path)
+        variants_contract.load_variants(tmp_path)
     with pytest.raises(ValueError, match="'int4'"):
-        core.load_variants(standin_variants, only=["int4"])
+        variants_contract.load_variants(standin_variants, only=["int4"])
     with pytest.raises(ValueError, match="'foggy'"):
         core.evaluate_examples(specs, examples, CLASSES, slices=["foggy"], show_progress=False)

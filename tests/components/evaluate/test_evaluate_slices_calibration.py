@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from components.evaluate.calibration import expected_calibration_error, iou_matrix, score_shift
-from components.evaluate.coco import Detections
+from edgeship.detection.coco import Detections
 from components.evaluate.robustness import SLICES, make_slice, make_slices
 
 
@@ -80,7 +80,7 @@ def test_ece_is_zero_when_confidence_matches_hit_rate(examples):
 
 
 def test_ece_counts_misses():
-    from evaluate_testlib import make_example
+    from tests.support.evaluate_data import make_example
 
     ex = [make_example(0, [[0.1, 0.1, 0.5, 0.5]], [1])]
     # one hit and one miss (wrong place), both at 0.9 → hit rate 0.5, ECE 0.4

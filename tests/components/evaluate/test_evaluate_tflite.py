@@ -4,9 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from components.evaluate.detectors import TFLiteDetector, resize_image
-from components.evaluate.latency import time_calls, tflite_latency
-from evaluate_testlib import STANDIN_BOXES, STANDIN_CLASSES, STANDIN_COUNT, STANDIN_SCORES
+from edgeship.detection.runners import TFLiteDetector, resize_image
+from edgeship.detection.latency import time_calls, tflite_latency
+from tests.support.evaluate_data import STANDIN_BOXES, STANDIN_CLASSES, STANDIN_COUNT, STANDIN_SCORES
 
 
 def spec(variants_dir, name):

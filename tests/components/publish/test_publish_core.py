@@ -9,7 +9,8 @@ import json
 import pytest
 
 from components.publish import core
-from edgeship import manifest as mf
+from edgeship.contracts import manifest as mf
+from edgeship.delivery import registry
 
 
 def _build(variants, **kw):
@@ -77,7 +78,7 @@ def test_version_ids_sort_in_publish_order_and_are_unique():
 
 @pytest.mark.stack
 def test_publish_is_create_only_and_writes_the_manifest_last(clean_stack, variants):
-    from edgeship import storage
+    from edgeship.base import storage
 
     vdir, edir = variants
     result = core.publish(vdir, "fp32", bucket="edgeship", model="detector", report_dir=edir,
@@ -100,7 +101,7 @@ def test_publish_is_create_only_and_writes_the_manifest_last(clean_stack, varian
 def test_failed_publish_leaves_no_manifest_and_cleans_up(clean_stack, variants, monkeypatch):
     from google.cloud.storage import Blob
 
-    from edgeship import storage
+    from edgeship.base import storage
 
     vdir, edir = variants
     real = Blob.upload_from_filename
@@ -121,7 +122,7 @@ def test_failed_publish_leaves_no_manifest_and_cleans_up(clean_stack, variants, 
 
 @pytest.mark.stack
 def test_parent_version_is_the_channel_current_one(clean_stack, variants):
-    from edgeship import local_stack
+    from edgeship.localcloud import stack as local_stack
 
     vdir, edir = variants
     first = core.publish(vdir, "fp32", bucket="edgeship", model="detector", report_dir=edir)
@@ -130,7 +131,7 @@ def test_parent_version_is_the_channel_current_one(clean_stack, variants):
     second = core.publish(vdir, "fp32", bucket="edgeship", model="detector", report_dir=edir)
     assert second.manifest["parent_version"] == first.version
     assert local_stack.drain(clean_stack)
-    assert core.current_release_manifest("detector", "stable")["version"] == second.version
+    assert registry.current_release_manifest("detector", "stable")["version"] == second.version
 
 
 @pytest.mark.stack
@@ -140,33 +141,33 @@ def test_current_release_manifest_falls_back_to_the_bucket_without_firestore(cle
     first = core.publish(vdir, "fp32", bucket="edgeship", model="detector", report_dir=edir)
     monkeypatch.setattr(core, "firestore_client", lambda: (_ for _ in ()).throw(
         ConnectionError("registry unreachable")))
-    assert core.current_release_manifest("detector", "stable", bucket="edgeship") == first.manifest
-    assert core.current_release_manifest("detector", "beta", bucket="edgeship") is None
+    assert registry.current_release_manifest("detector", "stable", bucket="edgeship") == first.manifest
+    assert registry.current_release_manifest("detector", "beta", bucket="edgeship") is None
     with pytest.raises(ConnectionError):
-        core.current_release_manifest("detector", "stable")
+        registry.current_release_manifest("detector", "stable")
 
 
 @pytest.mark.stack
 def test_rollback_rules(clean_stack, variants):
-    from edgeship import local_stack
+    from edgeship.localcloud import stack as local_stack
 
     vdir, edir = variants
     with pytest.raises(ValueError, match="no release to roll back from"):
-        core.channel_action("rollback", "detector", "stable", reason="x")
+        registry.channel_action("rollback", "detector", "stable", reason="x")
     a = core.publish(vdir, "fp32", bucket="edgeship", model="detector", report_dir=edir)
     b = core.publish(vdir, "fp32", bucket="edgeship", model="detector", report_dir=edir)
     assert local_stack.drain(clean_stack)
     with pytest.raises(ValueError, match="--reason is required"):
-        core.channel_action("rollback", "detector", "stable", reason="  ")
+        registry.channel_action("rollback", "detector", "stable", reason="  ")
     with pytest.raises(ValueError, match="--to 20990101t000000000000z-000000: no release"):
-        core.channel_action("rollback", "detector", "stable", reason="x", to="20990101t000000000000z-000000")
-    state = core.channel_action("rollback", "detector", "stable", reason="regression", who="me@host")
+        registry.channel_action("rollback", "detector", "stable", reason="x", to="20990101t000000000000z-000000")
+    state = registry.channel_action("rollback", "detector", "stable", reason="regression", who="me@host")
     assert state["pinned_version"] == a.version and state["paused"] is False
     assert state["history"] == [{"action": "rollback", "version": a.version, "by": "me@host",
                                  "at": state["updated_at"], "reason": "regression"}]
     with pytest.raises(ValueError, match=f"nothing older than {a.version}"):
-        core.channel_action("rollback", "detector", "stable", reason="again")
-    shown = core.show_channel("detector", "stable")
+        registry.channel_action("rollback", "detector", "stable", reason="again")
+    shown = registry.show_channel("detector", "stable")
     assert shown["serving"] == a.version and [r["version"] for r in shown["releases"]] == [b.version, a.version]
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from components.qat import core
-from components.train.core import load_training_data
-from components.train.detector import load_model
+from edgeship.detection.training import load_training_data
+from edgeship.detection.model import load_model
+from edgeship.detection import qat as qat_lib
 
 pytestmark = pytest.mark.slow  # trains a tiny float model and builds/traces QAT models
 
@@ -20,7 +21,7 @@ def _close(a, b) -> float:
 
 def test_quantized_detector_wraps_every_layer_and_starts_close_to_float(float_model_dir, qat_dataset):
     float_model, cfg, _ = load_model(float_model_dir)
-    qmodel = core.quantize_detector(float_model)
+    qmodel = qat_lib.quantize_detector(float_model)
     kinds = {type(layer).__name__ for layer in qmodel.layers}
     assert {"QuantizeLayer", "QuantizeWrapperV2"} <= kinds
     wrapped = {layer.layer.name for layer in qmodel.layers if hasattr(layer, "layer")}
@@ -28,7 +29,7 @@ def test_quantized_detector_wraps_every_layer_and_starts_close_to_float(float_mo
     assert wrapped == float_layers                      # backbone and heads: nothing left out
     assert "quant_normalize" in {layer.name for layer in qmodel.layers}
     data = load_training_data(str(qat_dataset), "val", cfg.input_size, cfg.num_classes)
-    assert core.calibrate_ranges(qmodel, float_model, data.images) > 50
+    assert qat_lib.calibrate_ranges(qmodel, float_model, data.images) > 50
     x = data.images[:4].astype(np.float32)
     fb, fc = float_model(x, training=False)
     qb, qc = qmodel(x, training=False)
@@ -49,7 +50,7 @@ def test_qat_runs_and_writes_a_loadable_model_dir(float_model_dir, qat_dataset, 
     assert result.step_time_ratio == pytest.approx(st["ratio"])
     assert len(history["loss"]) == 1 and np.isfinite(history["loss"]).all()
 
-    qmodel, cfg, anchors = core.load_qat_model(out)
+    qmodel, cfg, anchors = qat_lib.load_qat_model(out)
     fmodel, _, _ = load_model(out)         # float layout, QAT-tuned weights
     x = np.random.default_rng(0).uniform(0, 255, (2, 96, 96, 3)).astype(np.float32)
     qb, qc = qmodel(x, training=False)
@@ -71,4 +72,4 @@ def test_qat_rejects_a_dataset_with_other_classes(float_model_dir, qat_dataset, 
 
 def test_load_qat_model_names_a_missing_file(float_model_dir):
     with pytest.raises(FileNotFoundError, match="qat_weights.h5"):
-        core.load_qat_model(float_model_dir)
+        qat_lib.load_qat_model(float_model_dir)

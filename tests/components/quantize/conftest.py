@@ -3,14 +3,12 @@ and one quantize run over every scheme and Core ML, shared by the session (conve
 slow part: a few seconds each for the stand-in)."""
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent))
 
-import quantize_testlib as ql  # noqa: E402
+from tests.support import quantize_models as ql
 
 SIZE = 64
 

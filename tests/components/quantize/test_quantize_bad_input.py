@@ -6,19 +6,21 @@ import shutil
 import numpy as np
 import pytest
 
-import quantize_testlib as ql
+from tests.support import quantize_models as ql
 from components.quantize import core
-from components.quantize.op_report import build_op_report
-from components.quantize.postprocess import detection_module
+from edgeship.detection.op_report import build_op_report
+from edgeship.detection.postprocess import detection_module
+from edgeship.detection import convert
+from edgeship.detection import verify
 
 
 def test_full_int8_without_calibration_data(q_models, tmp_path):
-    with pytest.raises(core.QuantizeError, match=r"full_int8 needs calibration data: split 'calibration' "
+    with pytest.raises(convert.QuantizeError, match=r"full_int8 needs calibration data: split 'calibration' "
                                                   r"in None is empty/missing") as err:
         core.quantize(q_models["float"], tmp_path, schemes=["full_int8"], coreml=False, progress=False)
     assert err.value.stage == "validate-before" and err.value.variant == "full_int8"
     missing = tmp_path / "no_dataset"
-    with pytest.raises(core.QuantizeError, match=rf"int16x8 needs calibration data: split 'calibration' in "
+    with pytest.raises(convert.QuantizeError, match=rf"int16x8 needs calibration data: split 'calibration' in "
                                                   rf"{missing} is empty/missing"):
         core.quantize(q_models["float"], tmp_path, calibration=str(missing), schemes=["int16x8"],
                       coreml=False, progress=False)
@@ -29,7 +31,7 @@ def test_dataset_without_calibration_split(q_models, q_dataset, tmp_path):
     data = tmp_path / "data"
     shutil.copytree(q_dataset, data)
     (data / "coco/annotations/calibration.json").unlink()
-    with pytest.raises(core.QuantizeError, match=r"full_int8 needs calibration data: split 'calibration'"):
+    with pytest.raises(convert.QuantizeError, match=r"full_int8 needs calibration data: split 'calibration'"):
         core.quantize(q_models["float"], tmp_path / "out", calibration=str(data), schemes=["full_int8"],
                       coreml=False, progress=False)
 
@@ -37,12 +39,12 @@ def test_dataset_without_calibration_split(q_models, q_dataset, tmp_path):
 def test_corrupt_tflite(tmp_path):
     bad = tmp_path / "broken.tflite"
     bad.write_bytes(b"TFL3 this is not a flatbuffer" * 10)
-    with pytest.raises(core.QuantizeError, match=r"\[validate-after\] broken: LiteRT cannot load .*broken.tflite"):
-        core.inspect_tflite(bad)
+    with pytest.raises(convert.QuantizeError, match=r"\[validate-after\] broken: LiteRT cannot load .*broken.tflite"):
+        verify.inspect_tflite(bad)
     with pytest.raises(ValueError, match="LiteRT cannot read the model"):
         build_op_report(bad, name="broken")
     with pytest.raises(FileNotFoundError, match="not found"):
-        core.inspect_tflite(tmp_path / "missing.tflite")
+        verify.inspect_tflite(tmp_path / "missing.tflite")
 
 
 def test_corrupt_saved_model(q_models, tmp_path):
@@ -50,25 +52,25 @@ def test_corrupt_saved_model(q_models, tmp_path):
     shutil.copytree(q_models["float"], bad)
     (bad / "saved_model/saved_model.pb").write_bytes(b"\x00garbage")
     (bad / "weights.h5").write_bytes(b"garbage")
-    with pytest.raises(core.QuantizeError, match=r"\[validate-before\] float model: .*cannot load the model "
+    with pytest.raises(convert.QuantizeError, match=r"\[validate-before\] float model: .*cannot load the model "
                                                   r"\(corrupt SavedModel\?\)"):
         core.quantize(bad, tmp_path / "out", schemes=["fp32"], coreml=False, progress=False)
 
 
 def test_missing_or_inconsistent_model_dir(q_models, tmp_path):
-    with pytest.raises(core.QuantizeError, match="float model directory not found"):
+    with pytest.raises(convert.QuantizeError, match="float model directory not found"):
         core.quantize(tmp_path / "nope", tmp_path / "out", schemes=["fp32"], coreml=False, progress=False)
     bad = tmp_path / "model"
     shutil.copytree(q_models["float"], bad)
     np.save(bad / "anchors.npy", np.zeros([7, 4], np.float32))
-    with pytest.raises(core.QuantizeError, match=r"box_encodings shape \(1, 160, 4\), expected \(1, 7, 4\)"):
+    with pytest.raises(convert.QuantizeError, match=r"box_encodings shape \(1, 160, 4\), expected \(1, 7, 4\)"):
         core.quantize(bad, tmp_path / "out", schemes=["fp32"], coreml=False, progress=False)
 
 
 def test_unknown_scheme_and_qat_without_model(q_models, tmp_path):
     with pytest.raises(ValueError, match=r"unknown scheme\(s\) \['int4'\]"):
         core.quantize(q_models["float"], tmp_path, schemes=["int4"], coreml=False, progress=False)
-    with pytest.raises(core.QuantizeError, match=r"qat_int8: needs a QAT model"):
+    with pytest.raises(convert.QuantizeError, match=r"qat_int8: needs a QAT model"):
         core.quantize(q_models["float"], tmp_path, schemes=["qat_int8"], coreml=False, progress=False)
 
 
@@ -76,7 +78,7 @@ def test_converter_failure_names_stage_and_variant(q_models, tmp_path):
     def broken_factory(module, scheme, representative):
         raise RuntimeError("converter exploded")
 
-    with pytest.raises(core.QuantizeError, match=r"quantize \[convert\] dynamic_int8: RuntimeError: converter exploded"):
+    with pytest.raises(convert.QuantizeError, match=r"quantize \[convert\] dynamic_int8: RuntimeError: converter exploded"):
         core.quantize(q_models["float"], tmp_path, schemes=["dynamic_int8"], coreml=False, progress=False,
                       converter_factory=broken_factory)
 
@@ -87,9 +89,9 @@ def test_parity_miss_fails_validate_after(q_models, tmp_path):
 
     def wrong_model_factory(module, scheme, representative):
         anchors = module.anchors.numpy()
-        return core.make_converter(detection_module(other, anchors, 3, (64, 64)), scheme, representative)
+        return convert.make_converter(detection_module(other, anchors, 3, (64, 64)), scheme, representative)
 
-    with pytest.raises(core.QuantizeError, match=r"\[validate-after\] fp32: parity outside tolerance"):
+    with pytest.raises(convert.QuantizeError, match=r"\[validate-after\] fp32: parity outside tolerance"):
         core.quantize(q_models["float"], tmp_path, schemes=["fp32"], coreml=False, progress=False,
                       converter_factory=wrong_model_factory)
     result = core.quantize(q_models["float"], tmp_path, schemes=["fp32"], coreml=False, progress=False,

@@ -8,15 +8,16 @@ import json
 import numpy as np
 import pytest
 
-import quantize_testlib as ql
+from tests.support import quantize_models as ql
 from components.quantize import core
+from edgeship.detection import convert
 
 pytestmark = pytest.mark.slow
 
 
 def test_real_detector_fp32_full_int8_and_qat_int8(tmp_path, q_dataset):
-    from components.qat.core import calibrate_ranges, quantize_detector
-    from components.train.detector import load_model
+    from edgeship.detection.qat import calibrate_ranges, quantize_detector
+    from edgeship.detection.model import load_model
 
     model_dir = ql.write_detector_model(tmp_path / "model", 64)
     qat_dir = tmp_path / "qat"  # the qat step's layout: qat_weights.h5 + the float artifact's files
@@ -25,7 +26,7 @@ def test_real_detector_fp32_full_int8_and_qat_int8(tmp_path, q_dataset):
         (qat_dir / name).write_bytes((model_dir / name).read_bytes())
     float_model = load_model(model_dir)[0]
     qat_model = quantize_detector(float_model)
-    images, _ = core.load_calibration_images(str(q_dataset), (64, 64), 8)
+    images, _ = convert.load_calibration_images(str(q_dataset), (64, 64), 8)
     calibrate_ranges(qat_model, float_model, np.stack(images))  # as the qat step does (input 0..255)
     qat_model.save_weights(str(qat_dir / "qat_weights.h5"))
 
@@ -38,7 +39,7 @@ def test_real_detector_fp32_full_int8_and_qat_int8(tmp_path, q_dataset):
     assert by["full_int8"]["size_bytes"] < 0.5 * by["fp32"]["size_bytes"]
     for name in ("full_int8", "qat_int8"):
         # untrained weights: int8 box parity is not meaningful, but scores must stay close
-        assert by[name]["parity"]["score_max_abs"] <= core.PARITY_TOLERANCES[name]["score_max_abs"]
+        assert by[name]["parity"]["score_max_abs"] <= convert.PARITY_TOLERANCES[name]["score_max_abs"]
         assert by[name]["input"] == {**by[name]["input"], "dtype": "uint8", "scale": 1.0, "zero_point": 0}
         report = json.loads((out / f"{name}.ops.json").read_text())
         assert report["int8_compute"] and not report["float_ops_outside_postprocess"], report["float_ops_outside_postprocess"]

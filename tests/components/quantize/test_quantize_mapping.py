@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-import quantize_testlib as ql
+from tests.support import quantize_models as ql
 from components.quantize import core
 
 

@@ -9,7 +9,9 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from components.quantize import core
-from components.quantize.op_report import build_op_report, output_map
+from edgeship.detection.op_report import build_op_report, output_map
+from edgeship.detection import convert
+from edgeship.detection import verify
 
 ALL = ["fp32", "dynamic_int8", "float16", "full_int8", "full_int8_pt", "int16x8", "qat_int8"]
 
@@ -25,7 +27,7 @@ def test_every_variant_written_and_indexed(q_run):
         assert (out / v["file"]).stat().st_size == v["size_bytes"] > 0
         assert (out / v["op_report"]).is_file() and (out / f"{v['name']}.ops.txt").is_file()
         assert set(v["outputs"]) == {"boxes", "classes", "scores", "count"}
-        assert v["parity"]["passed"] and v["parity"]["tolerance"] == core.PARITY_TOLERANCES[v["name"]]
+        assert v["parity"]["passed"] and v["parity"]["tolerance"] == convert.PARITY_TOLERANCES[v["name"]]
     # every scheme but the experimental 16x8 must succeed on this model
     assert {s["name"] for s in index["skipped"]} <= {"int16x8"}
 
@@ -39,7 +41,7 @@ def test_variant_runs_in_litert_with_contract_outputs(q_run, name):
     interp = Interpreter(model_path=str(out / entry["file"]))
     interp.allocate_tensors()
     inp = interp.get_input_details()[0]
-    want_dtype = np.uint8 if name in core.INT8_SCHEMES else np.float32
+    want_dtype = np.uint8 if name in convert.INT8_SCHEMES else np.float32
     assert inp["dtype"] == want_dtype and entry["input"]["dtype"] == np.dtype(want_dtype).name
     assert list(inp["shape"]) == [1, 64, 64, 3]
     if want_dtype == np.uint8:  # raw pixels go in unchanged
@@ -116,13 +118,13 @@ def test_sizes_shrink_as_expected(q_run):
 def test_fp32_parity_with_keras_within_tolerance(q_run, q_models, q_dataset):
     """Recompute fp32 parity independently: raw head outputs at the post-process op's inputs."""
     result, out = q_run
-    loaded = core.load_model_artifact(q_models["float"])
-    images, _ = core.load_calibration_images(str(q_dataset), (64, 64), 3)
-    spec = core.inspect_tflite(out / "fp32.tflite")
-    runs = core.run_detection(out / "fp32.tflite", images, spec)
-    par = core.parity(loaded, runs, images, "fp32")
+    loaded = convert.load_model_artifact(q_models["float"])
+    images, _ = convert.load_calibration_images(str(q_dataset), (64, 64), 3)
+    spec = verify.inspect_tflite(out / "fp32.tflite")
+    runs = verify.run_detection(out / "fp32.tflite", images, spec)
+    par = verify.parity(loaded, runs, images, "fp32")
     assert par["passed"], par
-    assert par["score_max_abs"] <= core.PARITY_TOLERANCES["fp32"]["score_max_abs"]
+    assert par["score_max_abs"] <= convert.PARITY_TOLERANCES["fp32"]["score_max_abs"]
     # the map from the graph agrees with op_report.output_map
     assert output_map(Interpreter(model_path=str(out / "fp32.tflite"))) == spec["outputs"]
     assert build_op_report(out / "fp32.tflite")["has_postprocess"]

@@ -53,7 +53,7 @@ def test_pinned_version_is_the_champion(db):
 
 
 def test_gcs_manifests_fallback(clean_stack):
-    from edgeship import storage
+    from edgeship.base import storage
 
     bucket = storage.gcs_client().bucket(clean_stack.buckets[0])
     for version, channel, value in ((V1, "stable", 0.3), (V2, "beta", 0.5)):

@@ -4,7 +4,9 @@ import json
 import pytest
 
 from components.select import core
-from components.select.core import Champion, GateConfig, decide
+from components.select.core import decide
+from edgeship.contracts.decision import Champion, GateConfig
+from edgeship.contracts import budget
 
 
 def make_report(rows: dict[str, tuple[float, float, int]], float_map: float = 0.50,
@@ -108,12 +110,12 @@ def test_force_promote_without_failure_is_not_marked_forced():
 @pytest.mark.parametrize("bad", ["-1", -0.5, "abc", "nan", True, [1]])
 def test_bad_budget_is_a_clear_error(bad):
     with pytest.raises(ValueError, match="accuracy budget"):
-        core.parse_budget(bad)
+        budget.parse_budget(bad)
 
 
 @pytest.mark.parametrize("text,value", [("", None), ("none", None), ("0", 0.0), (" 1.5 ", 1.5), (2, 2.0)])
 def test_parse_budget(text, value):
-    assert core.parse_budget(text) == value
+    assert budget.parse_budget(text) == value
 
 
 def test_gate_config_rejects_negative_tolerance():

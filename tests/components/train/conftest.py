@@ -18,6 +18,6 @@ def tiny_dataset(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture()
 def tiny_config():
-    from components.train.detector import ModelConfig
+    from edgeship.detection.model import ModelConfig
 
     return ModelConfig(input_size=(96, 96), alpha=0.35)

@@ -1,10 +1,9 @@
 # edgeship, dev environment: only composes ../../modules.
 locals {
-  bucket        = coalesce(var.bucket_name, "${var.project_id}-edgeship-models")
-  infra_dir     = "${path.module}/../../.."
-  repo_root     = "${path.module}/../../../.."
-  pipeline_root = "gs://${local.bucket}/pipeline-root"
-  template_uri  = "gs://${local.bucket}/pipelines/edgeship_pipeline.yaml"
+  bucket           = coalesce(var.bucket_name, "${var.project_id}-edgeship-models")
+  artifacts_bucket = coalesce(var.artifacts_bucket_name, "${var.project_id}-edgeship-artifacts")
+  infra_dir        = "${path.module}/../../.."
+  repo_root        = "${path.module}/../../../.."
 }
 
 module "apis" {
@@ -12,6 +11,7 @@ module "apis" {
   project_id = var.project_id
 }
 
+# Published models only (models/{model}/{version}/), create-only for the publisher.
 module "bucket" {
   source     = "../../modules/bucket"
   project_id = var.project_id
@@ -20,10 +20,29 @@ module "bucket" {
   depends_on = [module.apis]
 }
 
-module "iam" {
-  source     = "../../modules/iam"
+# Pipeline root, compiled templates and the function's source archives: not the model bucket.
+module "artifacts" {
+  source     = "../../modules/artifacts"
   project_id = var.project_id
-  bucket     = module.bucket.name
+  name       = local.artifacts_bucket
+  location   = var.region
+  log_bucket = module.bucket.log_bucket
+  depends_on = [module.apis]
+}
+
+# Firebase project link, the model bucket as a Firebase Storage bucket with infra/storage.rules,
+# anonymous auth for the sample app, optional App Check.
+module "firebase" {
+  count                 = var.enable_firebase ? 1 : 0
+  source                = "../../modules/firebase"
+  project_id            = var.project_id
+  bucket                = module.bucket.name
+  storage_rules_file    = "${local.infra_dir}/storage.rules"
+  enable_anonymous_auth = var.enable_anonymous_auth
+  ios_bundle_id         = var.ios_bundle_id
+  ios_team_id           = var.ios_team_id
+  app_check_enforcement = var.app_check_enforcement
+  depends_on            = [module.apis]
 }
 
 module "firestore" {
@@ -32,11 +51,17 @@ module "firestore" {
   location     = var.firestore_location
   rules_file   = "${local.infra_dir}/firestore.rules"
   indexes_file = "${local.infra_dir}/firestore.indexes.json"
-  # Firebase Storage rules apply only when Firebase is enabled on the project (mobile clients
-  # reading the bucket directly); server-side access is IAM (modules/iam).
-  storage_rules_file = var.enable_firebase_storage_rules ? "${local.infra_dir}/storage.rules" : null
-  storage_bucket     = module.bucket.name
-  depends_on         = [module.apis]
+  channels     = ["${var.model_name}/${var.channel}"]
+  depends_on   = [module.apis, module.firebase]
+}
+
+module "iam" {
+  source             = "../../modules/iam"
+  project_id         = var.project_id
+  bucket             = module.bucket.name
+  artifacts_bucket   = module.artifacts.name
+  firestore_database = module.firestore.database
+  operator_members   = var.operator_members
 }
 
 module "registry" {
@@ -53,7 +78,7 @@ module "function" {
   region                        = var.region
   source_dir                    = "${local.repo_root}/functions/register_model"
   bucket                        = module.bucket.name
-  staging_bucket                = module.bucket.name
+  staging_bucket                = module.artifacts.name
   service_account_email         = module.iam.function_email
   trigger_service_account_email = module.iam.trigger_email
   depends_on                    = [module.firestore]
@@ -65,8 +90,8 @@ module "schedule" {
   project_id                = var.project_id
   region                    = var.region
   cron                      = var.schedule_cron
-  template_uri              = local.template_uri
-  pipeline_root             = local.pipeline_root
+  template_uri              = module.artifacts.template_uri
+  pipeline_root             = module.artifacts.pipeline_root
   pipeline_service_account  = module.iam.pipeline_email
   scheduler_service_account = module.iam.scheduler_email
   parameter_values = {

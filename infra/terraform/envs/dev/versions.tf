@@ -5,6 +5,10 @@ terraform {
       source  = "hashicorp/google"
       version = "~> 6.10"
     }
+    google-beta = {
+      source  = "hashicorp/google-beta"
+      version = "~> 6.10"
+    }
     archive = {
       source  = "hashicorp/archive"
       version = "~> 2.6"
@@ -17,4 +21,13 @@ terraform {
 provider "google" {
   project = var.project_id
   region  = var.region
+}
+
+# Firebase resources (modules/firebase). The Firebase management APIs attribute quota to the
+# project being changed, which needs user_project_override + billing_project.
+provider "google-beta" {
+  project               = var.project_id
+  region                = var.region
+  user_project_override = true
+  billing_project       = var.project_id
 }

@@ -1,6 +1,10 @@
 # The model bucket: published versions live at models/{model}/{version}/ and are never
-# overwritten (the publisher uses if_generation_match=0). Versioning keeps a deleted or replaced
-# object recoverable; noncurrent versions are removed after var.noncurrent_days.
+# overwritten (the publisher uses if_generation_match=0, and its IAM grant cannot delete or
+# overwrite: modules/iam). It holds nothing else: the pipeline root, compiled templates and the
+# function's source archives live in the artifacts bucket (modules/artifacts). Versioning keeps a
+# deleted or replaced object recoverable; noncurrent versions are removed after var.noncurrent_days.
+# With Firebase on (modules/firebase) this bucket is also linked as a Firebase Storage bucket, so
+# the apps read it through infra/storage.rules (signed in, App Check when enforced).
 variable "project_id" { type = string }
 variable "name" { type = string }
 variable "location" { type = string }
@@ -71,3 +75,4 @@ resource "google_storage_bucket" "models" {
 
 output "name" { value = google_storage_bucket.models.name }
 output "url" { value = google_storage_bucket.models.url }
+output "log_bucket" { value = google_storage_bucket.logs.name }

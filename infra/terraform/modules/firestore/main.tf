@@ -1,18 +1,24 @@
 # Firestore (native mode) holding the model registry, its security rules and its indexes.
 # The rules and indexes are kept in infra/ (firestore.rules, firestore.indexes.json: the
-# Firebase CLI formats) and read from there, so the same files serve `firebase deploy` too.
+# Firebase CLI formats) and read from there with file(), so the same files serve
+# `firebase deploy` too; Terraform deploys them as a firebaserules ruleset + release.
+# (infra/storage.rules is deployed by modules/firebase, with the bucket's Firebase link.)
 variable "project_id" { type = string }
 variable "location" { type = string }
 variable "rules_file" { type = string }
 variable "indexes_file" { type = string }
-variable "storage_rules_file" {
-  type        = string
-  default     = null
-  description = "Firebase Storage rules (infra/storage.rules) for the model bucket; needs Firebase on the project."
-}
-variable "storage_bucket" {
-  type    = string
-  default = null
+variable "channels" {
+  type        = list(string)
+  default     = []
+  description = <<-EOT
+    "model/channel" pairs whose control document (models/{model}/channels/{channel}) Terraform
+    creates, not paused and not pinned. The function's Firestore role is create-only, so it could
+    otherwise create a missing control document; once one exists only operators change it.
+  EOT
+  validation {
+    condition     = alltrue([for c in var.channels : can(regex("^[a-z0-9][a-z0-9._-]{0,62}/[a-z0-9][a-z0-9_]{0,31}$", c))])
+    error_message = "channels: each entry is MODEL/CHANNEL with the names of docs/delivery.md."
+  }
 }
 
 resource "google_firestore_database" "this" {
@@ -67,24 +73,6 @@ resource "google_firestore_field" "overrides" {
   }
 }
 
-resource "google_firebaserules_ruleset" "storage" {
-  count   = var.storage_rules_file == null ? 0 : 1
-  project = var.project_id
-  source {
-    files {
-      name    = "storage.rules"
-      content = file(var.storage_rules_file)
-    }
-  }
-}
-
-resource "google_firebaserules_release" "storage" {
-  count        = var.storage_rules_file == null ? 0 : 1
-  project      = var.project_id
-  name         = "firebase.storage/${var.storage_bucket}"
-  ruleset_name = google_firebaserules_ruleset.storage[0].name
-}
-
 resource "google_firestore_index" "this" {
   for_each    = { for i, idx in local.indexes : "${idx.collectionGroup}-${i}" => idx }
   project     = var.project_id
@@ -99,6 +87,29 @@ resource "google_firestore_index" "this" {
       order        = try(fields.value.order, null)
       array_config = try(fields.value.arrayConfig, null)
     }
+  }
+}
+
+# Control documents of the declared channels, created once. Operators change them afterwards
+# (`edgeship channel ...` rewrites the whole document): Terraform never touches their fields again.
+resource "google_firestore_document" "channel" {
+  for_each    = toset(var.channels)
+  project     = var.project_id
+  database    = google_firestore_database.this.name
+  collection  = "models/${split("/", each.value)[0]}/channels"
+  document_id = split("/", each.value)[1]
+  fields = jsonencode({
+    model          = { stringValue = split("/", each.value)[0] }
+    channel        = { stringValue = split("/", each.value)[1] }
+    paused         = { booleanValue = false }
+    pinned_version = { nullValue = "NULL_VALUE" }
+    updated_by     = { stringValue = "terraform" }
+    reason         = { stringValue = "channel created by infra/terraform (modules/firestore)" }
+    last_action    = { stringValue = "create" }
+    history        = { arrayValue = {} }
+  })
+  lifecycle {
+    ignore_changes = [fields]
   }
 }
 

@@ -77,6 +77,7 @@ resource "google_cloudfunctions2_function" "this" {
     environment_variables = {
       GOOGLE_CLOUD_PROJECT = var.project_id
       LOG_EXECUTION_ID     = "true"
+      MODEL_BUCKET         = var.bucket
     }
   }
 

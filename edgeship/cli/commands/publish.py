@@ -1,0 +1,105 @@
+"""`edgeship publish`, `edgeship channel rollback|pause|resume|show`, `edgeship watch`.
+
+publish uploads a chosen variant to gs://BUCKET/models/MODEL/VERSION/ (create-only, manifest last);
+channel writes the operator control document models/MODEL/channels/CHANNEL (who, when, why);
+watch runs the reference client (edgeship.delivery.client) until interrupted. See docs/delivery.md.
+Cloud clients and LiteRT are imported inside the handlers.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from edgeship.delivery import registry
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("publish", help="publish a variant as a new immutable model version")
+    p.add_argument("--variants", required=True, help="variants artifact dir (variants.json, labels.txt)")
+    p.add_argument("--variant", required=True, help="variant name in variants.json, e.g. full_int8")
+    p.add_argument("--report", help="evaluation artifact dir (report.json)")
+    p.add_argument("--dataset", help="dataset artifact dir (dataset.json: fingerprint)")
+    p.add_argument("--decision", help="the gate's decision.json (published beside the model)")
+    p.add_argument("--model", required=True, help="model name")
+    p.add_argument("--channel", default="stable", help="release channel (default: stable)")
+    p.add_argument("--bucket", default="edgeship", help="model bucket (default: edgeship)")
+    p.add_argument("--min-app-version", default="1.0.0", help="lowest app version that can run it")
+    p.add_argument("--run-id", default="", help="pipeline run id recorded in the manifest")
+    p.add_argument("--no-coreml", action="store_true", help="do not publish Core ML packages")
+    p.set_defaults(func=_publish)
+
+    c = subparsers.add_parser("channel", help="operate a release channel: rollback, pause, resume, show")
+    csub = c.add_subparsers(dest="action", metavar="ACTION")
+    for action, text in (("rollback", "serve an earlier version (pinned until resume)"),
+                         ("pause", "kill switch: clients keep what they hold"),
+                         ("resume", "clear pause and pin: follow the newest release"),
+                         ("show", "what the channel serves, its control state and releases")):
+        a = csub.add_parser(action, help=text)
+        a.add_argument("--model", required=True)
+        a.add_argument("--channel", default="stable")
+        if action == "rollback":
+            a.add_argument("--to", help="version to serve (default: the release before the current one)")
+        if action != "show":
+            a.add_argument("--reason", required=True, help="why (recorded with who and when)")
+        a.set_defaults(func=_channel)
+    c.set_defaults(func=lambda args: (c.print_help(), 2)[1])
+
+    w = subparsers.add_parser("watch", help="the reference client: follow a channel, verify and swap models")
+    w.add_argument("--model", required=True)
+    w.add_argument("--channel", default="stable")
+    w.add_argument("--dir", required=True, help="local model cache (DIR/current -> the served version)")
+    w.add_argument("--app-version", help="this app's version; releases needing a newer app are skipped")
+    w.add_argument("--timeout", type=float, default=0.0, help="stop after this many seconds (0 = run until Ctrl-C)")
+    w.add_argument("--until-version", help="exit 0 once this version is held (exit 1 at --timeout)")
+    w.set_defaults(func=_watch)
+
+
+def _publish(args: argparse.Namespace) -> int:
+    from components.publish import core
+
+    result = core.publish(args.variants, args.variant, bucket=args.bucket, model=args.model,
+                          channel=args.channel, report_dir=args.report, dataset_dir=args.dataset,
+                          decision_path=args.decision, min_app_version=args.min_app_version,
+                          pipeline_run_id=args.run_id, include_coreml=not args.no_coreml)
+    print(json.dumps({"version": result.version, "uri": result.uri,
+                      "files": [f["path"] for f in result.manifest["files"]]}, indent=2))
+    return 0
+
+
+def _channel(args: argparse.Namespace) -> int:
+
+    if args.action == "show":
+        print(json.dumps(registry.show_channel(args.model, args.channel), indent=2, default=str))
+        return 0
+    state = registry.channel_action(args.action, args.model, args.channel, reason=args.reason,
+                                to=getattr(args, "to", None))
+    print(json.dumps(state, indent=2, default=str))
+    return 0
+
+
+def _watch(args: argparse.Namespace) -> int:
+    import time
+
+    from edgeship.delivery.client import ModelClient
+
+    client = ModelClient(args.model, args.channel, args.dir, app_version=args.app_version).start()
+    seen = 0
+    deadline = time.monotonic() + args.timeout if args.timeout else None
+    try:
+        while deadline is None or time.monotonic() < deadline:
+            for entry in client.history[seen:]:
+                print(f"{time.strftime('%H:%M:%S')} {entry['event']:<10} {entry['version'] or '':<30} "
+                      f"{entry['reason']}", flush=True)
+            seen = len(client.history)
+            if args.until_version and client.current_version == args.until_version:
+                print(f"holding {client.current}", flush=True)
+                return 0
+            time.sleep(0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        client.stop()
+    if args.until_version:
+        print(f"did not get {args.until_version}: {client.last_error or 'no release yet'}", file=sys.stderr)
+        return 1
+    return 0

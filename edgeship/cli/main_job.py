@@ -1,0 +1,308 @@
+"""`edgeship run`, the main job: the whole pipeline on this machine against the local cloud.
+
+1. check the parameters (before anything starts);
+2. bring up the local stack (edgeship.localcloud.stack) and put its emulator variables in this
+   process's environment, which every kfp.local step inherits;
+3. start a listening client (edgeship.delivery.client) on the model's channel;
+4. run the pipeline with kfp.local (pipelines.local.run_local), showing progress;
+5. wait for the client to hold the verified new model (when the gate published);
+6. print the summary table (variants, mAP, size, latency, decision), the gate's reasons, the
+   report's path, the wall time and the peak memory of the whole process tree.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, TextIO
+from edgeship.contracts import dataset as dataset_contract
+
+log = logging.getLogger(__name__)
+
+STEPS = ("data", "train", "qat", "quantize", "autoquant", "evaluate", "select", "publish")
+_GLYPH = {"SUCCESS": "✔", "CACHED": "↺"}  # anything else (FAILURE) is ✘
+
+
+def pipeline_spec() -> dict[str, Any]:
+    """The compiled spec of the pipeline as a dict (for parameter names and types)."""
+    from google.protobuf import json_format
+
+    from pipelines.edgeship_pipeline import edgeship_pipeline
+
+    return json_format.MessageToDict(edgeship_pipeline.pipeline_spec)
+
+
+def check_parameters(params: dict[str, Any]) -> dict[str, Any]:
+    """Typed, checked pipeline parameters for a local run. Raises ValueError/FileNotFoundError."""
+    from pipelines import params as P
+
+    values = P.coerce_parameters(pipeline_spec(), params, where="command line")
+    P.check_data_uri(str(values.get("data_uri", "")), cloud=False)
+    return values
+
+
+def task_outputs(run_dir: Path, task: str) -> dict[str, Any]:
+    """A finished task's parameter outputs and artifact URIs (kfp.local's executor_output.json)."""
+    path = run_dir / task / "executor_output.json"
+    if not path.is_file():
+        return {}
+    saved = json.loads(path.read_text())
+    out: dict[str, Any] = dict(saved.get("parameterValues", {}))
+    for name, entry in saved.get("artifacts", {}).items():
+        arts = entry.get("artifacts", [])
+        if arts:
+            out[name] = arts[0].get("uri")
+    return out
+
+
+class _Progress:
+    """Shows the steps as they run: a live table on a terminal, one line per event otherwise."""
+
+    def __init__(self, console, steps: tuple[str, ...]):
+        self.console = console
+        self.rows: dict[str, dict[str, Any]] = {s: {"status": "waiting", "t0": None, "dt": None}
+                                                  for s in steps}
+        self.last_line = ""
+        self.live = None
+        self.started = time.monotonic()
+
+    def _table(self):
+        from rich.table import Table
+
+        table = Table(title=f"edgeship pipeline (kfp.local) — {time.monotonic() - self.started:.0f} s",
+                      expand=False)
+        table.add_column("step")
+        table.add_column("status")
+        table.add_column("time", justify="right")
+        style = {"SUCCESS": "green", "CACHED": "cyan", "running": "yellow", "FAILURE": "red",
+                 "SKIPPED": "dim"}
+        for name, row in self.rows.items():
+            dt = row["dt"] if row["dt"] is not None else (
+                time.monotonic() - row["t0"] if row["t0"] else None)
+            table.add_row(name, f"[{style.get(row['status'], 'white')}]{row['status']}",
+                          f"{dt:.0f} s" if dt is not None else "")
+        table.caption = self.last_line[-110:]
+        return table
+
+    def __enter__(self):
+        if self.console.is_terminal:
+            from rich.live import Live
+
+            self.live = Live(self._table(), console=self.console, refresh_per_second=2,
+                             get_renderable=self._table, redirect_stdout=False,
+                             redirect_stderr=False)
+            self.live.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        for row in self.rows.values():
+            if row["status"] == "waiting":
+                row["status"] = "SKIPPED"  # kfp.local does not log tasks a false dsl.If skips
+            elif row["status"] == "running" and exc[0] is not None:
+                row["status"] = "FAILURE"
+        if self.live is not None:
+            self.live.__exit__(*exc)
+
+    def __call__(self, event) -> None:
+        # a step wired in both candidate branches runs as "evaluate" or "evaluate-2": one row
+        step = re.sub(r"-\d+$", "", event.task) if event.task else event.task
+        row = self.rows.setdefault(step, {"status": "waiting", "t0": None, "dt": None}) \
+            if step else None
+        stamp = time.strftime("%H:%M:%S")
+        if event.kind == "start" and row is not None:
+            row.update(status="running", t0=time.monotonic())
+            if self.live is None:
+                self.console.print(f"[{stamp}] ▶ {event.task}", highlight=False)
+        elif event.kind == "finish" and row is not None:
+            if event.status == "CACHED":
+                row["t0"] = row["t0"] or time.monotonic()
+            row.update(status=event.status, dt=time.monotonic() - (row["t0"] or time.monotonic()))
+            if self.live is None:
+                self.console.print(f"[{stamp}] {_GLYPH.get(event.status, '✘')} "
+                                   f"{event.task} {event.status} ({row['dt']:.0f} s)", highlight=False)
+        elif event.kind == "log":
+            self.last_line = f"{event.task}: {event.line}"
+            if self.live is None:
+                self.console.print(f"    {event.task}: {event.line}", highlight=False, markup=False)
+
+
+def summary_table(report: dict[str, Any], decision: dict[str, Any]):
+    """A rich Table: one row per variant with mAP, ΔmAP, size, latency and the gate's verdict."""
+    from rich.table import Table
+
+    cands = {c["name"]: c for c in decision.get("candidates", [])}
+    variants = report.get("variants", {})
+    fp32_size = (variants.get("fp32") or {}).get("size_bytes")
+    if fp32_size is None:  # auto-quantize: fp32 was the search's reference, not a variant
+        fp32_size = next((c.get("size_bytes") for c in (report.get("autoquant") or {}).get("candidates", [])
+                          if c.get("name") == "fp32"), None)
+    table = Table(title="variants (val split, converted models run in LiteRT)")
+    for col, just in (("variant", "left"), ("mAP@[.5:.95]", "right"), ("ΔmAP (pt)", "right"),
+                      ("mAP@.5", "right"), ("size (KB)", "right"), ("× fp32", "right"),
+                      ("latency 1T (ms)", "right"), ("decision", "left")):
+        table.add_column(col, justify=just)
+    float_row = report.get("float_keras")
+    if isinstance(float_row, dict) and float_row.get("map") is not None:
+        table.add_row("float (Keras)", f"{float_row['map']:.4f}", "0.00",
+                      f"{float_row.get('map50', float('nan')):.4f}", "", "", "", "reference")
+    def lat(row):
+        try:
+            return float(row["latency_ms"]["threads_1"]["median"])
+        except (KeyError, TypeError, ValueError):
+            return float("inf")
+    for name, row in sorted(variants.items(), key=lambda kv: lat(kv[1])):
+        cand = cands.get(name, {})
+        if name == decision.get("chosen"):
+            verdict = "[bold green]CHOSEN" + (" (published)" if decision.get("publish") else " (not published)")
+        elif cand.get("eligible"):
+            verdict = "within budget"
+        else:
+            verdict = "[red]" + "; ".join(cand.get("why", [])) if cand else ""
+        size = row.get("size_bytes")
+        latency = lat(row)
+        table.add_row(name, f"{row.get('map', float('nan')):.4f}",
+                      f"{cand.get('delta_map_pts', float('nan')):.2f}",
+                      f"{row.get('map50', float('nan')):.4f}",
+                      f"{size / 1024:.0f}" if size else "—",
+                      f"{size / fp32_size:.2f}" if size and fp32_size else "—",
+                      f"{latency:.2f}" if latency != float("inf") else "—", verdict)
+    return table
+
+
+def stage_default_dataset(local_dir: Path, bucket: str, image_size: int, console) -> str:
+    """Generate the embedded dataset (once per image size) and upload it to the local bucket
+    under its fingerprint (once); return its gs:// URI."""
+    from components.data import core
+    from edgeship.base import storage
+
+    local = local_dir / f"edgeship-shapes-{image_size}"
+    if (local / "dataset.json").is_file():
+        info = dataset_contract.read_dataset_info(local)
+    else:
+        console.print(f"dataset: generating the embedded default into {local}…")
+        info = core.generate_dataset(local, image_size=image_size, progress=console.is_terminal)
+    uri = f"gs://{bucket}/datasets/{info.name}-{info.fingerprint.split(':')[-1][:12]}"
+    if storage.exists(f"{uri}/dataset.json"):
+        console.print(f"dataset: {uri} (already in the local bucket)")
+    else:
+        t0 = time.monotonic()
+        n = len(storage.upload_dir(local, uri))
+        console.print(f"dataset: uploaded {n} files to {uri} ({time.monotonic() - t0:.1f} s)")
+    return uri
+
+
+def _start_client(model_name: str, channel: str, root: Path):
+    """Start the reference client listening on the channel; None if it cannot start."""
+    from edgeship.delivery import client as client_mod
+
+    return client_mod.start_listening(model_name=model_name, channel=channel,
+                                      cache_dir=root / "client")
+
+
+def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
+             client_timeout: float = 60.0, stream: TextIO = sys.stdout,
+             stack_config=None, pipeline_func=None, cache: bool = True,
+             stage_data: bool = True) -> int:
+    """Run the main job; returns the process exit code (0 also when the gate refused).
+
+    ``stack_config`` (default: StackConfig()) and ``pipeline_func`` (default: the edgeship
+    pipeline; a stand-in must take the same parameters) are seams for tests. With
+    ``stage_data`` and no data URI given, the embedded dataset is generated and uploaded to the
+    local bucket first, and the pipeline reads it from there, as it would on Vertex AI.
+    """
+    from rich.console import Console
+
+    from edgeship.localcloud import stack as local_stack
+    from pipelines.local import run_local, source_fingerprint
+
+    console = Console(file=stream, width=None if stream.isatty() else 150)
+    t0 = time.monotonic()
+    values = check_parameters(params)
+
+    console.rule("[bold]edgeship run")
+    console.print("local cloud stack: starting (Cloud Storage, Firestore, function, relay)…")
+    config = stack_config or local_stack.StackConfig()
+    local_stack.up(config, progress=lambda msg: console.print(f"  {msg}", highlight=False))
+    os.environ.update(config.env())
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # every step inherits it: less C++ noise
+    values.setdefault("bucket", config.buckets[0])
+    stack_pids = tuple(s.pid for s in local_stack.status(config) if s.pid)
+    console.print(f"local cloud stack: up ({', '.join(f'{k}={v}' for k, v in config.env().items())})")
+
+    spec_defaults = {k: (int(v["defaultValue"]) if v.get("parameterType") == "NUMBER_INTEGER"
+                         else v.get("defaultValue"))
+                     for k, v in pipeline_spec()["root"]["inputDefinitions"]["parameters"].items()}
+    effective = {**spec_defaults, **values}
+    console.print("parameters: " + ", ".join(f"{k}={v!r}" for k, v in sorted(effective.items())))
+
+    if stage_data and not effective.get("data_uri"):
+        values["data_uri"] = effective["data_uri"] = stage_default_dataset(
+            root.resolve() / "data", effective["bucket"], int(effective["input_size"]), console)
+
+    client = None
+    if start_client:
+        client = _start_client(effective["model_name"], effective["channel"], root.resolve())
+        console.print(f"client: listening on {effective['model_name']}/{effective['channel']} "
+                      f"(holds: {client.current_version or 'nothing yet'})")
+
+    run_root = root.resolve() / "pipeline-root"
+    progress = _Progress(console, STEPS)
+    try:
+        with progress:
+            result = run_local(values, pipeline_root=run_root, on_event=progress,
+                               extra_pids=stack_pids, pipeline_func=pipeline_func,
+                               enable_caching=cache,
+                               cache_root=run_root / ".kfp_cache" / source_fingerprint())
+    except RuntimeError as exc:
+        console.print(f"[bold red]pipeline failed:[/] {exc}")
+        if client is not None:
+            client.stop()
+        return 1
+
+    outputs_select = task_outputs(result.run_dir, result.task("select") or "select")
+    decision = json.loads(Path(outputs_select["decision"]).read_text())
+    eval_dir = Path(decision["inputs"]["evaluation"])  # select's input (a cached run's is older)
+    report = json.loads((eval_dir / "report.json").read_text())
+
+    console.print(summary_table(report, decision))
+    search = report.get("autoquant")
+    if search:
+        console.print(f"[bold]auto-quantize:[/] {search.get('message') or ''} — "
+                      f"{len(search.get('candidates') or [])} candidates tried in "
+                      f"{float(search.get('seconds') or 0):.0f} s; curve: {eval_dir / 'autoquant_tradeoff.png'}")
+    console.print("[bold]gate:[/] " + "\n      ".join(decision.get("reasons", [])))
+
+    held = None
+    if decision.get("publish"):
+        published = task_outputs(result.run_dir, result.task("publish") or "publish")
+        version = published.get("version") or published.get("Output")
+        console.print(f"published {effective['model_name']} version {version} to channel "
+                      f"{effective['channel']} (gs://{effective['bucket']}/models/{effective['model_name']}/{version}/)")
+        if client is not None:
+            held = client.wait_for(version, timeout=client_timeout)
+            if held:
+                console.print(f"[bold green]client holds the verified new model:[/] {held}")
+            else:
+                console.print(f"[bold red]client did not get version {version} within "
+                              f"{client_timeout:.0f} s:[/] {client.last_error or 'no event'}")
+    else:
+        console.print("[bold yellow]NOT PUBLISHED[/] — see the reasons above "
+                      f"({outputs_select.get('decision_md')})")
+
+    if client is not None:
+        client.stop()
+    wall = time.monotonic() - t0
+    for name in ("report.html", "report.md", "tradeoff.png"):
+        if (eval_dir / name).exists():
+            console.print(f"report: {eval_dir / name}")
+    console.print(f"gate decision: {outputs_select.get('decision_md')}")
+    console.print(f"full log: {result.log_path}")
+    console.print(f"wall time: {wall:.0f} s (pipeline {result.wall_s:.0f} s); peak memory "
+                  f"(all processes, sampled): {result.peak_rss_bytes / 2**30:.2f} GiB")
+    if decision.get("publish") and client is not None and not held:
+        return 1
+    return 0

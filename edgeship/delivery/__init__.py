@@ -1,0 +1,1 @@
+"""Delivery: registry reads (releases, channel state), the channel rule, the reference client."""

@@ -1,0 +1,481 @@
+"""The reference delivery client: what the iOS app does (docs/ios.md), in Python.
+
+It listens (Firestore ``on_snapshot``) to what the register_model function maintains for one model
+and channel (docs/delivery.md):
+
+- the query ``models/{model}/releases where channel == C order by version desc limit 1`` (the
+  channel's newest release record: version, model file path/size/sha256, min app version, input
+  spec, all in the record), and
+- the operator's control document ``models/{model}/channels/{channel}`` (paused, pinned_version).
+
+What it serves: nothing new while the channel is paused; the pinned version when an operator pinned
+one (rollback); else the newest release its app version can run (a release whose
+``min_app_version`` is above the app's is skipped, and the newest compatible one is looked up).
+To install a version it downloads the .tflite to a temporary file (retried), checks size and
+sha256, loads it in LiteRT and runs it once (smoke check), then moves it into
+``DIR/versions/{version}/`` and swaps the ``DIR/current`` symlink atomically (``os.replace``).
+The previous version stays on disk (the last good model). On any failure the client keeps what it
+holds and records why (``last_error``). When a listener stops (server gone, stream broken) it is
+re-created; on every (re)connect the state is read again.
+
+Programmatic use (the pipeline's main job)::
+
+    client = ModelClient("detector", "stable", "/tmp/models", app_version="2.0").start()
+    held = client.wait_for(version, timeout=30)   # HeldModel or None
+    client.current                                # HeldModel(version, path, sha256, ...) or None
+    client.stop()
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import secrets
+import shutil
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from edgeship.contracts import manifest as mf
+
+log = logging.getLogger(__name__)
+
+FIRESTORE_TIMEOUT_S = 10.0
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldModel:
+    """The verified model the client serves."""
+    version: str
+    path: Path
+    sha256: str
+    size: int
+    release: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
+
+    def __str__(self) -> str:
+        return f"{self.version} ({self.path}, {self.size} bytes, sha256 {self.sha256[:12]}…)"
+
+
+class InstallError(Exception):
+    """A release could not be installed; the message says why. The old model is kept."""
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def smoke_check(path: Path, input_spec: dict | None = None) -> None:
+    """Load ``path`` in LiteRT, check the input shape/dtype against the spec, run it once.
+
+    Raises InstallError naming what did not match.
+    """
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    try:
+        interp = Interpreter(model_path=str(path), num_threads=1)
+        interp.allocate_tensors()
+    except Exception as exc:  # noqa: BLE001 - any load failure means a bad model
+        raise InstallError(f"LiteRT cannot load {path.name}: {str(exc)[:200]}") from exc
+    detail = interp.get_input_details()[0]
+    if input_spec:
+        want_shape = [int(d) for d in input_spec.get("shape") or []]
+        got_shape = [int(d) for d in detail["shape"]]
+        if want_shape and want_shape != got_shape:
+            raise InstallError(f"model input shape {got_shape} != release input shape {want_shape}")
+        want_dtype = input_spec.get("dtype")
+        if want_dtype and np.dtype(detail["dtype"]).name != want_dtype:
+            raise InstallError(f"model input dtype {np.dtype(detail['dtype']).name} != release dtype {want_dtype}")
+    try:
+        interp.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
+        interp.invoke()
+    except Exception as exc:  # noqa: BLE001
+        raise InstallError(f"LiteRT cannot run {path.name}: {str(exc)[:200]}") from exc
+
+
+class ModelClient:
+    """Listen to a model's channel; download, verify, smoke-check and atomically swap in releases.
+
+    Args:
+        model, channel: what to follow.
+        cache_dir: where models live (``versions/{version}/model.tflite``, ``current`` symlink,
+            ``current.json``). Created on start.
+        app_version: this app's version ("2.1.0"); releases needing a newer app are skipped.
+            None: no limit.
+        db, storage_client: injected clients (default: from the environment, emulators included).
+        verify_model: the smoke check (default: LiteRT load + one run); replaceable in tests.
+        keep: how many installed versions to keep on disk (the current one and the last good).
+    """
+
+    def __init__(self, model: str, channel: str, cache_dir: str | os.PathLike, *,
+                 app_version: str | None = None, db: Any = None, storage_client: Any = None,
+                 verify_model: Callable[[Path, dict | None], None] | None = None,
+                 download_attempts: int = 4, keep: int = 2, max_install_attempts: int = 3,
+                 supervise_interval_s: float = 0.5) -> None:
+        self.model = mf.check_name(model, "model name")
+        self.channel = mf.check_channel(channel)
+        self.cache_dir = Path(cache_dir)
+        self.app_version = app_version
+        self._app = mf.app_version_tuple(app_version, "app version") if app_version else None
+        self._db = db
+        self._gcs = storage_client
+        self._verify = verify_model or smoke_check
+        self.download_attempts = download_attempts
+        self.keep = max(2, keep)
+        self.max_install_attempts = max_install_attempts
+        self.supervise_interval_s = supervise_interval_s
+        self._lock = threading.Condition()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._newest: dict | None = None
+        self._control: dict = {}
+        self._have_release_snapshot = False
+        self._current: HeldModel | None = None
+        self._failures: dict[str, int] = {}
+        self._release_cache: dict[str, dict] = {}
+        self._watches: dict[str, Any] = {}
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        self.status: str = "idle"
+        self.history: list[dict] = []   # every decision: {"event", "version", "reason", "t"}
+        self.reconnects = 0
+        self.seen_at: dict[str, float] = {}  # version -> when the listener first reported it
+
+    # ------------------------------------------------------------------------------------ API
+    @property
+    def current(self) -> HeldModel | None:
+        """The verified model served now (None before the first install)."""
+        with self._lock:
+            return self._current
+
+    @property
+    def current_version(self) -> str | None:
+        held = self.current
+        return held.version if held else None
+
+    def start(self) -> "ModelClient":
+        """Load what the cache holds, subscribe, and start the worker thread. Returns self."""
+        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        self._load_cached()
+        if self._db is None:
+            from google.cloud import firestore
+
+            self._db = firestore.Client(project=os.environ.get("GOOGLE_CLOUD_PROJECT") or None)
+        if self._gcs is None:
+            from edgeship.base import storage
+
+            self._gcs = storage.gcs_client()
+        self._subscribe()
+        self._thread = threading.Thread(target=self._run, name=f"model-client-{self.model}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Unsubscribe and stop the worker (the installed model stays on disk)."""
+        self._stop.set()
+        self._wake.set()
+        self._unsubscribe()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=30)
+
+    def wait_for(self, version: str, timeout: float = 60.0) -> HeldModel | None:
+        """Block until the client holds ``version`` (verified); the HeldModel, or None on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._current is None or self._current.version != version:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return None
+                self._lock.wait(left)
+            return self._current
+
+    def wait_until(self, predicate: Callable[["ModelClient"], bool], timeout: float = 60.0) -> bool:
+        """Block until predicate(self) is true (checked after every decision); False on timeout."""
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while not predicate(self):
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._lock.wait(min(left, 0.5))
+            return True
+
+    # ------------------------------------------------------------------------------ listening
+    def _model_ref(self):
+        return self._db.collection("models").document(self.model)
+
+    def _subscribe(self) -> None:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = (self._model_ref().collection("releases")
+                 .where(filter=FieldFilter("channel", "==", self.channel))
+                 .order_by("version", direction="DESCENDING").limit(1))
+        self._watches["releases"] = query.on_snapshot(self._on_releases)
+        self._watches["control"] = (self._model_ref().collection("channels").document(self.channel)
+                                    .on_snapshot(self._on_control))
+
+    def _unsubscribe(self) -> None:
+        for watch in list(self._watches.values()):
+            try:
+                watch.unsubscribe()
+            except Exception as exc:  # noqa: BLE001 - already broken
+                log.debug("unsubscribe: %s", exc)
+        self._watches.clear()
+
+    def _on_releases(self, docs, changes, read_time) -> None:
+        with self._lock:
+            self._newest = docs[0].to_dict() if docs else None
+            if self._newest and self._newest.get("version") not in self.seen_at:
+                self.seen_at[self._newest.get("version")] = time.time()
+            self._have_release_snapshot = True
+        self._wake.set()
+
+    def _on_control(self, docs, changes, read_time) -> None:
+        with self._lock:
+            snap = docs[0] if docs else None
+            self._control = (snap.to_dict() or {}) if snap is not None and snap.exists else {}
+        self._wake.set()
+
+    def _watches_alive(self) -> bool:
+        if len(self._watches) != 2:
+            return False
+        return all(not getattr(w, "_closed", False) and getattr(w, "is_active", True)
+                   for w in self._watches.values())
+
+    # --------------------------------------------------------------------------------- worker
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            woke = self._wake.wait(self.supervise_interval_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            if not self._watches_alive():
+                woke = True
+                self._note("reconnect", None, "listener stopped; subscribing again")
+                self._unsubscribe()
+                try:
+                    self._subscribe()
+                    self.reconnects += 1
+                except Exception as exc:  # noqa: BLE001 - server down: try again next round
+                    self._fail(None, f"cannot subscribe: {type(exc).__name__}: {str(exc)[:200]}")
+                    continue
+            if not woke:
+                continue
+            try:
+                self._reconcile()
+            except Exception as exc:  # noqa: BLE001 - never let the worker die
+                self._fail(None, f"{type(exc).__name__}: {str(exc)[:300]}")
+
+    def _reconcile(self) -> None:
+        with self._lock:
+            newest, control, ready = self._newest, dict(self._control), self._have_release_snapshot
+        if not ready:
+            return
+        if control.get("paused"):
+            self._set_status("paused", f"channel paused by {control.get('updated_by')}: {control.get('reason')}")
+            return
+        pinned = control.get("pinned_version")
+        if pinned:
+            target = self._release(pinned)
+            if target is None:
+                self._fail(pinned, f"pinned version {pinned} has no release on channel {self.channel}")
+                return
+        else:
+            target = newest
+            if target is not None and not self._compatible(target):
+                self._note("skip", target.get("version"),
+                           f"needs app {target.get('min_app_version')}, this app is {self.app_version}")
+                target = self._newest_compatible(target["version"])
+        if target is None:
+            self._set_status("waiting", "no release this app can run")
+            return
+        version = target["version"]
+        if self.current_version == version:
+            self._set_status("serving", version)
+            return
+        if not self._compatible(target):
+            self._fail(version, f"release {version} needs app {target.get('min_app_version')}, "
+                                f"this app is {self.app_version}: keeping {self.current_version}")
+            return
+        if self._failures.get(version, 0) >= self.max_install_attempts:
+            return  # already said why; a new release or a control change will move us on
+        try:
+            self._install(target)
+        except InstallError as exc:
+            self._failures[version] = self._failures.get(version, 0) + 1
+            self._fail(version, f"not installing {version}: {exc}; keeping {self.current_version}")
+            if self._failures[version] < self.max_install_attempts:
+                self._wake.set()
+
+    def _compatible(self, release: dict) -> bool:
+        if self._app is None:
+            return True
+        try:
+            return mf.app_version_tuple(str(release.get("min_app_version", "0")), "min_app_version") <= self._app
+        except ValueError:
+            return False
+
+    def _release(self, version: str) -> dict | None:
+        """The release record of ``version`` on this channel (records are immutable: cached)."""
+        if version in self._release_cache:
+            return self._release_cache[version]
+        snap = self._model_ref().collection("releases").document(
+            mf.release_id(self.channel, version)).get(timeout=FIRESTORE_TIMEOUT_S)
+        if not snap.exists:
+            return None
+        self._release_cache[version] = snap.to_dict()
+        return self._release_cache[version]
+
+    def _newest_compatible(self, below: str) -> dict | None:
+        from google.cloud.firestore_v1.base_query import FieldFilter
+
+        query = (self._model_ref().collection("releases")
+                 .where(filter=FieldFilter("channel", "==", self.channel))
+                 .where(filter=FieldFilter("version", "<", below))
+                 .order_by("version", direction="DESCENDING").limit(50))
+        for snap in query.stream(timeout=FIRESTORE_TIMEOUT_S):
+            release = snap.to_dict()
+            if self._compatible(release):
+                return release
+        return None
+
+    # -------------------------------------------------------------------------------- install
+    def _download(self, release: dict, dest: Path) -> None:
+        """Download the release's model file to ``dest`` (retried), checking size and sha256."""
+        from google.api_core import exceptions as gexc
+
+        entry = release["model_file"]
+        name = release["prefix"].split(f"gs://{release['bucket']}/", 1)[1] + entry["path"]
+        blob = self._gcs.bucket(release["bucket"]).blob(name)
+        delay, problem = 0.2, ""
+        for attempt in range(1, self.download_attempts + 1):
+            try:
+                dest.unlink(missing_ok=True)
+                blob.download_to_filename(str(dest))
+            except gexc.NotFound as exc:
+                raise InstallError(f"model file gs://{release['bucket']}/{name} does not exist") from exc
+            except Exception as exc:  # noqa: BLE001 - network: retry
+                problem = f"download attempt {attempt} failed: {type(exc).__name__}: {str(exc)[:200]}"
+                log.warning("%s", problem)
+                time.sleep(delay)
+                delay *= 2
+                continue
+            size = dest.stat().st_size
+            if size != entry["size"]:
+                problem = f"downloaded {size} bytes, release says {entry['size']}"
+            else:
+                sha = _sha256(dest)
+                if sha == entry["sha256"]:
+                    return
+                problem = f"sha256 {sha[:16]}… != release's {entry['sha256'][:16]}…"
+            log.warning("download attempt %d of %s: %s", attempt, release["version"], problem)
+        raise InstallError(problem or "download failed")
+
+    def _install(self, release: dict) -> None:
+        version = mf.check_version(str(release.get("version")), "release version")
+        self._set_status("installing", version)
+        tmp_root = self.cache_dir / "tmp"
+        tmp_root.mkdir(parents=True, exist_ok=True)
+        work = tmp_root / f"{version}-{secrets.token_hex(4)}"
+        work.mkdir()
+        try:
+            model_path = work / "model.tflite"
+            self._download(release, model_path)
+            self._verify(model_path, release.get("input"))
+            (work / "release.json").write_text(json.dumps(release, default=str, indent=1))
+            final = self.cache_dir / "versions" / version
+            final.parent.mkdir(parents=True, exist_ok=True)
+            if final.exists():  # an earlier install of the same version (same sha, verified)
+                shutil.rmtree(final)
+            os.replace(work, final)
+            held = HeldModel(version, final / "model.tflite", release["model_file"]["sha256"],
+                             int(release["model_file"]["size"]), release)
+            self._swap(held)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+        self._failures.pop(version, None)
+        self._prune()
+
+    def _swap(self, held: HeldModel) -> None:
+        """Point ``current`` at the new version atomically; record it in current.json."""
+        link = self.cache_dir / "current"
+        tmp_link = self.cache_dir / f".current-{secrets.token_hex(4)}"
+        os.symlink(Path("versions") / held.version, tmp_link)
+        os.replace(tmp_link, link)
+        meta = {"version": held.version, "sha256": held.sha256, "size": held.size,
+                "path": str(held.path), "installed_at": time.time()}
+        tmp_meta = self.cache_dir / f".current-{secrets.token_hex(4)}.json"
+        tmp_meta.write_text(json.dumps(meta))
+        os.replace(tmp_meta, self.cache_dir / "current.json")
+        with self._lock:
+            previous = self._current
+            self._current = held
+            self.last_error = None
+            self.status = "serving"
+            self._lock.notify_all()
+        self._note("swapped", held.version,
+                   f"verified and swapped in (was {previous.version if previous else 'nothing'})")
+
+    def _prune(self) -> None:
+        versions = self.cache_dir / "versions"
+        if not versions.is_dir():
+            return
+        current = self.current_version
+        dirs = sorted((p for p in versions.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
+        keep = {current} | {p.name for p in dirs[-self.keep:]}
+        for path in dirs:
+            if path.name not in keep:
+                shutil.rmtree(path, ignore_errors=True)
+
+    def _load_cached(self) -> None:
+        """Serve what a previous run installed, if its file still verifies."""
+        meta_path = self.cache_dir / "current.json"
+        if not meta_path.is_file():
+            return
+        try:
+            meta = json.loads(meta_path.read_text())
+            path = self.cache_dir / "versions" / meta["version"] / "model.tflite"
+            if path.is_file() and _sha256(path) == meta["sha256"]:
+                release = {}
+                rel = path.parent / "release.json"
+                if rel.is_file():
+                    release = json.loads(rel.read_text())
+                with self._lock:
+                    self._current = HeldModel(meta["version"], path, meta["sha256"], int(meta["size"]), release)
+                self._note("cached", meta["version"], "serving the model installed earlier")
+            else:
+                self._fail(meta.get("version"), f"cached model {path} is missing or corrupt; ignoring it")
+        except (ValueError, KeyError, OSError) as exc:
+            self._fail(None, f"cannot read {meta_path}: {exc}")
+
+    # -------------------------------------------------------------------------------- records
+    def _note(self, event: str, version: str | None, reason: str, level: int = logging.INFO) -> None:
+        with self._lock:
+            self.history.append({"event": event, "version": version, "reason": reason, "t": time.time()})
+            del self.history[:-500]
+            self._lock.notify_all()
+        log.log(level, "client %s/%s: %s%s: %s", self.model, self.channel, event,
+                f" {version}" if version else "", reason)
+
+    def _fail(self, version: str | None, reason: str) -> None:
+        with self._lock:
+            self.last_error = reason
+        self._note("error", version, reason, logging.WARNING)
+
+    def _set_status(self, status: str, detail: str) -> None:
+        if self.status != status:
+            self.status = status
+            self._note(status, None, detail)
+
+
+def start_listening(model_name: str, channel: str, cache_dir: str | os.PathLike, *,
+                    app_version: str | None = None, **kwargs: Any) -> ModelClient:
+    """Start a ModelClient on ``model_name``/``channel`` caching into ``cache_dir``; returns it."""
+    return ModelClient(model_name, channel, cache_dir, app_version=app_version, **kwargs).start()

@@ -1,0 +1,320 @@
+"""edgeship.detection.convert: moved from components/quantize/core.py."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from edgeship.detection.postprocess import PostprocessConfig
+
+log = logging.getLogger(__name__)
+
+# name → (source model, input dtype, needs representative data)
+SCHEMES: dict[str, tuple[str, str, bool]] = {
+    "fp32": ("float", "float32", False),
+    "dynamic_int8": ("float", "float32", False),
+    "float16": ("float", "float32", False),
+    "full_int8": ("float", "uint8", True),
+    # full int8 with one scale per weight tensor instead of one per output channel: per-channel
+    # parameters (a float32 scale and an int64 zero point per channel, for weights and biases)
+    # are ~30% of a full-int8 file at alpha 0.35; dropping them costs some accuracy (measured)
+    "full_int8_pt": ("float", "uint8", True),
+    "int16x8": ("float", "float32", True),
+    "qat_int8": ("qat", "uint8", False),
+}
+
+
+DEFAULT_SCHEMES = tuple(SCHEMES)
+
+
+INT8_SCHEMES = ("full_int8", "full_int8_pt", "qat_int8")  # int8 compute expected outside post-processing
+
+
+# schemes whose failure is recorded in variants.json "skipped" instead of failing the step:
+# 16x8 is TFLite's experimental mode (its kernels reject some calibrated ranges)
+OPTIONAL_SCHEMES = ("int16x8",)
+
+
+CALIBRATION_SPLIT = "calibration"
+
+
+BOX_STD_FLOOR = 0.25
+
+
+PARITY_IMAGES = 4
+
+
+# per scheme: max allowed score_max_abs, score_mean_abs, box_nmae (see module docstring)
+PARITY_TOLERANCES: dict[str, dict[str, float]] = {
+    "fp32": {"score_max_abs": 1e-3, "score_mean_abs": 1e-4, "box_nmae": 1e-3},
+    "float16": {"score_max_abs": 0.01, "score_mean_abs": 2e-3, "box_nmae": 0.01},
+    "dynamic_int8": {"score_max_abs": 0.15, "score_mean_abs": 0.02, "box_nmae": 0.25},
+    "int16x8": {"score_max_abs": 0.05, "score_mean_abs": 0.01, "box_nmae": 0.10},
+    # int8 activations: loose enough for honest rounding, tight enough to catch a wrong input
+    # scale, swapped outputs or a broken graph (uncorrelated outputs give box_nmae ~1.4)
+    "full_int8": {"score_max_abs": 0.25, "score_mean_abs": 0.05, "box_nmae": 0.5},
+    "full_int8_pt": {"score_max_abs": 0.25, "score_mean_abs": 0.05, "box_nmae": 0.5},
+    "qat_int8": {"score_max_abs": 0.25, "score_mean_abs": 0.05, "box_nmae": 0.5},
+}
+
+
+class QuantizeError(ValueError):
+    """A failed stage of one variant: ``stage`` is validate-before, convert or validate-after."""
+
+    def __init__(self, stage: str, variant: str, message: str) -> None:
+        super().__init__(f"quantize [{stage}] {variant}: {message}")
+        self.stage, self.variant = stage, variant
+
+
+@dataclass
+class LoadedModel:
+    """A Model artifact loaded for conversion."""
+
+    model_dir: Path
+    model: Any  # keras.Model: image float32 [B,H,W,3] → (box_encodings, class_logits)
+    config: dict[str, Any]
+    anchors: np.ndarray
+    labels: list[str]
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        h, w = self.config["input_size"]
+        return int(h), int(w)
+
+    @property
+    def num_classes(self) -> int:
+        return int(self.config["num_classes"])
+
+
+def load_model_artifact(model_dir: str | os.PathLike, *, qat: bool = False) -> LoadedModel:
+    """Load a Model artifact dir (model_config.json, anchors.npy, the Keras model) and check it.
+
+    The Keras model comes from the train step's ``edgeship.detection.model.load_model`` (or the
+    qat step's loader for a QAT dir) when they are importable, else from ``saved_model/`` with
+    tf_keras (inside tfmot's ``quantize_scope`` for QAT). Raises FileNotFoundError / ValueError
+    naming the dir and the bad part.
+    """
+    root = Path(model_dir)
+    what = "QAT model" if qat else "float model"
+    if not root.is_dir():
+        raise FileNotFoundError(f"{what} directory not found: {root}")
+    cfg_path = root / "model_config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{what} {root}: model_config.json missing (not a Model artifact?)")
+    try:
+        config = json.loads(cfg_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what} {root}: model_config.json is not valid JSON: {exc}") from exc
+    for key in ("input_size", "num_classes"):
+        if key not in config:
+            raise ValueError(f"{what} {root}: model_config.json lacks {key!r}")
+    anchors_path = root / "anchors.npy"
+    if not anchors_path.is_file():
+        raise FileNotFoundError(f"{what} {root}: anchors.npy missing")
+    try:
+        anchors = np.load(anchors_path).astype(np.float32)
+    except Exception as exc:
+        raise ValueError(f"{what} {root}: anchors.npy unreadable: {exc}") from exc
+    if anchors.ndim != 2 or anchors.shape[1] != 4:
+        raise ValueError(f"{what} {root}: anchors.npy has shape {anchors.shape}, expected [A, 4]")
+    labels = list(config.get("labels") or [])
+    if not labels and (root / "labels.txt").is_file():
+        labels = [s for s in (root / "labels.txt").read_text().splitlines() if s.strip()]
+    model = _load_keras(root, qat=qat)
+    loaded = LoadedModel(root, model, config, anchors, labels)
+    _check_outputs(loaded, what)
+    return loaded
+
+
+def _load_keras(root: Path, *, qat: bool) -> Any:
+    from edgeship.base.tfcompat import keras
+    from edgeship.detection.model import load_model
+    from edgeship.detection.qat import load_qat_model
+
+    what = "QAT model" if qat else "float model"
+    loader = load_qat_model if qat else load_model
+    errors = []
+    # the weights + config loader first, the SavedModel as the fallback
+    try:
+        model = loader(str(root))
+        return model[0] if isinstance(model, tuple) else model
+    except Exception as exc:  # fall back to the SavedModel, but keep the reason
+        errors.append(f"{loader.__module__}.{loader.__name__}: {exc}")
+        log.warning("%s %s: %s failed (%s); loading saved_model/ instead", what, root,
+                    loader.__name__, exc)
+    saved = root / "saved_model"
+    if qat and (root / "qat_saved_model").is_dir():  # the qat step's layout
+        saved = root / "qat_saved_model"
+    if not saved.is_dir():
+        raise FileNotFoundError(f"{what} {root}: no saved_model/ to load"
+                                + (f" (and {errors[0]})" if errors else ""))
+    try:
+        if qat:
+            import tensorflow_model_optimization as tfmot
+
+            with tfmot.quantization.keras.quantize_scope():
+                return keras.models.load_model(str(saved), compile=False)
+        return keras.models.load_model(str(saved), compile=False)
+    except Exception as exc:
+        errors.append(f"saved_model: {type(exc).__name__}: {str(exc)[:300]}")
+        raise ValueError(f"{what} {root}: cannot load the model (corrupt SavedModel?): "
+                         + "; ".join(errors)) from exc
+
+
+def _check_outputs(loaded: LoadedModel, what: str) -> None:
+    h, w = loaded.input_size
+    k = loaded.num_classes
+    outs = loaded.model(np.zeros([1, h, w, 3], np.float32), training=False)
+    if isinstance(outs, dict):
+        outs = [outs.get("box_encodings"), outs.get("class_logits")]
+    if not isinstance(outs, (list, tuple)) or len(outs) != 2 or any(o is None for o in outs):
+        raise ValueError(f"{what} {loaded.model_dir}: model must output (box_encodings, class_logits), "
+                         f"got {type(outs).__name__}")
+    box, cls = (tuple(int(v) for v in o.shape) for o in outs)
+    a = len(loaded.anchors)
+    if box != (1, a, 4):
+        raise ValueError(f"{what} {loaded.model_dir}: box_encodings shape {box}, expected (1, {a}, 4) "
+                         f"({a} anchors in anchors.npy)")
+    if cls != (1, a, k + 1):
+        raise ValueError(f"{what} {loaded.model_dir}: class_logits shape {cls}, expected (1, {a}, {k + 1}) "
+                         f"(num_classes {k} + background)")
+
+
+def load_calibration_images(calibration: Any, input_size: Sequence[int], num: int,
+                            split: str = CALIBRATION_SPLIT) -> tuple[list[np.ndarray], str]:
+    """Calibration images as uint8 [H, W, 3] at the model's input size, and where they came from.
+
+    ``calibration`` is a dataset URI (dir or gs:// prefix; its ``calibration`` split is read with
+    ``components.data.core.load_split``), a sequence of Examples / uint8 arrays, or None.
+    Returns ([], reason) when there is none.
+    """
+    if calibration is None:
+        return [], "no calibration data given"
+    if isinstance(calibration, (str, os.PathLike)):
+        uri = str(calibration)
+        try:
+            from edgeship.detection.dataset import load_split
+
+            examples = load_split(uri, split)
+        except (FileNotFoundError, KeyError, ValueError) as exc:
+            return [], f"split {split!r} in {uri} is missing ({exc})"
+        where = f"split {split!r} in {uri}"
+    else:
+        examples, where = list(calibration), "given examples"
+    images = []
+    for ex in examples[: max(0, int(num))]:
+        img = np.asarray(getattr(ex, "image", ex))
+        if img.ndim != 3 or img.shape[-1] != 3:
+            raise ValueError(f"calibration image from {where} has shape {img.shape}, expected [H, W, 3]")
+        images.append(resize_uint8(img, input_size))
+    if not images:
+        return [], f"{where} is empty"
+    return images, where
+
+
+def resize_uint8(image: np.ndarray, size: Sequence[int]) -> np.ndarray:
+    """uint8 [H, W, 3] resized (bilinear) to ``size``; unchanged when it already matches."""
+    h, w = int(size[0]), int(size[1])
+    image = np.asarray(image)
+    if image.shape[:2] == (h, w):
+        return image.astype(np.uint8)
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(image.astype(np.uint8)).resize((w, h), Image.BILINEAR), np.uint8)
+
+
+def representative_dataset(images: Sequence[np.ndarray]) -> Callable[[], Iterable[list[np.ndarray]]]:
+    """The converter's representative dataset: float32 raw pixels [1, H, W, 3], one per image.
+
+    The first sample gets one pixel at 0 and one at 255, so the calibrated input range is exactly
+    0..255 and the uint8 input of int8 variants is raw pixels (scale 1, zero point 0).
+    """
+    def gen():
+        for i, img in enumerate(images):
+            x = np.asarray(img, np.float32)[None].copy()
+            if i == 0:
+                x[0, 0, 0, :] = 0.0
+                x[0, -1, -1, :] = 255.0
+            yield [x]
+    return gen
+
+
+def make_converter(module: Any, scheme: str, representative: Callable | None = None) -> Any:
+    """A configured ``tf.lite.TFLiteConverter`` for ``module.detect`` and ``scheme`` (the seam)."""
+    from edgeship.base.tfcompat import tf
+
+    fn = module.detect.get_concrete_function()
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn], module)
+    conv.allow_custom_ops = True  # TFLite_Detection_PostProcess
+    if scheme == "fp32":
+        pass
+    elif scheme == "dynamic_int8":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    elif scheme == "float16":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.target_spec.supported_types = [tf.float16]
+    elif scheme in ("full_int8", "full_int8_pt"):
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.uint8
+        if scheme == "full_int8_pt":
+            # TF 2.21's switch for per-tensor weight scales (no public name for it)
+            conv._experimental_disable_per_channel = True
+    elif scheme == "int16x8":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        conv.representative_dataset = representative
+        # 16x8 has no kernel for the CUSTOM post-processing op: TFLITE_BUILTINS lets it stay float
+        conv.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8,
+            tf.lite.OpsSet.TFLITE_BUILTINS]
+    elif scheme == "qat_int8":
+        conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if representative is not None:  # ranges for the ops QAT did not annotate (the sigmoid)
+            conv.representative_dataset = representative
+        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        conv.inference_input_type = tf.uint8
+    else:
+        raise ValueError(f"unknown scheme {scheme!r}; known: {sorted(SCHEMES)}")
+    return conv
+
+
+ConverterFactory = Callable[[Any, str, "Callable | None"], Any]
+
+
+def convert_variant(loaded: LoadedModel, scheme: str, *, representative: Callable | None = None,
+                    postprocess: PostprocessConfig | None = None,
+                    converter_factory: ConverterFactory = make_converter) -> bytes:
+    """Convert one scheme of ``loaded`` (with post-processing inside) to .tflite bytes."""
+    from edgeship.detection.postprocess import detection_module
+
+    cfg = postprocess or PostprocessConfig(box_scales=tuple(loaded.config.get("box_scales", (10, 10, 5, 5))))
+    module = detection_module(loaded.model, loaded.anchors, loaded.num_classes, loaded.input_size, cfg)
+    try:
+        blob = converter_factory(module, scheme, representative).convert()
+    except QuantizeError:
+        raise
+    except Exception as exc:
+        raise QuantizeError("convert", scheme, f"{type(exc).__name__}: {str(exc)[:800]}") from exc
+    if not blob:
+        raise QuantizeError("convert", scheme, "the converter returned an empty model")
+    return bytes(blob)
+
+
+
+
+
+
+
+
+
+
+
+
+
+

@@ -1,0 +1,213 @@
+"""edgeship.detection.dataset: moved from components/data/core.py."""
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from edgeship.base import storage
+from edgeship.contracts.dataset import SPLITS, DatasetInfo, join_uri, read_dataset_info
+from edgeship.detection.tfrecord import iter_records
+
+
+@dataclass
+class Example:
+    """One image and its objects. boxes: float32 [N, 4] normalized (ymin, xmin, ymax, xmax);
+    labels: int32 [N] class ids 1..K."""
+
+    image_id: str
+    image: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+
+
+def decode_jpeg(data: bytes, where: str) -> np.ndarray:
+    """Decode image bytes to uint8 RGB [H, W, 3]; a corrupt file raises ValueError naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()
+            return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as exc:
+        raise ValueError(f"{where}: cannot decode image ({exc})") from exc
+
+
+def _check_boxes(boxes_px: np.ndarray, labels: np.ndarray, width: int, height: int,
+                 num_classes: int, where: str) -> None:
+    tol = 1.0
+    for box, label in zip(boxes_px, labels):
+        x0, y0, x1, y1 = (float(v) for v in box)
+        shown = "[" + ", ".join(f"{v:g}" for v in (x0, y0, x1, y1)) + "]"
+        if x1 < x0:
+            raise ValueError(f"box {shown} (x0, y0, x1, y1) in {where} has xmax < xmin")
+        if y1 < y0:
+            raise ValueError(f"box {shown} (x0, y0, x1, y1) in {where} has ymax < ymin")
+        if x0 < -tol or y0 < -tol or x1 > width + tol or y1 > height + tol:
+            raise ValueError(f"box {shown} (x0, y0, x1, y1) in {where} lies outside the "
+                             f"{width}x{height} image")
+        if not 1 <= int(label) <= num_classes:
+            raise ValueError(f"class id {int(label)} in {where} is not in the label map (1..{num_classes})")
+
+
+def _read_coco(uri: str, split: str) -> tuple[str, dict]:
+    ann_path = join_uri(uri, "coco", "annotations", f"{split}.json")
+    try:
+        coco = json.loads(storage.read_bytes(ann_path))
+    except FileNotFoundError as exc:
+        raise FileNotFoundError(f"split {split!r} has no annotations: {exc}") from exc
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{ann_path} is not valid JSON: {exc}") from exc
+    for key in ("images", "annotations"):
+        if not isinstance(coco.get(key), list):
+            raise ValueError(f"{ann_path} has no {key!r} list (not COCO detection JSON)")
+    return ann_path, coco
+
+
+def _read_many(uris: list[str]) -> Iterator[bytes | FileNotFoundError]:
+    """The bytes of each URI in order (a FileNotFoundError in place of a missing one).
+
+    gs:// objects are fetched 16 at a time (one request each would otherwise be serial).
+    """
+    def one(u: str) -> bytes | FileNotFoundError:
+        try:
+            return storage.read_bytes(u)
+        except FileNotFoundError as exc:
+            return exc
+
+    if not uris or not storage.is_gcs(uris[0]):
+        return map(one, uris)
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(16) as pool:
+        return iter(list(pool.map(one, uris)))
+
+
+def _load_coco(uri: str, split: str, info: DatasetInfo) -> list[Example]:
+    ann_path, coco = _read_coco(uri, split)
+    image_ids = {img["id"] for img in coco["images"]}
+    by_image: dict[int, list[dict]] = {}
+    for ann in coco["annotations"]:
+        if ann.get("image_id") not in image_ids:
+            raise ValueError(f"annotation {ann.get('id')} in {ann_path} refers to image id "
+                             f"{ann.get('image_id')!r}, which is not in its images")
+        by_image.setdefault(ann["image_id"], []).append(ann)
+    out = []
+    rels = [f"coco/images/{split}/{img['file_name']}" for img in coco["images"]]
+    blobs = _read_many([join_uri(uri, rel) for rel in rels])
+    for img, rel, data in zip(coco["images"], rels, blobs):
+        where = join_uri(uri, rel)
+        if isinstance(data, FileNotFoundError):
+            raise FileNotFoundError(f"image {rel} (image id {img['id']} in {ann_path}) is missing: "
+                                    f"{data}") from data
+        image = decode_jpeg(data, where)
+        h, w = image.shape[:2]
+        if (img.get("height"), img.get("width")) not in ((h, w), (None, None)):
+            raise ValueError(f"{rel} is {w}x{h} but {ann_path} says {img.get('width')}x{img.get('height')}")
+        anns = by_image.get(img["id"], [])
+        for a in anns:
+            if not (isinstance(a.get("bbox"), list) and len(a["bbox"]) == 4):
+                raise ValueError(f"annotation {a.get('id')} in {ann_path} has bbox {a.get('bbox')!r}; "
+                                 "expected [x, y, w, h]")
+        boxes_px = np.array([[a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2],
+                              a["bbox"][1] + a["bbox"][3]] for a in anns], np.float64).reshape(-1, 4)
+        labels = np.array([a["category_id"] for a in anns], np.int32)
+        _check_boxes(boxes_px, labels, w, h, info.num_classes, rel)
+        boxes = np.clip(boxes_px[:, [1, 0, 3, 2]] / np.array([h, w, h, w], np.float64), 0, 1)
+        out.append(Example(str(img["id"]), image, boxes.astype(np.float32), labels))
+    return out
+
+
+def iter_tfrecord(data: bytes, where: str):
+    """Yield the records of a TFRecord file's bytes (lengths and CRCs checked)."""
+    return iter_records(data, where)
+
+
+def _load_tfrecord(uri: str, split: str, info: DatasetInfo) -> list[Example]:
+    from edgeship.base.tfcompat import tf
+
+    path = join_uri(uri, "tfrecord", f"{split}.tfrecord")
+    data = storage.read_bytes(path)
+    out = []
+    for n, record in enumerate(iter_tfrecord(data, path)):
+        where = f"{path} record {n}"
+        ex = tf.train.Example.FromString(record)
+        f = ex.features.feature
+
+        def fl(key):
+            return np.array(f[key].float_list.value, np.float32)
+
+        image = decode_jpeg(f["image/encoded"].bytes_list.value[0], where)
+        h, w = image.shape[:2]
+        xmin, ymin, xmax, ymax = fl("image/object/bbox/xmin"), fl("image/object/bbox/ymin"), \
+            fl("image/object/bbox/xmax"), fl("image/object/bbox/ymax")
+        labels = np.array(f["image/object/class/label"].int64_list.value, np.int32)
+        if not (len(xmin) == len(ymin) == len(xmax) == len(ymax) == len(labels)):
+            raise ValueError(f"{where}: bbox and label lists have different lengths")
+        boxes_px = np.stack([xmin * w, ymin * h, xmax * w, ymax * h], 1).reshape(-1, 4)
+        source = f["image/source_id"].bytes_list.value
+        name = f["image/filename"].bytes_list.value
+        label = name[0].decode() if name else where
+        _check_boxes(boxes_px, labels, w, h, info.num_classes, f"{path} ({label})")
+        boxes = np.clip(np.stack([ymin, xmin, ymax, xmax], 1).reshape(-1, 4), 0, 1)
+        out.append(Example(source[0].decode() if source else str(n), image, boxes.astype(np.float32), labels))
+    return out
+
+
+def load_split(uri: str | Path, split: str, fmt: str = "coco") -> list[Example]:
+    """Read one split (train, val, calibration) of a dataset in COCO or TFRecord form.
+
+    Raises ValueError/FileNotFoundError naming the file for a missing or corrupt image, a box
+    outside the image or inverted, a class id outside the label map, or an empty split.
+    """
+    uri = str(uri)
+    info = read_dataset_info(uri)
+    if info.splits and split not in info.splits:
+        raise ValueError(f"no split {split!r} in {uri}; its dataset.json lists {sorted(info.splits)}")
+    if fmt == "coco":
+        examples = _load_coco(uri, split, info)
+    elif fmt == "tfrecord":
+        examples = _load_tfrecord(uri, split, info)
+    else:
+        raise ValueError(f"unknown dataset format {fmt!r}; expected 'coco' or 'tfrecord'")
+    if not examples:
+        raise ValueError(f"split {split!r} of {uri} ({fmt}) is empty")
+    return examples
+
+
+def tf_dataset(uri: str | Path, split: str, fmt: str = "coco", examples: list[Example] | None = None):
+    """A tf.data.Dataset of {"image": uint8 [H,W,3], "boxes": float32 [None,4], "labels": int32 [None]}."""
+    from edgeship.base.tfcompat import tf
+
+    examples = examples if examples is not None else load_split(uri, split, fmt)
+
+    def gen():
+        for ex in examples:
+            yield {"image": ex.image, "boxes": ex.boxes, "labels": ex.labels}
+
+    sig = {"image": tf.TensorSpec([None, None, 3], tf.uint8),
+           "boxes": tf.TensorSpec([None, 4], tf.float32),
+           "labels": tf.TensorSpec([None], tf.int32)}
+    return tf.data.Dataset.from_generator(gen, output_signature=sig)
+
+
+def describe(uri: str | Path) -> dict:
+    """The metadata a Dataset artifact carries: counts per class and split, the fingerprint."""
+    info = read_dataset_info(uri)
+    return {"uri": str(uri), "name": info.name, "fingerprint": info.fingerprint,
+            "image_size": info.image_size, "classes": info.class_names,
+            "splits": info.splits}
+
+
+def validate(uri: str | Path, fmt: str = "coco") -> DatasetInfo:
+    """Read every split fully (raising on the first bad file); return the dataset's info."""
+    info = read_dataset_info(uri)
+    for split in SPLITS:
+        if split not in info.splits:
+            raise ValueError(f"{uri}: dataset.json lists no {split!r} split")
+        load_split(uri, split, fmt)
+    return info

@@ -1,0 +1,167 @@
+"""edgeship.detection.qat: moved from components/qat/core.py."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeship.detection.model import ModelConfig, build_detector, make_anchors
+
+
+def _rescale_quantize_config() -> Any:
+    """The QuantizeConfig for the input Rescaling layer (defined lazily: it subclasses tfmot)."""
+    import tensorflow_model_optimization as tfmot
+
+    quantizers = tfmot.quantization.keras.quantizers
+
+    class RescaleQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
+        """No weights to quantize; fake-quantize the output to 8 bits (moving-average range)."""
+
+        def get_weights_and_quantizers(self, layer):
+            return []
+
+        def get_activations_and_quantizers(self, layer):
+            return []
+
+        def set_quantize_weights(self, layer, quantize_weights):
+            pass
+
+        def set_quantize_activations(self, layer, quantize_activations):
+            pass
+
+        def get_output_quantizers(self, layer):
+            return [quantizers.MovingAverageQuantizer(num_bits=8, per_axis=False, symmetric=False,
+                                                      narrow_range=False)]
+
+        def get_config(self):
+            return {}
+
+    return RescaleQuantizeConfig
+
+
+def quantize_scope() -> Any:
+    """tfmot's quantize_scope with this module's custom QuantizeConfig registered."""
+    import tensorflow_model_optimization as tfmot
+
+    cls = _rescale_quantize_config()
+    return tfmot.quantization.keras.quantize_scope({"RescaleQuantizeConfig": cls})
+
+
+def quantize_detector(model: Any) -> Any:
+    """Whole-model QAT wrapper of a float detector (weights carried over). Raises ValueError
+    naming the layer when tfmot cannot annotate one."""
+    import tensorflow_model_optimization as tfmot
+
+    from edgeship.base.tfcompat import keras
+
+    qk = tfmot.quantization.keras
+    cls = _rescale_quantize_config()
+
+    def annotate(layer):
+        if isinstance(layer, keras.layers.Rescaling):
+            return qk.quantize_annotate_layer(layer, quantize_config=cls())
+        try:
+            return qk.quantize_annotate_layer(layer)
+        except Exception as exc:  # tfmot raises bare ValueError/RuntimeError with little context
+            raise ValueError(f"QAT cannot annotate layer {layer.name!r} ({type(layer).__name__}): {exc}") from exc
+
+    annotated = keras.models.clone_model(model, clone_function=annotate)
+    annotated.set_weights(model.get_weights())
+    with qk.quantize_scope({"RescaleQuantizeConfig": cls}):
+        return qk.quantize_apply(annotated)
+
+
+def calibrate_ranges(qat_model: Any, float_model: Any, images: np.ndarray, batch_size: int = 32) -> int:
+    """Start every activation quantizer at the float model's observed output range on ``images``.
+
+    tfmot initializes activation ranges at [-6, 6] and moves them by an EMA with decay 0.999, so a
+    short fine-tune would otherwise end far from the real ranges. Returns how many ranges were set.
+    """
+    from edgeship.base.tfcompat import keras
+
+    targets = []
+    for layer in qat_model.layers:
+        vars_ = {w.name.split("/")[-1].split(":")[0]: w for w in layer.weights}
+        # the model input's QuantizeLayer: raw pixels. Its variables carry the layer's name, which
+        # Keras numbers (quantize_layer_5_min) once other models were built in the process.
+        in_min = f"{layer.name}_min"
+        if layer.name.startswith("quantize_layer") and in_min in vars_:
+            vars_[in_min].assign(0.0)
+            vars_[f"{layer.name}_max"].assign(255.0)
+        inner = getattr(layer, "layer", None)
+        if inner is None:
+            continue
+        for prefix in ("output", "post_activation"):
+            if f"{prefix}_min" in vars_ and f"{prefix}_max" in vars_:
+                targets.append((vars_[f"{prefix}_min"], vars_[f"{prefix}_max"], inner.name))
+    names = sorted({t[2] for t in targets})
+    if not names:
+        return 0
+    probe = keras.Model(float_model.input, [float_model.get_layer(n).output for n in names])
+    lo = dict.fromkeys(names, 0.0)
+    hi = dict.fromkeys(names, 0.0)
+    for i in range(0, len(images), batch_size):
+        outs = probe(np.asarray(images[i:i + batch_size], np.float32), training=False)
+        outs = outs if isinstance(outs, list) else [outs]
+        for n, o in zip(names, outs):
+            o = np.asarray(o)
+            lo[n], hi[n] = min(lo[n], float(o.min())), max(hi[n], float(o.max()))
+    for mn, mx, n in targets:
+        mn.assign(lo[n])
+        mx.assign(max(hi[n], lo[n] + 1e-3))
+    return len(targets)
+
+
+def float_weights_from_qat(qat_model: Any, float_model: Any) -> None:
+    """Copy the (fine-tuned) kernels and BN parameters of a QAT model into a float detector.
+
+    tfmot's wrappers keep the float layers' variable names (``Conv1/kernel:0``); the quantizer
+    variables (``quant_*/...``) have no float counterpart and are skipped."""
+    values = {w.name: w for w in qat_model.weights}
+    missing = [w.name for w in float_model.weights if w.name not in values]
+    if missing:
+        raise ValueError(f"the QAT model lacks {len(missing)} float weights, e.g. {missing[:3]}")
+    for w in float_model.weights:
+        src = values[w.name]
+        if tuple(src.shape) != tuple(w.shape):
+            raise ValueError(f"QAT weight {w.name} has shape {tuple(src.shape)}, the float one {tuple(w.shape)}")
+        w.assign(src)
+
+
+def load_qat_model(model_dir: str | Path) -> tuple[Any, ModelConfig, np.ndarray]:
+    """Rebuild the QAT model of a qat output dir: (keras QAT model with qat_weights.h5 loaded,
+    ModelConfig, anchors). Convert it with ``tf.lite.TFLiteConverter.from_keras_model``."""
+    d = Path(model_dir)
+    path = d / "qat_weights.h5"
+    if not path.is_file():
+        raise FileNotFoundError(f"QAT weights not found: {path} (is {d} a qat output directory?)")
+    config = ModelConfig.load(d / "model_config.json")
+    with quantize_scope():
+        model = quantize_detector(build_detector(config))
+        try:
+            model.load_weights(str(path))
+        except (ValueError, OSError) as exc:
+            raise ValueError(f"cannot load {path} into the QAT detector model_config.json describes: {exc}") from exc
+    anchors_path = d / "anchors.npy"
+    anchors = np.load(anchors_path) if anchors_path.is_file() else make_anchors(config)
+    return model, config, anchors
+
+
+def time_steps(model: Any, batches: list, num_classes: int, *, warmup: int = 2, lr: float = 1e-4) -> float:
+    """Median seconds per training step of ``model`` over ``batches`` (after ``warmup`` untimed
+    steps). Trains a throwaway optimizer's steps: pass a model whose weights may change."""
+    from edgeship.base.tfcompat import keras
+    from edgeship.detection.training import LossConfig, make_step_fns
+
+    step, _ = make_step_fns(model, keras.optimizers.Adam(lr), num_classes, LossConfig())
+    for images, targets in batches[:warmup]:
+        step(images, targets)
+    times = []
+    for images, targets in batches[warmup:]:
+        t = time.perf_counter()
+        c, _b = step(images, targets)
+        float(c)
+        times.append(time.perf_counter() - t)
+    return float(np.median(times))

@@ -1,0 +1,159 @@
+"""Processes and ports of the local stack: spawn detached servers with their logs, find them again
+(pid + start time), stop them, probe ports and HTTP health."""
+from __future__ import annotations
+
+import logging
+import http.client
+import os
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+class StackError(RuntimeError):
+    """The local stack could not be started, reached or stopped; the message says why."""
+
+
+# ------------------------------------------------------------------------------------ processes
+def proc_start_time(pid: int) -> str | None:
+    try:
+        raw = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = raw[raw.rindex(")") + 2:].split()
+    if fields[0] == "Z":
+        return None  # a zombie is not running
+    return fields[19]
+
+
+def alive(record: dict[str, Any] | None) -> bool:
+    if not record or not record.get("pid"):
+        return False
+    start = proc_start_time(int(record["pid"]))
+    return start is not None and start == record.get("start_time")
+
+
+def spawn(config: Any, name: str, cmd: list[str], env: dict[str, str] | None = None,
+          cwd: Path | None = None) -> dict[str, Any]:
+    """Start ``cmd`` detached, its output appended to ``config.log_path(name)`` (a StackConfig);
+    return its record {pid, start_time, cmd}."""
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    logf = config.log_path(name).open("ab")
+    logf.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} starting: {' '.join(cmd)}\n".encode())
+    logf.flush()
+    proc = subprocess.Popen(cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                            env={**os.environ, **(env or {})}, cwd=cwd, start_new_session=True)
+    logf.close()
+    start = None
+    for _ in range(50):
+        start = proc_start_time(proc.pid)
+        if start:
+            break
+        time.sleep(0.01)
+    log.debug("started %s pid %d: %s", name, proc.pid, " ".join(cmd))
+    return {"pid": proc.pid, "start_time": start, "cmd": cmd, "log": str(config.log_path(name))}
+
+
+def stop_process(record: dict[str, Any], name: str, timeout: float = 5.0) -> None:
+    if not alive(record):
+        return
+    pid = int(record["pid"])
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not alive(record):
+            reap(pid)
+            return
+        reap(pid)
+        time.sleep(0.05)
+    log.warning("%s (pid %d) ignored SIGTERM for %.0f s; killing it", name, pid, timeout)
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    reap(pid)
+
+
+def reap(pid: int) -> None:
+    try:
+        os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        pass
+
+
+# --------------------------------------------------------------------------------------- ports
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+def port_holder(port: int) -> str:
+    """Best effort: 'pid N (cmdline)' of the process listening on ``port``, from /proc."""
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            parts = line.split()
+            if int(parts[1].rsplit(":", 1)[1], 16) == port and parts[3] == "0A":
+                inodes.add(parts[9])
+    if not inodes:
+        return ""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            for fd in (proc / "fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in inodes:
+                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+                    return f"pid {proc.name} ({cmd[:120]})"
+        except OSError:
+            continue
+    return "a process whose sockets this user cannot see"
+
+
+def check_port_free(host: str, port: int, what: str) -> None:
+    """Raise StackError naming the port, its use and its holder if ``port`` cannot be bound."""
+    with socket.socket() as s:
+        # like the servers themselves: SO_REUSEADDR, so TIME_WAIT leftovers do not count
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError as exc:
+            holder = port_holder(port)
+            held = f", held by {holder}" if holder else ""
+            raise StackError(
+                f"port {port} ({what}) on {host} is already in use{held}: {exc.strerror}. "
+                f"Stop that process or choose another port (--{what}-port).") from None
+
+
+# ------------------------------------------------------------------------------------- health
+def http_request(method: str, host: str, port: int, path: str, body: bytes | None = None,
+          timeout: float = 2.0, headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        resp = conn.getresponse()
+        return resp.status, resp.read()
+    finally:
+        conn.close()
+
+
+def log_tail(path: Path, lines: int = 20) -> str:
+    try:
+        text = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return "(no log)"
+    return "\n".join("    " + line for line in text[-lines:])
