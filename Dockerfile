@@ -1,5 +1,7 @@
 # edgeship CPU image: every KFP component runs in it (edgeship/base/image.py names it).
-# Dependencies are declared once, in pyproject.toml; this file only installs the project.
+# Dependencies come from requirements/lock-image.txt (the whole tree for extras coreml + cloud,
+# pinned with hashes; README.md "Dependencies"), installed in a layer of their own before the code
+# is copied, so a code change rebuilds only the last layers and does not reinstall TensorFlow.
 # Build: docker build -t REGION-docker.pkg.dev/PROJECT/edgeship/edgeship:0.1.0 .
 # Pin the digest too in production: FROM python:3.11.13-slim-bookworm@sha256:<digest>
 # (docker buildx imagetools inspect python:3.11.13-slim-bookworm).
@@ -14,17 +16,24 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     TF_CPP_MIN_LOG_LEVEL=2
 
 WORKDIR /opt/edgeship
+
+# 1. Dependencies only: pip, then the lock (hash-checked; tests/infra/test_docker.py runs these
+#    exact commands as a dry run in a clean virtualenv).
+COPY requirements/pip.txt requirements/lock-image.txt requirements/
+RUN pip install --no-cache-dir -r requirements/pip.txt \
+    && pip install --no-cache-dir -r requirements/lock-image.txt
+
+# 2. The code, and the project itself without dependencies (the lock installed them all), built
+#    with the setuptools and wheel the lock installed. DL3013 (pin versions in pip) does not
+#    apply: "." is this project.
 COPY pyproject.toml README.md ./
 COPY edgeship/ edgeship/
 COPY components/ components/
 COPY pipelines/ pipelines/
 COPY functions/ functions/
-
-# The install step (tests/infra/test_docker.py runs this exact command in a clean virtualenv).
-# DL3013 (pin versions in pip) does not apply: "." is this project, whose dependencies are
-# pinned in pyproject.toml, the one place they are declared.
 # hadolint ignore=DL3013
-RUN pip install --no-cache-dir ".[coreml,cloud]" \
+RUN pip install --no-cache-dir --no-deps --no-build-isolation . \
+    && pip check \
     && useradd --create-home --uid 10001 --shell /usr/sbin/nologin edgeship
 USER 10001
 WORKDIR /home/edgeship

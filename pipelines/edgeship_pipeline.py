@@ -33,20 +33,25 @@ output of select, shown by Vertex AI and kfp.local).
 from kfp import dsl
 
 from components.autoquant.component import autoquant as autoquant_op
+from components.autoquant.settings import AUTOQUANT
 from components.data.component import data as data_op
+from components.data.settings import DATA
 from components.evaluate.component import evaluate as evaluate_op
 from components.publish.component import publish as publish_op
+from components.publish.settings import PUBLISH
 from components.qat.component import qat as qat_op
+from components.qat.settings import PIPELINE_QAT
 from components.quantize.component import quantize as quantize_op
 from components.select.component import not_published as not_published_op
 from components.select.component import select as select_op
+from components.select.settings import SELECT
 from components.train.component import train as train_op
+from components.train.settings import PIPELINE_TRAIN
 
 PIPELINE_NAME = "edgeship"
-# Peak learning rate for the pipeline's short schedule. Measured on the embedded default, 40 epochs
-# at batch 16 (val mAP@.5): 0.006 (train's default, tuned for 150 epochs) 0.43, 0.012 0.50,
-# 0.02 0.58, 0.03 0.49 (one run each: run-to-run spread is a few points).
-LEARNING_RATE = 0.02
+# Defaults come from the steps' settings (components/<step>/settings.py); the pipeline's shorter
+# training schedule is PIPELINE_TRAIN / PIPELINE_QAT there.
+LEARNING_RATE = PIPELINE_TRAIN.learning_rate
 
 
 def evaluate_gate_publish(*, variants, dataset, float_model, model_name: str, channel: str, bucket: str,
@@ -78,22 +83,22 @@ def evaluate_gate_publish(*, variants, dataset, float_model, model_name: str, ch
 @dsl.pipeline(name=PIPELINE_NAME,
               description="Train, QAT, quantize, evaluate, gate and publish an on-device detector.")
 def edgeship_pipeline(
-    data_uri: str = "",
-    model_name: str = "edgeship-detector",
-    channel: str = "stable",
-    bucket: str = "edgeship",
-    input_size: int = 160,
-    epochs: int = 40,
-    learning_rate: float = LEARNING_RATE,
-    qat_epochs: int = 2,
-    accuracy_budget: str = "1.0",
-    latency_budget_ms: float = 0.0,
-    tolerance: float = 0.5,
-    force_promote: bool = False,
-    min_app_version: str = "1.0.0",
+    data_uri: str = DATA.data_uri,
+    model_name: str = PUBLISH.model_name,
+    channel: str = PUBLISH.channel,
+    bucket: str = PUBLISH.bucket,
+    input_size: int = DATA.image_size,
+    epochs: int = PIPELINE_TRAIN.epochs,
+    learning_rate: float = PIPELINE_TRAIN.learning_rate,
+    qat_epochs: int = PIPELINE_QAT.epochs,
+    accuracy_budget: str = SELECT.accuracy_budget,
+    latency_budget_ms: float = SELECT.latency_budget_ms,
+    tolerance: float = SELECT.tolerance,
+    force_promote: bool = SELECT.force_promote,
+    min_app_version: str = PUBLISH.min_app_version,
     auto_quantize: bool = False,
-    autoquant_max_candidates: int = 12,
-    autoquant_max_seconds: float = 0.0,
+    autoquant_max_candidates: int = AUTOQUANT.max_candidates,
+    autoquant_max_seconds: float = AUTOQUANT.max_seconds,
 ):
     """Args:
     data_uri: dataset folder or gs:// prefix in the contract's layout; "" = generate the

@@ -36,6 +36,7 @@ from components.autoquant.search import (
     search,
     validate_budget,
 )
+from components.autoquant.settings import AUTOQUANT
 from edgeship.detection import verify
 
 log = logging.getLogger(__name__)
@@ -272,9 +273,11 @@ def _clean(obj: Any) -> Any:
 def autoquant(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLike | None,
               dataset_uri: str, out_dir: str | os.PathLike, *, budget_pt: float,
               max_latency_ms: float | None = None, max_size_bytes: int | None = None,
-              max_candidates: int | None = 12, max_seconds: float | None = None, seed: int = 0,
-              step: int = 2, max_float_layers: int | None = 16, num_calibration: int = 64,
-              max_val_images: int | None = None, latency_runs: int = 30,
+              max_candidates: int | None = AUTOQUANT.max_candidates, max_seconds: float | None = None,
+              seed: int = AUTOQUANT.seed, step: int = AUTOQUANT.step,
+              max_float_layers: int | None = AUTOQUANT.max_float_layers,
+              num_calibration: int = AUTOQUANT.calibration_images, max_val_images: int | None = None,
+              latency_runs: int = AUTOQUANT.latency_runs,
               rank_by: str = "channel_nsr", progress: bool = True) -> SearchResult:
     """Search for the fastest detector .tflite within ``budget_pt`` mAP points of fp32; write it.
 

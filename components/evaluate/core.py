@@ -27,6 +27,7 @@ import numpy as np
 from components.evaluate import calibration as calib
 from components.evaluate.report import write_reports
 from components.evaluate.robustness import SLICES, make_slices
+from components.evaluate.settings import EVALUATE
 from edgeship.contracts.variants import VariantSpec, load_variants
 from edgeship.detection.coco import (
     CocoResult,
@@ -293,8 +294,8 @@ def write_report(report: EvalReport, out_dir: str | os.PathLike) -> dict[str, Pa
 
 
 def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | os.PathLike, *,
-             float_model_dir: str | os.PathLike | None = None, split: str = "val",
-             latency_runs: int = 50, latency_warmup: int = 5, threads: int | None = None,
+             float_model_dir: str | os.PathLike | None = None, split: str = EVALUATE.split,
+             latency_runs: int = EVALUATE.latency_runs, latency_warmup: int = EVALUATE.latency_warmup, threads: int | None = None,
              slices: Sequence[str] = SLICES, seed: int = 0, max_images: int | None = None,
              variants: Sequence[str] | None = None, show_progress: bool = True) -> EvalReport:
     """Evaluate every variant in ``variants_dir`` (and the float Keras model) on ``split`` of the

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from components.publish.settings import PUBLISH
 from edgeship.contracts import manifest as mf
 from edgeship.delivery.registry import _utc_iso, current_release_manifest
 
@@ -86,7 +87,7 @@ def _read_json(path: Path, what: str) -> dict:
 def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str, channel: str,
                    version: str, created_at: str, report_dir: str | os.PathLike | None = None,
                    dataset_dir: str | os.PathLike | None = None,
-                   decision_path: str | os.PathLike | None = None, min_app_version: str = "1.0.0",
+                   decision_path: str | os.PathLike | None = None, min_app_version: str = PUBLISH.min_app_version,
                    pipeline_run_id: str = "", parent_version: str | None = None,
                    include_coreml: bool = True) -> tuple[dict, list[_Upload]]:
     """Validate the inputs and build the manifest plus the list of files to upload (no I/O remote).
@@ -182,7 +183,7 @@ def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str,
 
 
 def publish(variants_dir: str | os.PathLike, variant: str, *, bucket: str, model: str,
-            channel: str = "stable", report_dir: str | os.PathLike | None = None,
+            channel: str = PUBLISH.channel, report_dir: str | os.PathLike | None = None,
             dataset_dir: str | os.PathLike | None = None,
             decision_path: str | os.PathLike | None = None, min_app_version: str = "1.0.0",
             pipeline_run_id: str = "", parent_version: str | None | bool = True,

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from components.qat.settings import QAT
 from edgeship.detection.model import build_detector, load_model
 from edgeship.detection.qat import (
     calibrate_ranges,
@@ -68,8 +69,9 @@ class QatResult:
 
 
 
-def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs: int = 3,
-        batch_size: int = 16, learning_rate: float = 2e-4, seed: int = 0, patience: int = 3,
+def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs: int = QAT.epochs,
+        batch_size: int = QAT.batch_size, learning_rate: float = QAT.learning_rate,
+        seed: int = QAT.seed, patience: int = QAT.patience,
         timing_steps: int = 10, fmt: str = "coco", max_train_images: int | None = None,
         max_val_images: int | None = None, evaluate: bool = True, saved_model: bool = True,
         progress: bool = True) -> QatResult:

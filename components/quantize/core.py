@@ -28,9 +28,26 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from edgeship.detection.convert import CALIBRATION_SPLIT, DEFAULT_SCHEMES, INT8_SCHEMES, OPTIONAL_SCHEMES, PARITY_IMAGES, PARITY_TOLERANCES, SCHEMES, ConverterFactory, LoadedModel, QuantizeError, convert_variant, load_calibration_images, load_model_artifact, make_converter, representative_dataset
-from edgeship.detection.verify import check_outputs, inspect_tflite, parity, run_detection
+from components.quantize.settings import QUANTIZE
+from edgeship.detection.convert import (
+    CALIBRATION_SPLIT,
+    DEFAULT_SCHEMES,
+    INT8_SCHEMES,
+    OPTIONAL_SCHEMES,
+    PARITY_IMAGES,
+    PARITY_TOLERANCES,
+    SCHEMES,
+    ConverterFactory,
+    LoadedModel,
+    QuantizeError,
+    convert_variant,
+    load_calibration_images,
+    load_model_artifact,
+    make_converter,
+    representative_dataset,
+)
 from edgeship.detection.postprocess import PostprocessConfig
+from edgeship.detection.verify import check_outputs, inspect_tflite, parity, run_detection
 
 log = logging.getLogger(__name__)
 
@@ -106,7 +123,8 @@ class VariantsResult:
 
 def quantize(float_model_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
              qat_model_dir: str | os.PathLike | None = None, calibration: Any = None,
-             num_calibration: int = 200, schemes: Sequence[str] | None = None, coreml: bool = True,
+             num_calibration: int = QUANTIZE.num_calibration, schemes: Sequence[str] | None = None,
+             coreml: bool = QUANTIZE.coreml,
              postprocess: PostprocessConfig | None = None, parity_images: int = PARITY_IMAGES,
              strict_parity: bool = True, converter_factory: ConverterFactory = make_converter,
              progress: bool = True) -> VariantsResult:

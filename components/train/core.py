@@ -20,6 +20,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from components.train.settings import TRAIN
 from edgeship.detection.model import (
     ModelConfig,
     build_detector,
@@ -89,9 +90,10 @@ class TrainResult:
 
 
 
-def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = 60, batch_size: int = 16,
-          alpha: float = 0.35, input_size: Sequence[int] | None = None, learning_rate: float = 6e-3,
-          seed: int = 0, patience: int = 8, weight_decay: float = 1e-4, warmup_epochs: float = 1.0,
+def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
+          batch_size: int = TRAIN.batch_size, alpha: float = TRAIN.alpha,
+          input_size: Sequence[int] | None = None, learning_rate: float = TRAIN.learning_rate,
+          seed: int = TRAIN.seed, patience: int = TRAIN.patience, weight_decay: float = 1e-4, warmup_epochs: float = 1.0,
           strides: Sequence[int] | None = None, anchor_scales: Sequence[Sequence[float]] | None = None,
           aspect_ratios: Sequence[float] | None = None, fmt: str = "coco",
           max_train_images: int | None = None, max_val_images: int | None = None,

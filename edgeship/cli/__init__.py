@@ -1,5 +1,7 @@
 """The `edgeship` command line: one entry point, one subcommand module per area.
 
+``edgeship --help`` shows USER_DESCRIPTION; every flag's default is shown in its help.
+
 Each module in COMMAND_MODULES exposes ``register(subparsers)``, which adds its subcommands and
 sets ``func`` on each parser. Registration must stay cheap: command modules import TensorFlow
 and cloud clients inside their handlers, never at module level.
@@ -23,14 +25,48 @@ COMMAND_MODULES = (
 )
 
 
+USER_DESCRIPTION = """\
+Train an on-device object detector on your photos, fine-tune it with quantization-aware training,
+convert it to every TFLite scheme and Core ML, evaluate each on the converted model itself (COCO
+mAP, size, latency), pick the one within your accuracy budget, and publish it to Cloud Storage,
+where a Cloud Function registers it in Firestore for your apps to download.
+
+Start with `edgeship run` (the whole pipeline against the local cloud stack), or run the steps one
+by one: data, train, qat, quantize, evaluate, autoquant, publish."""
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Shows each option's default (when it has a meaningful one and its help does not say it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if ("default" in text or default is None or default is False or default == argparse.SUPPRESS
+                or default == []
+                or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every (sub)parser shows defaults in --help."""
+
+    def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
+
+
 class UserError(Exception):
     """An error caused by input; printed without a traceback."""
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="edgeship", description=__doc__.splitlines()[0])
+    from edgeship import __version__
+
+    parser = _Parser(prog="edgeship", description=USER_DESCRIPTION)
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    parser.add_argument("--version", action="version", version=f"edgeship {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     for name in COMMAND_MODULES:
         try:
             module = importlib.import_module(name)

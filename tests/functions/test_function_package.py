@@ -10,7 +10,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 FN = ROOT / "functions" / "register_model"
 DIST_OF = {"functions_framework": "functions-framework", "google": None, "jsonschema": "jsonschema",
-           "requests": None}  # google.* / requests come with the pinned google-cloud-* packages
+           "requests": None,  # google.* / requests come with the pinned google-cloud-* packages
+           "flask": "flask", "werkzeug": "werkzeug"}  # the HTTP error handler
 
 
 def _requirements() -> dict[str, str]:

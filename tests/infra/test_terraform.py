@@ -205,6 +205,20 @@ def test_releases_index_and_channel_documents(hcl):
                                                     ["${var.model_name}/${var.channel}"])
 
 
+def _resolve_locals(hcl, rel: str, text: str | None) -> str | None:
+    """Substitute ${local.X} by X's expression (twice, for locals built from locals)."""
+    if text is None:
+        return None
+    defs = {}
+    for block in hcl[rel].get("locals", []):
+        defs.update({k: _unwrap(v) for k, v in block.items() if isinstance(_unwrap(v), str)})
+    for _ in range(3):
+        for key, value in defs.items():
+            value = value[2:-1] if value.startswith("${") and value.endswith("}") and value.count("${") == 1 else value
+            text = text.replace("${local.%s}" % key, value)
+    return text
+
+
 def _bucket_grants(hcl):
     grants = []
     for (rtype, name), attrs in resources(hcl, "modules/iam/main.tf").items():
@@ -212,7 +226,8 @@ def _bucket_grants(hcl):
             cond = _unwrap(attrs.get("condition")) or {}
             grants.append({"name": name, "bucket": _unwrap(attrs["bucket"]), "role": _unwrap(attrs["role"]),
                            "member": _unwrap(attrs["member"]),
-                           "condition": _unwrap(cond.get("expression")) if cond else None})
+                           "condition": _resolve_locals(hcl, "modules/iam/main.tf",
+                                                        _unwrap(cond.get("expression")) if cond else None)})
     return grants
 
 
@@ -222,9 +237,12 @@ def test_pipeline_cannot_delete_or_overwrite_published_models(hcl):
     roles = {g["role"] for g in on_models}
     assert roles == {"roles/storage.objectCreator", "roles/storage.objectViewer"}, roles
     for g in on_models:  # every grant on the model bucket is limited to models/
-        assert g["condition"] and "${local.models_objects}" in g["condition"], g
+        assert g["condition"] and "/objects/models/" in g["condition"], g
     [creator] = [g for g in on_models if g["role"] == "roles/storage.objectCreator"]
-    assert creator["condition"] == 'resource.name.startsWith(\\"${local.models_objects}\\")'
+    assert creator["condition"] == 'resource.name.startsWith(\\"projects/_/buckets/${var.bucket}/objects/models/\\")'
+    [reader] = [g for g in on_models if g["role"] == "roles/storage.objectViewer"]
+    # listing is checked on the bucket: granted for the models/ prefix through objectListPrefix
+    assert "models/" in reader["condition"].split("storage.googleapis.com/objectListPrefix", 1)[1]
     iam = read_tf("modules/iam/main.tf")
     assert 'models_objects    = "projects/_/buckets/${var.bucket}/objects/models/"' in iam
     # nothing anywhere grants object delete on the model bucket to a service account of ours
@@ -251,8 +269,10 @@ def test_pipeline_root_and_function_sources_are_in_their_own_bucket(hcl):
     # the pipeline writes the pipeline root only
     writers = [g for g in _bucket_grants(hcl) if g["bucket"] == "${var.artifacts_bucket}"
                and g["role"] in ("roles/storage.objectUser", "roles/storage.objectCreator", "roles/storage.objectAdmin")]
-    assert len(writers) == 1 and "objects/pipeline-root/" in writers[0]["condition"].replace(
-        "${local.artifacts_objects}", "objects/"), writers
+    assert len(writers) == 1, writers
+    assert writers[0]["condition"] == \
+        'resource.name.startsWith(\\"projects/_/buckets/${var.artifacts_bucket}/objects/pipeline-root/\\")'
+
 
 
 def test_function_registry_role_is_create_only_and_database_scoped(hcl):

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from components.autoquant.settings import AUTOQUANT
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -19,14 +21,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--budget", type=float, required=True, help="max ΔmAP@[.5:.95] vs fp32, in points (e.g. 1.0)")
     p.add_argument("--max-latency-ms", type=float, help="also require 1-thread median latency <= this")
     p.add_argument("--max-size-bytes", type=int, help="also require file size <= this")
-    p.add_argument("--max-candidates", type=int, default=12, help="candidates after the fp32 reference (default 12)")
+    p.add_argument("--max-candidates", type=int, default=AUTOQUANT.max_candidates, help="candidates after the fp32 reference")
     p.add_argument("--max-seconds", type=float, help="time limit; on hit the best so far is returned, marked partial")
-    p.add_argument("--step", type=int, default=2, help="layers kept float added per selective round (default 2)")
-    p.add_argument("--max-float-layers", type=int, default=16, help="most layers kept float (default 16)")
-    p.add_argument("--calibration-images", type=int, default=64, help="calibration images (default 64)")
+    p.add_argument("--step", type=int, default=AUTOQUANT.step, help="layers kept float added per selective round")
+    p.add_argument("--max-float-layers", type=int, default=AUTOQUANT.max_float_layers, help="most layers kept float")
+    p.add_argument("--calibration-images", type=int, default=AUTOQUANT.calibration_images, help="calibration images")
     p.add_argument("--max-images", type=int, help="measure mAP on the first N val images only")
-    p.add_argument("--latency-runs", type=int, default=30, help="timed runs per candidate (default 30)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the calibration sample (default 0)")
+    p.add_argument("--latency-runs", type=int, default=AUTOQUANT.latency_runs, help="timed runs per candidate")
+    p.add_argument("--seed", type=int, default=AUTOQUANT.seed, help="seed for the calibration sample")
     p.set_defaults(func=_autoquant)
 
 

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+from components.data.settings import DATA
+
 
 def register(subparsers) -> None:
     p = subparsers.add_parser("data", help="generate, inspect and upload datasets")
@@ -10,11 +12,11 @@ def register(subparsers) -> None:
 
     g = sub.add_parser("generate", help="write the embedded synthetic dataset")
     g.add_argument("--out", required=True, help="output directory")
-    g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--train", type=int, default=1500)
-    g.add_argument("--val", type=int, default=300)
-    g.add_argument("--calibration", type=int, default=200)
-    g.add_argument("--image-size", type=int, default=160)
+    g.add_argument("--seed", type=int, default=DATA.seed, help="generator seed")
+    g.add_argument("--train", type=int, default=DATA.train_images, help="train images")
+    g.add_argument("--val", type=int, default=DATA.val_images, help="val images")
+    g.add_argument("--calibration", type=int, default=DATA.calibration_images, help="calibration images")
+    g.add_argument("--image-size", type=int, default=DATA.image_size, help="image side in pixels")
     g.add_argument("--workers", type=int, default=0,
                    help="processes drawing images (default: up to 2; same bytes for any value)")
     g.add_argument("--set", action="append", default=[], metavar="KNOB=VALUE",
@@ -37,12 +39,11 @@ def register(subparsers) -> None:
 
 
 def _generate(args) -> int:
+    import os
     import time
+    from pathlib import Path
 
     from components.data import core
-
-    import os
-    from pathlib import Path
 
     workers = args.workers or min(2, os.cpu_count() or 1)
     config = _generator_config(args.set)

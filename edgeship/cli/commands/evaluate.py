@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from components.evaluate.settings import EVALUATE
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -13,9 +15,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--data", required=True, help="dataset directory or gs:// prefix")
     p.add_argument("--float-model", help="the train step's model directory (adds the Keras float row)")
     p.add_argument("--out", required=True, help="output directory for the reports")
-    p.add_argument("--split", default="val", help="split to evaluate (default: val)")
-    p.add_argument("--latency-runs", type=int, default=50, help="timed runs per thread setting (default 50)")
-    p.add_argument("--latency-warmup", type=int, default=5, help="untimed warm-up runs (default 5)")
+    p.add_argument("--split", default=EVALUATE.split, help="split to evaluate")
+    p.add_argument("--latency-runs", type=int, default=EVALUATE.latency_runs, help="timed runs per thread setting")
+    p.add_argument("--latency-warmup", type=int, default=EVALUATE.latency_warmup, help="untimed warm-up runs")
     p.add_argument("--threads", type=int, help="thread count for the N-thread figure (default: all cores)")
     p.add_argument("--max-images", type=int, help="evaluate only the first N images")
     p.add_argument("--only", action="append", metavar="VARIANT", help="evaluate only this variant (repeatable)")

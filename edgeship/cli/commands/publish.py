@@ -10,6 +10,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+
+from components.publish.settings import PUBLISH
 from edgeship.delivery import registry
 
 
@@ -21,9 +23,9 @@ def register(subparsers) -> None:
     p.add_argument("--dataset", help="dataset artifact dir (dataset.json: fingerprint)")
     p.add_argument("--decision", help="the gate's decision.json (published beside the model)")
     p.add_argument("--model", required=True, help="model name")
-    p.add_argument("--channel", default="stable", help="release channel (default: stable)")
-    p.add_argument("--bucket", default="edgeship", help="model bucket (default: edgeship)")
-    p.add_argument("--min-app-version", default="1.0.0", help="lowest app version that can run it")
+    p.add_argument("--channel", default=PUBLISH.channel, help="release channel")
+    p.add_argument("--bucket", default=PUBLISH.bucket, help="model bucket")
+    p.add_argument("--min-app-version", default=PUBLISH.min_app_version, help="lowest app version that can run it")
     p.add_argument("--run-id", default="", help="pipeline run id recorded in the manifest")
     p.add_argument("--no-coreml", action="store_true", help="do not publish Core ML packages")
     p.set_defaults(func=_publish)
@@ -36,7 +38,7 @@ def register(subparsers) -> None:
                          ("show", "what the channel serves, its control state and releases")):
         a = csub.add_parser(action, help=text)
         a.add_argument("--model", required=True)
-        a.add_argument("--channel", default="stable")
+        a.add_argument("--channel", default=PUBLISH.channel)
         if action == "rollback":
             a.add_argument("--to", help="version to serve (default: the release before the current one)")
         if action != "show":
@@ -46,7 +48,7 @@ def register(subparsers) -> None:
 
     w = subparsers.add_parser("watch", help="the reference client: follow a channel, verify and swap models")
     w.add_argument("--model", required=True)
-    w.add_argument("--channel", default="stable")
+    w.add_argument("--channel", default=PUBLISH.channel)
     w.add_argument("--dir", required=True, help="local model cache (DIR/current -> the served version)")
     w.add_argument("--app-version", help="this app's version; releases needing a newer app are skipped")
     w.add_argument("--timeout", type=float, default=0.0, help="stop after this many seconds (0 = run until Ctrl-C)")

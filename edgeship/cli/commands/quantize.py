@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import argparse
 
-ALL_SCHEMES = ("fp32", "dynamic_int8", "float16", "full_int8", "full_int8_pt", "int16x8", "qat_int8")
+from components.quantize.settings import QUANTIZE
+
+ALL_SCHEMES = QUANTIZE.schemes
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -19,7 +21,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--out", required=True, help="output directory (variants.json, *.tflite, ...)")
     p.add_argument("--schemes", nargs="+", choices=ALL_SCHEMES, metavar="SCHEME",
                    help=f"variants to build (default: all; qat_int8 only with --qat-model): {', '.join(ALL_SCHEMES)}")
-    p.add_argument("--num-calibration", type=int, default=200, help="calibration images (default 200)")
+    p.add_argument("--num-calibration", type=int, default=QUANTIZE.num_calibration, help="calibration images")
     p.add_argument("--no-coreml", action="store_true", help="skip the Core ML packages")
     p.add_argument("--no-strict-parity", action="store_true",
                    help="record a parity miss in variants.json instead of failing")

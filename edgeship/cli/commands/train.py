@@ -3,6 +3,9 @@ from __future__ import annotations
 
 import argparse
 
+from components.qat.settings import QAT
+from components.train.settings import TRAIN
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("train", help="train the SSDLite MobileNetV2 detector from scratch",
@@ -11,13 +14,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "saved_model/, history.json, logs/).")
     p.add_argument("--data", required=True, help="dataset directory (dataset.json)")
     p.add_argument("--out", required=True, help="output model directory")
-    p.add_argument("--epochs", type=int, default=60, help="maximum epochs; early stopping on val loss (default 60)")
-    p.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
-    p.add_argument("--alpha", type=float, default=0.35, help="MobileNetV2 width multiplier (default 0.35)")
+    p.add_argument("--epochs", type=int, default=TRAIN.epochs, help="maximum epochs; early stopping on val loss")
+    p.add_argument("--batch-size", type=int, default=TRAIN.batch_size, help="batch size")
+    p.add_argument("--alpha", type=float, default=TRAIN.alpha, help="MobileNetV2 width multiplier")
     p.add_argument("--input-size", type=int, help="square input side, a multiple of 32 (default: the data's)")
-    p.add_argument("--learning-rate", type=float, default=6e-3, help="peak learning rate (default 6e-3)")
-    p.add_argument("--patience", type=int, default=8, help="early-stopping patience in epochs (default 8)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--learning-rate", type=float, default=TRAIN.learning_rate, help="peak learning rate")
+    p.add_argument("--patience", type=int, default=TRAIN.patience, help="early-stopping patience in epochs")
+    p.add_argument("--seed", type=int, default=TRAIN.seed, help="random seed")
     p.set_defaults(func=_train)
 
     q = subparsers.add_parser("qat", help="quantization-aware fine-tuning of a trained detector",
@@ -26,10 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--model", required=True, help="the train step's model directory")
     q.add_argument("--data", required=True, help="dataset directory (dataset.json)")
     q.add_argument("--out", required=True, help="output directory")
-    q.add_argument("--epochs", type=int, default=3, help="fine-tuning epochs (default 3)")
-    q.add_argument("--batch-size", type=int, default=16, help="batch size (default 16)")
-    q.add_argument("--learning-rate", type=float, default=2e-4, help="learning rate (default 2e-4)")
-    q.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    q.add_argument("--epochs", type=int, default=QAT.epochs, help="fine-tuning epochs")
+    q.add_argument("--batch-size", type=int, default=QAT.batch_size, help="batch size")
+    q.add_argument("--learning-rate", type=float, default=QAT.learning_rate, help="learning rate")
+    q.add_argument("--seed", type=int, default=QAT.seed, help="random seed")
     q.set_defaults(func=_qat)
 
 
