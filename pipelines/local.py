@@ -8,7 +8,11 @@ step talks to the local cloud.
 kfp.local quirks handled here (kfp 2.17):
 - It replaces the root logger's handlers and prints every step's output (and its full executor
   input JSON) to sys.stdout. run_local captures that stream into ``pipeline.log`` and turns the
-  task start/finish lines into progress events instead of flooding the terminal.
+  task start/finish lines into events instead of flooding the terminal. Steps report their own
+  progress (epochs, variants) with ``EDGESHIP_PROGRESS {json}`` lines (edgeship.base.progress;
+  run_local sets ``EDGESHIP_PROGRESS=1`` for them), which become "progress" events; every other
+  line of a step's output (its logging, the converters' and TensorFlow's own messages) is a
+  "log" event and stays in ``pipeline.log``; the caller decides whether to show it.
 - A pipeline parameter typed ``Optional[...] = None`` crashes its argument handling
   ("Unknown value type"), so every pipeline parameter has a concrete default (the accuracy
   budget is a string, "none" meaning not configured).
@@ -27,7 +31,10 @@ import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections import deque
 from typing import Any, Callable
+
+from edgeship.base import progress as step_progress
 
 log = logging.getLogger(__name__)
 
@@ -37,26 +44,40 @@ _FINISH = re.compile(r"Task '([^']+)' finished with status (\w+)")
 _SKIP = re.compile(r"[Ss]kipping task '([^']+)'|Task '([^']+)' (?:was )?skipped")
 _PIPELINE_DONE = re.compile(r"Pipeline '([^']+)' finished with status (\w+)")
 _CACHED = re.compile(r"Task (\S+) cache hit")
-# TensorFlow's C++ (absl) log lines and their preamble: kept in the log file, not shown
-_NATIVE_NOISE = re.compile(r"^([IWEF]\d{4} \d\d:\d\d:\d\d|WARNING: All log messages before absl)")
 _JSON_SCRAP = re.compile(r"^[-\d.,\s\[\]]+$")  # numbers from the executor input JSON's arrays
 _KFP_LINE = re.compile(r"^\d\d:\d\d:\d\d\.\d+ - [A-Z]+ - ")
 _KFP_WARN = re.compile(r"^\d\d:\d\d:\d\d\.\d+ - (WARNING|ERROR|CRITICAL) - ")
 
 
+TAIL_LINES = 30  # lines of a failed step's output kept for the error message
+
+
 @dataclass
 class StepEvent:
-    """A progress event: kind is "start", "finish", "skip", "log" or "done"."""
+    """An event of a local run: kind is "start", "finish", "skip", "done", "progress" (``data``:
+    the step's progress fields, see edgeship.base.progress) or "log" (``line``: a line of a step's
+    output or a kfp.local warning; all of them are in pipeline.log)."""
 
     kind: str
     task: str = ""
     status: str = ""
     line: str = ""
+    data: dict[str, Any] | None = None
+
+
+class StepFailed(RuntimeError):
+    """A pipeline step failed; ``tail`` holds the last lines of its output."""
+
+    def __init__(self, message: str, *, step: str, log_path: Path, tail: list[str]):
+        super().__init__(message)
+        self.step = step
+        self.log_path = log_path
+        self.tail = tail
 
 
 class _CaptureStream(io.TextIOBase):
-    """Stands in for sys.stdout during a kfp.local run: every line goes to the log file, and
-    task start/finish lines become StepEvents."""
+    """Stands in for sys.stdout during a kfp.local run: every line goes to the log file; task
+    start/finish lines, progress lines and the steps' output lines become StepEvents."""
 
     def __init__(self, log_file, on_event: Callable[[StepEvent], None]):
         self._file = log_file
@@ -65,6 +86,7 @@ class _CaptureStream(io.TextIOBase):
         self._quiet = False
         self._in_event = False
         self.current = ""
+        self.tails: dict[str, deque[str]] = {}  # task -> last lines of its output
 
     def writable(self) -> bool:
         return True
@@ -105,11 +127,16 @@ class _CaptureStream(io.TextIOBase):
             if _KFP_WARN.match(line):
                 self._on_event(StepEvent("log", self.current, line=line.strip()))
         elif line.startswith("    ") and not self._quiet:
-            # a step's own output (kfp.local indents it); executor boilerplate (the executor
-            # input JSON) stays in the log file only
+            # a step's own output (kfp.local indents it)
             text = line.strip()
-            if text and not text.startswith(("[KFP Executor", "{", "}", '"', "],", "]")) \
-                    and not _NATIVE_NOISE.match(text) and not _JSON_SCRAP.match(text):
+            fields = step_progress.parse(text)
+            if fields is not None:
+                self._on_event(StepEvent("progress", self.current, data=fields))
+                return
+            if text:
+                self.tails.setdefault(self.current, deque(maxlen=TAIL_LINES)).append(text)
+            # the executor input JSON stays in the log file only
+            if text and not text.startswith(("{", "}", '"', "],", "]")) and not _JSON_SCRAP.match(text):
                 self._on_event(StepEvent("log", self.current, line=text))
 
 
@@ -292,6 +319,8 @@ def run_local(parameters: dict[str, Any], *, pipeline_root: str | Path,
     warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
     start = time.monotonic()
     error: BaseException | None = None
+    saved_env = os.environ.get(step_progress.ENV)
+    os.environ[step_progress.ENV] = "1"  # the steps (subprocesses) print progress lines
     with open(log_path, "a", encoding="utf-8") as log_file, MemorySampler(extra_pids) as sampler:
         stream = _CaptureStream(log_file, handle)
         saved = sys.stdout
@@ -303,6 +332,10 @@ def run_local(parameters: dict[str, Any], *, pipeline_root: str | Path,
         finally:
             sys.stdout = saved
             stream.flush()
+            if saved_env is None:
+                os.environ.pop(step_progress.ENV, None)
+            else:
+                os.environ[step_progress.ENV] = saved_env
     wall = time.monotonic() - start
     prefix = pipeline_func.pipeline_spec.pipeline_info.name + "-"
     new = sorted((p for p in root.iterdir() if p.is_dir() and p.name not in before
@@ -313,5 +346,6 @@ def run_local(parameters: dict[str, Any], *, pipeline_root: str | Path,
     if error is not None:
         failed = [t for t, s in statuses.items() if s not in ("SUCCESS", "SKIPPED", "CACHED")]
         step = failed[0] if failed else stream.current or "?"
-        raise RuntimeError(f"pipeline step {step!r} failed: {error} (full log: {log_path})") from error
+        raise StepFailed(f"pipeline step {step!r} failed: {error} (full log: {log_path})", step=step,
+                         log_path=log_path, tail=list(stream.tails.get(step, ()))) from error
     return result

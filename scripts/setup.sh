@@ -24,15 +24,13 @@ done
 
 stamp() { sha256sum "$@" | sha256sum | cut -c1-16; }
 
-# Run a command quietly: on success show its output less this machine's pip index-location
-# warnings; on failure show it on stderr and return the command's failure.
+# Run a command quietly: its output is shown (on stderr, less this machine's pip index-location
+# warnings) only when it fails, and its exit status is kept.
 quiet() {
   local log status=0
   log=$(mktemp)
   "$@" >"$log" 2>&1 || status=$?
-  if [ "$status" -eq 0 ]; then
-    grep -v '^WARNING: Location' "$log" || true
-  else
+  if [ "$status" -ne 0 ]; then
     grep -v '^WARNING: Location' "$log" >&2 || true
   fi
   rm -f "$log"
@@ -75,8 +73,9 @@ if [ "$(cat .venv/.edgeship-stamp 2>/dev/null)" != "$want" ]; then
   # setuptools and wheel the lock just installed.
   quiet .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . \
     || { echo "setup: could not install edgeship itself (see pip output above)" >&2; exit 1; }
-  .venv/bin/python -c "import edgeship, tensorflow, tf_keras, tensorflow_model_optimization, kfp" \
-    || { echo "setup: the install did not complete (see pip output above)" >&2; exit 1; }
+  TF_CPP_MIN_LOG_LEVEL=3 quiet .venv/bin/python -c \
+    "import edgeship, tensorflow, tf_keras, tensorflow_model_optimization, kfp" \
+    || { echo "setup: the install did not complete: the import check above failed" >&2; exit 1; }
   echo "$want" > .venv/.edgeship-stamp
 fi
 

@@ -39,9 +39,9 @@ def autoquant(
     import shutil
     from collections import namedtuple
 
+    from components._kfp import log_metrics
     from components.autoquant import core
     from edgeship.contracts import budget
-    from components._kfp import log_metrics
 
     qat_dir = qat_model.path if qat_model is not None else None
     res = core.autoquant(float_model.path, qat_dir, dataset.path, result.path,

@@ -37,6 +37,7 @@ from components.autoquant.search import (
     validate_budget,
 )
 from components.autoquant.settings import AUTOQUANT
+from edgeship.contracts import variants as variants_contract
 from edgeship.detection import verify
 
 log = logging.getLogger(__name__)
@@ -233,9 +234,8 @@ def write_outputs(result: SearchResult, out_dir: str | Path, *, variant_entry: d
     files.update(write_tradeoff(result, out))
     files.update(write_layer_report(result.layer_ranking, out, rank_by=rank_by))
     if variant_entry is not None:
-        files["variants.json"] = out / "variants.json"
-        files["variants.json"].write_text(json.dumps({"variants": [variant_entry], "coreml": []}, indent=1,
-                                                     default=_json_default))
+        files["variants.json"] = variants_contract.save_index(
+            json.loads(json.dumps({"variants": [variant_entry], "coreml": []}, default=_json_default)), out)
     result.files = {k: str(v) for k, v in files.items()}
     files["autoquant.json"] = out / "autoquant.json"
     result.files["autoquant.json"] = str(files["autoquant.json"])
@@ -296,6 +296,7 @@ def autoquant(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLi
         raise ValueError(f"autoquant latency_runs must be >= 1, got {latency_runs!r}")
     from rich.progress import Progress
 
+    from edgeship.base import progress as step_progress
     from edgeship.detection import convert as qz
     from edgeship.detection.coco import coco_evaluate
     from edgeship.detection.latency import tflite_latency
@@ -329,6 +330,7 @@ def autoquant(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLi
     specs: dict[str, dict[str, Any]] = {}
 
     def measure(blob: bytes, spec: CandidateSpec) -> Measurement:
+        step_progress.emit(item=spec.name, phase=f"candidate {len(specs) + 1}: measuring mAP and latency")
         path = work / f"{spec.name}.tflite"
         path.write_bytes(blob)
         info = verify.inspect_tflite(path, spec.name)
@@ -346,6 +348,8 @@ def autoquant(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLi
         def on_candidate(row: CandidateResult) -> None:
             bar.update(task, description=f"autoquant: {len(result_rows) + 1} measured, last {row.name}")
             result_rows.append(row)
+            step_progress.emit(item=row.name, phase=f"candidate {len(result_rows)}: measured",
+                               map=row.metric, mark=True)
 
         result_rows: list[CandidateResult] = []
         result = search(builder.build, measure, budget_pt=budget_pt, rank_layers=builder.rank_layers,

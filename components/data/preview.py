@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
+
 from edgeship.contracts import dataset as dataset_contract
 from edgeship.detection import dataset as dataset_reader
 

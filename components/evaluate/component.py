@@ -29,11 +29,11 @@ def evaluate(
     """
     import shutil
 
-    from components.evaluate import core
     from components._kfp import log_metrics
+    from components.evaluate import core
 
     report = core.evaluate(variants.path, dataset.path, evaluation.path, float_model_dir=float_model.path,
-                           split=split, latency_runs=latency_runs)
+                           split=split, latency_runs=latency_runs, show_progress=False)
     log_metrics(metrics, core.key_metrics(report))
     shutil.copyfile(report.files["report.html"], report_html.path)
     shutil.copyfile(report.files["report.md"], report_md.path)

@@ -15,7 +15,6 @@ tradeoff.png into the output directory. Plain Python; never imports kfp.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from components.evaluate import calibration as calib
 from components.evaluate.report import write_reports
 from components.evaluate.robustness import SLICES, make_slices
 from components.evaluate.settings import EVALUATE
+from edgeship.contracts import evaluation
 from edgeship.contracts.variants import VariantSpec, load_variants
 from edgeship.detection.coco import (
     CocoResult,
@@ -218,8 +218,13 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
     float_dets: list[Detections] | None = None
     variant_dets: dict[str, list[Detections]] = {}
     total = len(examples) * len(sets)
+    from edgeship.base import progress as step_progress
+
+    count = len(variants) + (1 if float_detector is not None else 0)
+    accuracy = f"mAP on {split}" + (f" + {len(sets) - 1} robustness slices" if len(sets) > 1 else "")
     with _progress(show_progress) as progress:
         if float_detector is not None:
+            step_progress.emit(item=FLOAT_KERAS, index=1, count=count, phase=accuracy)
             task = progress.add_task(f"{float_detector.name}", total=total) if progress else None
             cocos, dets = _measure_accuracy(float_detector, sets, class_names, progress, task)
             float_dets = dets[split]
@@ -231,8 +236,11 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
                                    scheme="keras float32", input_dtype="float32",
                                    robustness={s: cocos[s] for s in sets if s != split},
                                    calibration=cal, shift=calib.ScoreShift(0.0, 0.0, cal.detections, 1.0))
-        for spec in variants:
+            step_progress.emit(item=FLOAT_KERAS, index=1, count=count, map=float_eval.map, mark=True)
+        for index, spec in enumerate(variants, count - len(variants) + 1):
             from edgeship.detection.runners import TFLiteDetector
+
+            step_progress.emit(item=spec.name, index=index, count=count, phase=accuracy)
 
             detector = TFLiteDetector(spec.path, num_threads=n_threads, input_spec=spec.input,
                                       output_map=spec.outputs, name=spec.name, num_classes=k)
@@ -241,6 +249,8 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
             if progress is not None:
                 progress.update(task, description=f"{spec.name}: latency (1 thread)")
             sample = detector.prepare(examples[0].image)
+            step_progress.emit(item=spec.name, index=index, count=count, phase="latency",
+                               map=cocos[split].map)
             lat1 = tflite_latency(spec.path, sample, threads=1, runs=latency_runs, warmup=latency_warmup)
             if progress is not None:
                 progress.advance(task)
@@ -255,6 +265,8 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
                 latency_1=lat1, latency_n=latn, robustness={s: cocos[s] for s in sets if s != split},
                 calibration=calib.expected_calibration_error(examples, dets[split], min_score=ece_min_score))
             variant_dets[spec.name] = dets[split]  # kept for the score shift below
+            step_progress.emit(item=spec.name, index=index, count=count, map=cocos[split].map,
+                               phase=f"1-thread {lat1.median:.2f} ms", mark=True)
             log.info("%s: mAP %.4f, mAP@.5 %.4f, %d B, 1-thread %.2f ms, %d-thread %.2f ms", spec.name,
                      cocos[split].map, cocos[split].map50, spec.size_bytes, lat1.median, n_threads, latn.median)
 
@@ -286,9 +298,8 @@ def write_report(report: EvalReport, out_dir: str | os.PathLike) -> dict[str, Pa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     doc = report.to_dict()
-    path = out / "report.json"
-    path.write_text(json.dumps(doc, indent=2, allow_nan=False), encoding="utf-8")
-    files = {"report.json": path, **write_reports(doc, out)}
+    path = evaluation.save(doc, out)
+    files = {evaluation.FILE_NAME: path, **write_reports(doc, out)}
     report.out_dir, report.files = out, files
     return files
 

@@ -27,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 from components.publish.settings import PUBLISH
+from edgeship.contracts import evaluation
 from edgeship.contracts import manifest as mf
+from edgeship.contracts import variants as variants_contract
 from edgeship.delivery.registry import _utc_iso, current_release_manifest
 
 log = logging.getLogger(__name__)
@@ -101,15 +103,9 @@ def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str,
     if parent_version is not None:
         mf.check_version(parent_version, "parent_version")
     vdir = Path(variants_dir)
-    vjson_path = vdir / "variants.json"
-    vjson = _read_json(vjson_path, "variants artifact's variants.json")
-    entries = {v.get("name"): v for v in vjson.get("variants", []) if isinstance(v, dict)}
-    if variant not in entries:
-        raise ValueError(f"variant {variant!r} is not in {vjson_path} (has {sorted(map(str, entries))})")
-    entry = entries[variant]
-    for key in ("file", "input", "outputs"):
-        if key not in entry:
-            raise ValueError(f"variant {variant!r} in {vjson_path} has no {key!r}")
+    vjson_path = vdir / variants_contract.FILE_NAME
+    vjson = variants_contract.read_variants(vdir)
+    entry = variants_contract.entry(vjson, variant, where=str(vjson_path))
     uploads = [_Upload(vdir / entry["file"], MODEL_FILE, "tflite", entry.get("scheme") or variant)]
     if include_coreml:
         for cm in vjson.get("coreml", []) or []:
@@ -130,17 +126,13 @@ def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str,
                                "size_bytes": 0, "latency_ms": None}
     fingerprint = None
     if report_dir is not None:
-        report_path = Path(report_dir) / "report.json"
-        report = _read_json(report_path, "evaluation report")
-        row = (report.get("variants") or {}).get(variant)
-        if row is None:
-            raise ValueError(f"variant {variant!r} has no row in {report_path} "
-                             f"(has {sorted((report.get('variants') or {}))})")
-        lat = ((row.get("latency_ms") or {}).get("threads_1") or {}).get("median")
+        report = evaluation.load(report_dir)
+        report_path = report.path
+        row = report.row(variant)
         metrics.update({k: (float(row[k]) if row.get(k) is not None else None)
                         for k in ("map", "map50", "delta_map_vs_float")})
-        metrics["latency_ms"] = float(lat) if lat is not None else None
-        fingerprint = report.get("dataset_fingerprint")
+        metrics["latency_ms"] = report.latency_ms(variant)
+        fingerprint = report.dataset_fingerprint
         uploads.append(_Upload(report_path, REPORT_FILE, "report", None))
     if dataset_dir is not None and fingerprint is None:
         ds = Path(dataset_dir) / "dataset.json"

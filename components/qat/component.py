@@ -25,8 +25,8 @@ def qat(
     and qat_saved_model/; rebuild with components.qat.core.load_qat_model), metrics (final
     losses, float vs QAT step time measured in this run, their ratio, val mAP).
     """
-    from components.qat import core
     from components._kfp import log_metrics
+    from components.qat import core
 
     result = core.qat(float_model.path, dataset.path, model.path, epochs=epochs, batch_size=batch_size,
                       learning_rate=learning_rate, seed=seed, progress=False)

@@ -82,6 +82,7 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
     same batches (history.json: ``step_time``). Raises ValueError when the dataset's classes
     disagree with the model's label map.
     """
+    from edgeship.base import progress as step_progress
     from edgeship.base.tfcompat import keras
     from edgeship.detection import training as tc
 
@@ -96,6 +97,7 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
     device = tc.configure_devices()
     keras.utils.set_random_seed(seed)
     t_start = time.perf_counter()
+    step_progress.emit(phase="loading data")
     train_data = tc.load_training_data(dataset_uri, "train", config.input_size, config.num_classes, fmt=fmt,
                                        max_images=max_train_images)
     val_data = tc.load_training_data(dataset_uri, "val", config.input_size, config.num_classes, fmt=fmt,
@@ -105,12 +107,14 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
                                loss_config=loss_config).repeat()
     val_ds = tc.make_dataset(val_data, anchors, config, batch_size=64, training=False, loss_config=loss_config)
 
+    step_progress.emit(phase="building and calibrating the QAT model")
     qmodel = quantize_detector(float_model)
     n_ranges = calibrate_ranges(qmodel, float_model, train_data.images[:64])
     log.info("QAT model: %d layers, %d activation ranges calibrated on 64 train images",
              len(qmodel.layers), n_ranges)
     # step time: float vs QAT on the same batches, in this run (each on a throwaway copy)
     n_timing = max(3, int(timing_steps)) + 2
+    step_progress.emit(phase="timing float vs QAT steps")
     batches = list(train_ds.take(n_timing))
     timing_float, _, _ = load_model(model_dir)
     float_s = time_steps(timing_float, batches, config.num_classes)
@@ -130,7 +134,9 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
                      loss_config=loss_config, patience=patience, warmup_epochs=0.0, weight_decay=0.0,
                      progress=progress, title="qat")
     qat_seconds = time.perf_counter() - t_start
+    step_progress.emit(phase="val mAP of the QAT model")
     metrics = tc.evaluate_map(qmodel, val_data, config, anchors) if evaluate else {}
+    step_progress.emit(phase="exporting", map=metrics.get("map"), map50=metrics.get("map50"))
     history.update({"device": device, "qat_seconds": qat_seconds, "seed": seed, "step_time": step_time,
                     "source_model": str(model_dir), "val_map": metrics.get("map"), "val_map50": metrics.get("map50"),
                     "hyperparameters": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}})

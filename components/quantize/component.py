@@ -26,8 +26,8 @@ def quantize(
     Outputs: variants (variants.json, <variant>.tflite, <variant>.ops.json/.ops.txt, labels.txt,
     *.mlpackage.zip), sizes (bytes per variant and size ratio vs fp32).
     """
-    from components.quantize import core
     from components._kfp import log_metrics
+    from components.quantize import core
 
     result = core.quantize(float_model.path, variants.path, qat_model_dir=qat_model.path,
                            calibration=dataset.path, num_calibration=num_calibration,

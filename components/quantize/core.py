@@ -19,7 +19,6 @@ tolerance. qat_int8 is compared with the QAT Keras model (which simulates int8 i
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from components.quantize.settings import QUANTIZE
+from edgeship.contracts import variants as variants_contract
 from edgeship.detection.convert import (
     CALIBRATION_SPLIT,
     DEFAULT_SCHEMES,
@@ -138,6 +138,8 @@ def quantize(float_model_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     """
     from rich.progress import Progress
 
+    from edgeship.base import progress as step_progress
+
     explicit = schemes is not None
     schemes = list(schemes or DEFAULT_SCHEMES)
     unknown = [s for s in schemes if s not in SCHEMES]
@@ -178,8 +180,10 @@ def quantize(float_model_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     entries, errors, skipped = [], [], []
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("quantize", total=len(schemes) + (2 if coreml else 0))
-        for s in schemes:
+        count = len(schemes) + (1 if coreml else 0)
+        for index, s in enumerate(schemes, 1):
             bar.update(task, description=f"convert {s}")
+            step_progress.emit(item=s, index=index, count=count, phase="converting and checking")
             try:
                 entry = _one_variant(s, qat_loaded if SCHEMES[s][0] == "qat" else loaded, out, rep,
                                      cfg, check_images, images, where, strict_parity, converter_factory, errors)
@@ -198,19 +202,18 @@ def quantize(float_model_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             from components.quantize.coreml import convert_coreml
 
             bar.update(task, description="Core ML")
+            step_progress.emit(item="Core ML", index=count, count=count, phase="converting")
             coreml_entries = convert_coreml(loaded, out)
             bar.advance(task, 2)
 
     labels = loaded.labels or [f"class_{i + 1}" for i in range(loaded.num_classes)]
     (out / "labels.txt").write_text("\n".join(labels) + "\n")
     result = VariantsResult(out, entries, coreml_entries, errors, skipped)
-    tmp = out / "variants.json.tmp"
-    tmp.write_text(json.dumps({**result.to_dict(), "model": {
+    variants_contract.save_index({**result.to_dict(), "model": {
         "input_size": list(loaded.input_size), "num_classes": loaded.num_classes,
         "anchors": len(loaded.anchors), "float_model_dir": str(float_model_dir),
         "qat_model_dir": str(qat_model_dir) if qat_model_dir else None},
-        "parity_tolerances": PARITY_TOLERANCES}, indent=1))
-    tmp.replace(out / "variants.json")
+        "parity_tolerances": PARITY_TOLERANCES}, out)
     return result
 
 

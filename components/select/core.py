@@ -25,13 +25,14 @@ Plain Python; never imports kfp.
 """
 from __future__ import annotations
 
-import json
 import logging
 import math
 from pathlib import Path
 from typing import Any, Callable
 
 from components.select.report import render_html, render_markdown
+from edgeship.contracts import decision as decision_contract
+from edgeship.contracts import evaluation
 from edgeship.contracts.budget import parse_budget
 from edgeship.contracts.decision import Candidate, Champion, Decision, GateConfig
 from edgeship.delivery import registry
@@ -51,11 +52,7 @@ log = logging.getLogger(__name__)
 
 
 def _latency(row: dict) -> float | None:
-    try:
-        value = row["latency_ms"]["threads_1"]["median"]
-    except (KeyError, TypeError):
-        return None
-    return float(value) if value is not None else None
+    return evaluation.latency_median(row)
 
 
 def _float_reference(report: dict) -> tuple[str, float]:
@@ -210,17 +207,10 @@ def run_select(evaluation_dir: str | Path, out_json: str | Path, out_md: str | P
 
     Side effects: writes the output files; logs the verdict and its reasons.
     """
-    report_path = Path(evaluation_dir) / "report.json"
-    if not report_path.is_file():
-        raise FileNotFoundError(f"evaluation artifact has no report.json: {report_path}")
-    try:
-        report = json.loads(report_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{report_path} is not valid JSON: {exc}") from exc
+    report = evaluation.load(evaluation_dir).doc
     decision = decide(report, config, champion)
     decision.inputs["evaluation"] = str(Path(evaluation_dir))
-    Path(out_json).parent.mkdir(parents=True, exist_ok=True)
-    Path(out_json).write_text(json.dumps(decision.to_dict(), indent=2, ensure_ascii=False))
+    decision_contract.save(decision, out_json)
     markdown = render_markdown(decision)
     Path(out_md).parent.mkdir(parents=True, exist_ok=True)
     Path(out_md).write_text(markdown)

@@ -26,8 +26,8 @@ def train(
     Outputs: model (weights.h5, model_config.json, anchors.npy, saved_model/, history.json, and
     TensorBoard logs in logs/), metrics (final losses, val mAP of the Keras model, step time).
     """
-    from components.train import core
     from components._kfp import log_metrics
+    from components.train import core
 
     result = core.train(dataset.path, model.path, epochs=epochs, batch_size=batch_size, alpha=alpha,
                         input_size=(input_size, input_size) if input_size else None,

@@ -104,6 +104,7 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     ``input_size`` defaults to the dataset's image size. Raises ValueError for an input size the
     backbone cannot take, an empty split, or a label map that disagrees with the data.
     """
+    from edgeship.base import progress as step_progress
     from edgeship.base.tfcompat import keras
     from edgeship.contracts.dataset import read_dataset_info
 
@@ -124,6 +125,7 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     device = configure_devices()
     keras.utils.set_random_seed(seed)
     t_start = time.perf_counter()
+    step_progress.emit(phase="loading data")
     train_data = load_training_data(dataset_uri, "train", size, len(labels), fmt=fmt, max_images=max_train_images)
     val_data = load_training_data(dataset_uri, "val", size, len(labels), fmt=fmt, max_images=max_val_images)
     anchors = make_anchors(config)
@@ -140,6 +142,7 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
                   loss_config=loss_config, patience=patience, warmup_epochs=warmup_epochs,
                   weight_decay=weight_decay, progress=progress, title="train")
     train_seconds = time.perf_counter() - t_start
+    step_progress.emit(phase="val mAP of the Keras model")
     metrics = evaluate_map(model, val_data, config, anchors) if evaluate else {}
     history.update({"device": device, "train_seconds": train_seconds, "seed": seed,
                     "hyperparameters": {"epochs": epochs, "batch_size": batch_size, "alpha": alpha,
@@ -149,6 +152,7 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
                     "val_map": metrics.get("map"), "val_map50": metrics.get("map50")})
     steady = history["ms_per_image"][1:] or history["ms_per_image"]
     history["float_ms_per_image"] = float(np.median(steady))
+    step_progress.emit(phase="exporting", map=metrics.get("map"), map50=metrics.get("map50"))
     export_model(model, config, anchors, out, history, saved_model=saved_model)
     log.info("trained in %.0f s; val mAP@.5 %s, mAP %s; model in %s", train_seconds,
              metrics.get("map50"), metrics.get("map"), out)

@@ -19,7 +19,10 @@ import sys
 import time
 from pathlib import Path
 from typing import Any, TextIO
+
 from edgeship.contracts import dataset as dataset_contract
+from edgeship.contracts import decision as decision_contract
+from edgeship.contracts import evaluation
 
 log = logging.getLogger(__name__)
 
@@ -150,10 +153,8 @@ def summary_table(report: dict[str, Any], decision: dict[str, Any]):
         table.add_row("float (Keras)", f"{float_row['map']:.4f}", "0.00",
                       f"{float_row.get('map50', float('nan')):.4f}", "", "", "", "reference")
     def lat(row):
-        try:
-            return float(row["latency_ms"]["threads_1"]["median"])
-        except (KeyError, TypeError, ValueError):
-            return float("inf")
+        value = evaluation.latency_median(row)
+        return float("inf") if value is None else value
     for name, row in sorted(variants.items(), key=lambda kv: lat(kv[1])):
         cand = cands.get(name, {})
         if name == decision.get("chosen"):
@@ -264,9 +265,9 @@ def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
         return 1
 
     outputs_select = task_outputs(result.run_dir, result.task("select") or "select")
-    decision = json.loads(Path(outputs_select["decision"]).read_text())
+    decision = decision_contract.load(outputs_select["decision"]).to_dict()
     eval_dir = Path(decision["inputs"]["evaluation"])  # select's input (a cached run's is older)
-    report = json.loads((eval_dir / "report.json").read_text())
+    report = evaluation.load(eval_dir).doc
 
     console.print(summary_table(report, decision))
     search = report.get("autoquant")

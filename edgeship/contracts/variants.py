@@ -1,4 +1,8 @@
-"""edgeship.contracts.variants: moved from components/evaluate/core.py."""
+"""The variants artifact (docs/contracts.md "Variants artifact"): a folder with ``variants.json``,
+the ``<variant>.tflite`` files, ``labels.txt`` and optional Core ML packages. quantize and autoquant
+write it (:func:`save_index`); evaluate (:func:`load_variants`) and publish (:func:`read_variants`,
+:func:`entry`) read it. ``variants.json`` = {"variants": [entry...], "coreml": [...], "skipped":
+[...]}; an entry has ENTRY_KEYS (name, file, input, outputs) plus scheme, source, extras."""
 from __future__ import annotations
 
 import json
@@ -9,6 +13,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 log = logging.getLogger(__name__)
+
+FILE_NAME = "variants.json"
+LABELS_FILE = "labels.txt"
+KEYS = ("variants", "coreml", "skipped")
+ENTRY_KEYS = ("name", "file", "input", "outputs")
 
 
 
@@ -34,20 +43,11 @@ def load_variants(variants_dir: str | os.PathLike, only: Sequence[str] | None = 
     root = Path(variants_dir)
     if str(variants_dir).startswith("gs://"):
         raise ValueError(f"variants must be a local directory (download it first), got {variants_dir}")
-    index = root / "variants.json"
-    if not index.is_file():
-        raise FileNotFoundError(f"variants artifact has no variants.json: {index}")
-    try:
-        doc = json.loads(index.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{index} is not valid JSON: {exc}") from exc
-    entries = doc.get("variants") if isinstance(doc, dict) else None
-    if not isinstance(entries, list) or not entries:
-        raise ValueError(f"{index} lists no variants (expected a non-empty 'variants' list)")
+    doc = read_variants(root)
+    index = root / FILE_NAME
+    entries = doc["variants"]
     specs = []
     for i, entry in enumerate(entries):
-        if not isinstance(entry, dict) or not entry.get("name") or not entry.get("file"):
-            raise ValueError(f"{index}: variant #{i} needs 'name' and 'file', got {entry!r}")
         if only and entry["name"] not in only:
             continue
         path = root / entry["file"]
@@ -71,11 +71,39 @@ def load_variants(variants_dir: str | os.PathLike, only: Sequence[str] | None = 
 
 
 def read_variants(variants_dir: str | os.PathLike) -> dict[str, Any]:
-    """variants.json of a quantize output dir (FileNotFoundError / ValueError when bad)."""
-    path = Path(variants_dir) / "variants.json"
+    """variants.json of a variants artifact, checked: an object whose 'variants' is a non-empty
+    list of entries with a name and a file (FileNotFoundError / ValueError naming the file)."""
+    path = Path(variants_dir) / FILE_NAME
     if not path.is_file():
-        raise FileNotFoundError(f"variants.json not found in {variants_dir}")
+        raise FileNotFoundError(f"variants artifact has no {FILE_NAME}: {path}")
     try:
-        return json.loads(path.read_text())
+        doc = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: not valid JSON: {exc}") from exc
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    entries = doc.get("variants") if isinstance(doc, dict) else None
+    if not isinstance(entries, list) or not entries:
+        raise ValueError(f"{path} lists no variants (expected a non-empty 'variants' list)")
+    for i, item in enumerate(entries):
+        if not isinstance(item, dict) or not item.get("name") or not item.get("file"):
+            raise ValueError(f"{path}: variant #{i} needs 'name' and 'file', got {item!r}")
+    return doc
+
+
+def entry(doc: dict[str, Any], name: str, where: str = FILE_NAME) -> dict[str, Any]:
+    """The entry of variant ``name`` with every ENTRY_KEYS key (ValueError naming what is missing)."""
+    entries = {v.get("name"): v for v in doc.get("variants", []) if isinstance(v, dict)}
+    if name not in entries:
+        raise ValueError(f"variant {name!r} is not in {where} (has {sorted(map(str, entries))})")
+    for key in ENTRY_KEYS:
+        if key not in entries[name]:
+            raise ValueError(f"variant {name!r} in {where} has no {key!r}")
+    return entries[name]
+
+
+def save_index(doc: dict[str, Any], out_dir: str | os.PathLike) -> Path:
+    """Write variants.json into ``out_dir`` atomically (a temp file, then rename)."""
+    out = Path(out_dir)
+    tmp = out / (FILE_NAME + ".tmp")
+    tmp.write_text(json.dumps(doc, indent=1, default=str) + "\n")
+    tmp.replace(out / FILE_NAME)
+    return out / FILE_NAME

@@ -7,6 +7,7 @@ history). What a channel serves is decided by one rule, :func:`serving_version`,
 (champion), the CLI (``edgeship channel``) and the reference client all use.
 """
 from __future__ import annotations
+
 import datetime as _dt
 import getpass
 import json
@@ -14,6 +15,7 @@ import logging
 import os
 import socket
 from typing import Any
+
 from edgeship.contracts import manifest as mf
 
 log = logging.getLogger(__name__)

@@ -289,7 +289,15 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
         TimeRemainingColumn,
     )
 
+    from edgeship.base.progress import Reporter
     from edgeship.base.tfcompat import keras, tf
+
+    report = Reporter(interval=1.0)  # EDGESHIP_PROGRESS lines for the main job (when asked for)
+    epoch_seconds: list[float] = []  # wall time of each finished epoch, validation included
+
+    def _mean_epoch(seconds: list[float]) -> float:  # for the ETA; epoch 1 also traces tf.functions
+        basis = seconds[1:] or seconds
+        return sum(basis) / len(basis)
 
     total = max(1, epochs * steps_per_epoch)
     schedule = lr_schedule(learning_rate, total, int(warmup_epochs * steps_per_epoch))
@@ -318,8 +326,21 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
                 if t_first is None:
                     t_first = time.perf_counter()
                 bar.update(task, advance=1, info=f"epoch {epoch}/{epochs} loss {sums.sum() / n:.3f}")
+                if n > 1:
+                    now = time.perf_counter()
+                    per_step = (now - t_first) / (n - 1)
+                    if epoch_seconds:
+                        mean = _mean_epoch(epoch_seconds)
+                        eta = max(0.0, mean - (now - t0)) + mean * (epochs - epoch)
+                    else:
+                        eta = per_step * (total - step)
+                    report(epoch=epoch, epochs=epochs, batch=n, batches=steps_per_epoch,
+                           loss=float(sums.sum() / n),
+                           val_loss=history["val_loss"][-1] if history["val_loss"] else None,
+                           img_s=batch_size / per_step if per_step > 0 else None, eta_s=eta)
             t1 = time.perf_counter()
             steady = (t1 - t_first) / max(1, n - 1) if n > 1 else (t1 - t0)
+            report(force=True, epoch=epoch, epochs=epochs, phase="validating", loss=float(sums.sum() / max(1, n)))
             vs, vn = np.zeros(2), 0
             for images, targets in val_ds:
                 c, b = eval_step(images, targets)
@@ -342,6 +363,11 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
                 tf.summary.scalar("cls_loss", va[0], step=epoch)
                 tf.summary.scalar("box_loss", va[1], step=epoch)
             manager.save(checkpoint_number=epoch)
+            epoch_seconds.append(time.perf_counter() - t0)
+            mean = _mean_epoch(epoch_seconds)
+            report(force=True, mark=True, epoch=epoch, epochs=epochs, loss=float(tr.sum()),
+                   val_loss=float(va.sum()), img_s=batch_size / steady if steady > 0 else None,
+                   eta_s=mean * (epochs - epoch))
             log.info("%s epoch %d/%d: loss %.4f (cls %.4f box %.4f) val %.4f, %.1f s, %.2f ms/image",
                      title, epoch, epochs, tr.sum(), tr[0], tr[1], va.sum(), t1 - t0, 1000 * steady / batch_size)
             if va.sum() < best - 1e-4:
@@ -349,6 +375,8 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
             else:
                 waited += 1
                 if waited >= patience:
+                    report(force=True, mark=True, epoch=epoch, epochs=epochs,
+                           phase=f"early stop (best epoch {best_epoch}, val {best:.3f})")
                     log.info("early stop: val loss has not improved for %d epochs (best %.4f at epoch %d)",
                              patience, best, best_epoch)
                     break

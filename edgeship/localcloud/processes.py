@@ -2,8 +2,8 @@
 (pid + start time), stop them, probe ports and HTTP health."""
 from __future__ import annotations
 
-import logging
 import http.client
+import logging
 import os
 import signal
 import socket

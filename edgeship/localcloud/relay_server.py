@@ -2,6 +2,7 @@
 uploads into CloudEvents (edgeship.localcloud.relay.Relay) and serves its control endpoints.
 Run as ``python -m edgeship.localcloud.relay_server`` (edgeship.localcloud.stack starts it)."""
 from __future__ import annotations
+
 import argparse
 import http.client
 import json
@@ -13,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from edgeship.localcloud.relay import Relay, finalized_object, _NOT_XML_API, HOP_BY_HOP
+from edgeship.localcloud.relay import _NOT_XML_API, HOP_BY_HOP, Relay, finalized_object
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
-from edgeship.localcloud.processes import (StackError, alive, check_port_free, free_port, http_request, log_tail,
-                                           spawn, stop_process)
+from edgeship.localcloud.processes import (
+    StackError,
+    alive,
+    check_port_free,
+    free_port,
+    http_request,
+    log_tail,
+    spawn,
+    stop_process,
+)
 
 log = logging.getLogger(__name__)
 

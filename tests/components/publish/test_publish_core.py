@@ -139,7 +139,7 @@ def test_current_release_manifest_falls_back_to_the_bucket_without_firestore(cle
                                                                              monkeypatch):
     vdir, edir = variants
     first = core.publish(vdir, "fp32", bucket="edgeship", model="detector", report_dir=edir)
-    monkeypatch.setattr(core, "firestore_client", lambda: (_ for _ in ()).throw(
+    monkeypatch.setattr(registry, "firestore_client", lambda: (_ for _ in ()).throw(
         ConnectionError("registry unreachable")))
     assert registry.current_release_manifest("detector", "stable", bucket="edgeship") == first.manifest
     assert registry.current_release_manifest("detector", "beta", bucket="edgeship") is None

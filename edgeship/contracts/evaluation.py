@@ -1,0 +1,116 @@
+"""The evaluation artifact's report (``report.json``), as evaluate writes it and select, publish and
+the main job read it (docs/contracts.md "Evaluation artifact").
+
+Rows are per model (``variants[name]``, and ``float_keras``), each with ``map``, ``map50``,
+``per_class_ap``, ``delta_map_vs_float`` (points, + = accuracy lost), ``size_bytes`` and
+``latency_ms`` = {``threads_1``: {median, p90}, ``threads_N``: {...}, N, runs, warmup}.
+:class:`EvaluationReport` is the one reader: it validates the document and answers the questions
+the readers ask (a row, its 1-thread latency, the float reference), so no other module spells the
+keys.
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+FILE_NAME = "report.json"
+FORMAT_VERSION = 1
+KEYS = ("format_version", "variants", "float_keras", "float_reference", "dataset_fingerprint")
+ROW_KEYS = ("size_bytes", "map", "map50", "per_class_ap", "delta_map_vs_float", "latency_ms")
+LATENCY_1T = "threads_1"
+LATENCY_NT = "threads_N"
+FLOAT_KERAS = "float_keras"
+
+
+def latency_median(row: dict | None, threads: str = LATENCY_1T) -> float | None:
+    """A row's median latency in ms (``threads`` = LATENCY_1T or LATENCY_NT), None when absent."""
+    try:
+        value = row["latency_ms"][threads]["median"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return None
+    return float(value) if value is not None else None
+
+
+@dataclass
+class EvaluationReport:
+    """report.json, validated. ``doc`` keeps the whole document (extra sections included)."""
+
+    doc: dict[str, Any]
+    path: Path | None = None
+
+    @property
+    def variants(self) -> dict[str, dict]:
+        return self.doc["variants"]
+
+    @property
+    def float_keras(self) -> dict | None:
+        row = self.doc.get(FLOAT_KERAS)
+        return row if isinstance(row, dict) else None
+
+    @property
+    def dataset_fingerprint(self) -> str | None:
+        return self.doc.get("dataset_fingerprint")
+
+    def row(self, name: str) -> dict:
+        """The row of variant ``name``; ValueError naming the file and the variants it has."""
+        if name not in self.variants:
+            raise ValueError(f"variant {name!r} has no row in {self.path or FILE_NAME} "
+                             f"(has {sorted(self.variants)})")
+        return self.variants[name]
+
+    def latency_ms(self, name: str, threads: str = LATENCY_1T) -> float | None:
+        return latency_median(self.row(name), threads)
+
+    def float_reference(self) -> tuple[str, float]:
+        """(name, mAP) of the float reference: the Keras float model, else the fp32 variant."""
+        if self.float_keras is not None and self.float_keras.get("map") is not None:
+            return FLOAT_KERAS, float(self.float_keras["map"])
+        fp32 = self.variants.get("fp32")
+        if isinstance(fp32, dict) and fp32.get("map") is not None:
+            return "fp32", float(fp32["map"])
+        raise ValueError(f"{self.path or FILE_NAME} has no float reference: neither 'float_keras' "
+                         "nor the 'fp32' variant has a 'map'")
+
+    def validate(self) -> "EvaluationReport":
+        where = str(self.path or FILE_NAME)
+        if not isinstance(self.doc, dict):
+            raise ValueError(f"{where}: expected a JSON object, got {type(self.doc).__name__}")
+        variants = self.doc.get("variants")
+        if not isinstance(variants, dict):
+            raise ValueError(f"{where}: 'variants' must be an object of rows by variant name")
+        for name, row in variants.items():
+            if not isinstance(row, dict):
+                raise ValueError(f"{where}: variants[{name!r}] must be an object, got {row!r}")
+            for key in ("map", "map50", "delta_map_vs_float"):
+                value = row.get(key)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
+                                          or not math.isfinite(value)):
+                    raise ValueError(f"{where}: variants[{name!r}].{key} must be a finite number, "
+                                     f"got {value!r}")
+        return self
+
+
+def save(doc: dict[str, Any], out_dir: str | Path) -> Path:
+    """Write ``doc`` as report.json in ``out_dir`` (strict JSON: no NaN)."""
+    path = Path(out_dir) / FILE_NAME
+    path.parent.mkdir(parents=True, exist_ok=True)
+    EvaluationReport(doc, path).validate()
+    path.write_text(json.dumps(doc, indent=2, allow_nan=False), encoding="utf-8")
+    return path
+
+
+def load(evaluation_dir: str | Path) -> EvaluationReport:
+    """report.json of an evaluation artifact (a directory, or the file itself), validated."""
+    path = Path(evaluation_dir)
+    if path.is_dir() or path.suffix != ".json":
+        path = path / FILE_NAME
+    if not path.is_file():
+        raise FileNotFoundError(f"evaluation artifact has no {FILE_NAME}: {path}")
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path} is not valid JSON: {exc}") from exc
+    return EvaluationReport(doc, path).validate()
