@@ -21,7 +21,8 @@ WORKDIR /opt/edgeship
 #    exact commands as a dry run in a clean virtualenv).
 COPY requirements/pip.txt requirements/lock-image.txt requirements/
 RUN pip install --no-cache-dir -r requirements/pip.txt \
-    && pip install --no-cache-dir -r requirements/lock-image.txt
+    && pip install --no-cache-dir -r requirements/lock-image.txt \
+        --build-constraint requirements/lock-image.txt
 
 # 2. The code, and the project itself without dependencies (the lock installed them all), built
 #    with the setuptools and wheel the lock installed. DL3013 (pin versions in pip) does not

@@ -132,11 +132,10 @@ class _CaptureStream(io.TextIOBase):
             fields = step_progress.parse(text)
             if fields is not None:
                 self._on_event(StepEvent("progress", self.current, data=fields))
-                return
-            if text:
-                self.tails.setdefault(self.current, deque(maxlen=TAIL_LINES)).append(text)
             # the executor input JSON stays in the log file only
-            if text and not text.startswith(("{", "}", '"', "],", "]")) and not _JSON_SCRAP.match(text):
+            elif text and not text.startswith(("{", "}", '"', "],", "]")) and not _JSON_SCRAP.match(text):
+                text = line[4:].rstrip()  # the step's own indentation (tracebacks) kept
+                self.tails.setdefault(self.current, deque(maxlen=TAIL_LINES)).append(text)
                 self._on_event(StepEvent("log", self.current, line=text))
 
 

@@ -55,12 +55,13 @@ make_venv() {
 }
 
 # Install a lock into a virtualenv: pip from requirements/pip.txt first, then the lock (hashes
-# checked, every package pinned, nothing resolved afresh).
+# checked, every package pinned, nothing resolved afresh; a package that comes as an sdist is
+# built with the lock's setuptools and wheel).
 install_lock() {
   local dir=$1 lock=$2
   quiet "$dir/bin/python" -m pip install -q -r requirements/pip.txt \
     || { echo "setup: could not install pip from requirements/pip.txt into $dir" >&2; exit 1; }
-  quiet "$dir/bin/python" -m pip install -q -r "$lock" \
+  quiet "$dir/bin/python" -m pip install -q -r "$lock" --build-constraint "$lock" \
     || { echo "setup: could not install $lock into $dir (see pip output above)" >&2; exit 1; }
 }
 

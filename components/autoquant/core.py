@@ -25,6 +25,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from components.autoquant import detector
 from components.autoquant.debugger import LayerDebugger, write_layer_report
 from components.autoquant.search import (
     CandidateResult,
@@ -38,7 +39,6 @@ from components.autoquant.search import (
 )
 from components.autoquant.settings import AUTOQUANT
 from edgeship.contracts import variants as variants_contract
-from edgeship.detection import verify
 
 log = logging.getLogger(__name__)
 
@@ -267,9 +267,6 @@ def _clean(obj: Any) -> Any:
 # --------------------------------------------------------------------------- the detector step
 
 
-
-
-
 def autoquant(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLike | None,
               dataset_uri: str, out_dir: str | os.PathLike, *, budget_pt: float,
               max_latency_ms: float | None = None, max_size_bytes: int | None = None,
@@ -289,35 +286,41 @@ def autoquant(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLi
     FileNotFoundError/ValueError for missing or bad model/dataset dirs, and
     NoQuantizableLayersError when int8 cannot quantize anything in the model.
     """
+    _validate_step_args(budget_pt, max_latency_ms, max_size_bytes, max_seconds, latency_runs)
+    inputs = detector.load_inputs(float_model_dir, qat_model_dir, dataset_uri, seed=seed,
+                                  num_calibration=num_calibration, max_val_images=max_val_images)
+    cfg, builder = _detector_builder(inputs, rank_by)
+    work = Path(out_dir) / "candidates"
+    work.mkdir(parents=True, exist_ok=True)
+    specs: dict[str, dict[str, Any]] = {}
+    measure = detector.make_measure(inputs, work, specs, latency_runs)
+    result = _search_with_progress(builder, measure, progress=progress, budget_pt=budget_pt,
+                                   max_latency_ms=max_latency_ms, max_size_bytes=max_size_bytes, step=step,
+                                   max_float_layers=max_float_layers, max_candidates=max_candidates,
+                                   max_seconds=max_seconds)
+    entry = detector.variant_entry(result, specs, cfg, inputs, seed=seed, budget_pt=budget_pt)
+    write_outputs(result, out_dir, variant_entry=entry, rank_by=rank_by)
+    labels = list(inputs.class_names) or inputs.loaded.labels
+    (Path(out_dir) / "labels.txt").write_text("\n".join(labels) + "\n")
+    return result
+
+
+def _validate_step_args(budget_pt: Any, max_latency_ms: Any, max_size_bytes: Any, max_seconds: Any,
+                        latency_runs: Any) -> None:
+    """Raise ValueError for a bad budget, time limit or latency run count before loading anything."""
     validate_budget(budget_pt, max_latency_ms, max_size_bytes)
     if max_seconds is not None and (not isinstance(max_seconds, (int, float)) or max_seconds <= 0):
         raise ValueError(f"autoquant max_seconds must be > 0, got {max_seconds!r}")
     if int(latency_runs) < 1:
         raise ValueError(f"autoquant latency_runs must be >= 1, got {latency_runs!r}")
-    from rich.progress import Progress
 
-    from edgeship.base import progress as step_progress
+
+def _detector_builder(inputs: detector.StepInputs, rank_by: str) -> tuple[Any, ConverterBuilder]:
+    """The post-processing config and a ConverterBuilder over the detection module(s) with it inside."""
     from edgeship.detection import convert as qz
-    from edgeship.detection.coco import coco_evaluate
-    from edgeship.detection.latency import tflite_latency
     from edgeship.detection.postprocess import PostprocessConfig, detection_module
-    from edgeship.detection.runners import TFLiteDetector, load_examples, run_detector
 
-    loaded = qz.load_model_artifact(float_model_dir)
-    qat_loaded = qz.load_model_artifact(qat_model_dir, qat=True) if qat_model_dir else None
-    from edgeship.detection.dataset import load_split
-
-    calib_examples = list(load_split(dataset_uri, qz.CALIBRATION_SPLIT))
-    if not calib_examples:
-        raise ValueError(f"dataset {dataset_uri}: the {qz.CALIBRATION_SPLIT!r} split is empty; "
-                         "int8 calibration needs images")
-    order = np.random.default_rng(seed).permutation(len(calib_examples))[: int(num_calibration)]
-    images, where = qz.load_calibration_images([calib_examples[i] for i in sorted(order)],
-                                               loaded.input_size, int(num_calibration))
-    rep = qz.representative_dataset(images)
-    val, class_names, _fp = load_examples(dataset_uri, "val", max_images=max_val_images)
-    if not val:
-        raise ValueError(f"dataset {dataset_uri}: the val split is empty; nothing to measure mAP on")
+    loaded, qat_loaded, rep = inputs.loaded, inputs.qat_loaded, inputs.rep
     cfg = PostprocessConfig(box_scales=tuple(loaded.config.get("box_scales", (10, 10, 5, 5))))
     module = detection_module(loaded.model, loaded.anchors, loaded.num_classes, loaded.input_size, cfg)
     qat_module = (detection_module(qat_loaded.model, qat_loaded.anchors, qat_loaded.num_classes,
@@ -325,22 +328,15 @@ def autoquant(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLi
     builder = ConverterBuilder(lambda s: qz.make_converter(module, s, rep), rep,
                                make_qat_converter=(lambda s: qz.make_converter(qat_module, s, rep))
                                if qat_module is not None else None, rank_by=rank_by)
-    work = Path(out_dir) / "candidates"
-    work.mkdir(parents=True, exist_ok=True)
-    specs: dict[str, dict[str, Any]] = {}
+    return cfg, builder
 
-    def measure(blob: bytes, spec: CandidateSpec) -> Measurement:
-        step_progress.emit(item=spec.name, phase=f"candidate {len(specs) + 1}: measuring mAP and latency")
-        path = work / f"{spec.name}.tflite"
-        path.write_bytes(blob)
-        info = verify.inspect_tflite(path, spec.name)
-        specs[spec.name] = info
-        det = TFLiteDetector(path, num_threads=1, input_spec=info["input"], output_map=info["outputs"],
-                             name=spec.name, num_classes=loaded.num_classes)
-        coco = coco_evaluate(val, run_detector(det, val), class_names, where="val split", validate=False)
-        lat = tflite_latency(path, det.prepare(val[0].image), threads=1, runs=int(latency_runs), warmup=3)
-        return Measurement(metric=float(coco.map), latency_ms=lat.median, size_bytes=len(blob),
-                           extra={"map50": float(coco.map50), "latency_p90_ms": lat.p90})
+
+def _search_with_progress(builder: ConverterBuilder, measure: Callable[[bytes, CandidateSpec], Measurement],
+                          *, progress: bool, **search_args: Any) -> SearchResult:
+    """Run the search (``search_args``: budget, limits, step) under a progress bar, per candidate."""
+    from rich.progress import Progress
+
+    from edgeship.base import progress as step_progress
 
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("autoquant: fp32 reference", total=None)
@@ -352,29 +348,5 @@ def autoquant(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLi
                                map=row.metric, mark=True)
 
         result_rows: list[CandidateResult] = []
-        result = search(builder.build, measure, budget_pt=budget_pt, rank_layers=builder.rank_layers,
-                        has_qat=builder.has_qat, max_latency_ms=max_latency_ms,
-                        max_size_bytes=max_size_bytes, step=step, max_float_layers=max_float_layers,
-                        max_candidates=max_candidates, max_seconds=max_seconds, on_candidate=on_candidate)
-    entry = None
-    if result.chosen is not None and result.chosen.name in specs:
-        c = result.chosen
-        info = specs[c.name]
-        entry = {"name": c.name, "source": "qat" if c.scheme == "qat_int8" else "float", "scheme": c.scheme,
-                 "file": f"{c.name}.tflite", "size_bytes": c.size_bytes,
-                 "input": {k: v for k, v in info["input"].items() if k != "index"},
-                 "outputs": {k: {"index": v["index"], "name": v["name"], "position": v["position"]}
-                             for k, v in info["outputs"].items()},
-                 "postprocess": cfg.to_dict(),
-                 "calibration": {"images": len(images), "from": where, "seed": seed},
-                 "autoquant": {"float_layers": c.float_layers, "map": c.metric, "delta_map_pts": c.delta_pt,
-                               "latency_ms_1thread": c.latency_ms, "budget_pt": budget_pt,
-                               "met_budget": result.met_budget, "partial": result.partial}}
-    write_outputs(result, out_dir, variant_entry=entry, rank_by=rank_by)
-    labels = list(class_names) or loaded.labels
-    (Path(out_dir) / "labels.txt").write_text("\n".join(labels) + "\n")
-    return result
-
-
-
-
+        return search(builder.build, measure, rank_layers=builder.rank_layers, has_qat=builder.has_qat,
+                      on_candidate=on_candidate, **search_args)

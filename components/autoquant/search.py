@@ -182,20 +182,74 @@ def search(build: Callable[[CandidateSpec], bytes],
     result is ``partial=True`` with the best so far. When nothing fits, ``chosen`` is the most
     accurate candidate and ``met_budget=False``. Raises ValueError for a negative budget or step.
     """
+    _validate_search_args(budget_pt, max_latency_ms, max_size_bytes, step, max_candidates)
+    s = _Search(build, measure, budget_pt=budget_pt, max_latency_ms=max_latency_ms,
+                max_size_bytes=max_size_bytes, metric_scale=metric_scale, on_candidate=on_candidate,
+                clock=clock, limits=_Limits(max_candidates, max_seconds, clock))
+    t_start = clock()
+    ref_row = s.run(CandidateSpec("fp32"), reference=None)
+    if ref_row.metric is None:
+        raise ValueError(f"the fp32 reference could not be built or measured: {ref_row.error}")
+    s.reference = ref_row.metric
+
+    chosen, plan_done = _first_fit(s, (("qat_int8",) if has_qat else ()) + ("full_int8",))
+    full = next((r for r in s.rows if r.scheme == "full_int8"), None)
+    if (not plan_done and full is not None and max_size_bytes is not None
+            and any(m.startswith("size") for m in full.misses)):
+        # selective int8 would only grow the file
+        chosen, plan_done = _first_fit(s, ("full_int8_pt",))
+    ranking: list[LayerStat] = []
+    if not plan_done and rank_layers is not None and full is not None and full.metric is not None:
+        ranking = _rank(rank_layers)
+        chosen, plan_done = _selective(s, ranking, full.metric, step=step, patience=patience,
+                                       max_float_layers=max_float_layers, min_gain_pt=min_gain_pt)
+    if not plan_done:
+        chosen, plan_done = _first_fit(s, ("int16x8", "float16"))
+
+    chosen, met = _settle_choice(s, ref_row, chosen, plan_done)
+    result = SearchResult(budget_pt=float(budget_pt), max_latency_ms=max_latency_ms,
+                          max_size_bytes=max_size_bytes, reference_metric=s.reference, candidates=s.rows,
+                          chosen=chosen, met_budget=met, partial=s.partial, stop_reason=s.stop_reason,
+                          layer_ranking=ranking, seconds=clock() - t_start)
+    (log.info if met else log.warning)("autoquant: %s", result.message)
+    return result
+
+
+def _validate_search_args(budget_pt: Any, max_latency_ms: Any, max_size_bytes: Any, step: Any,
+                          max_candidates: Any) -> None:
+    """Raise ValueError for a bad budget, step or candidate limit before anything is built."""
     validate_budget(budget_pt, max_latency_ms, max_size_bytes)
     if int(step) < 1:
         raise ValueError(f"autoquant step (layers kept float per round) must be >= 1, got {step!r}")
     if max_candidates is not None and int(max_candidates) < 1:
         raise ValueError(f"autoquant max_candidates must be >= 1, got {max_candidates!r}")
-    limits = _Limits(max_candidates, max_seconds, clock)
-    rows: list[CandidateResult] = []
 
-    def run(spec: CandidateSpec, *, reference: float | None) -> CandidateResult:
-        t0 = clock()
+
+@dataclass
+class _Search:
+    """The state of one search: the callables, the budget, the rows so far and why it stopped."""
+
+    build: Callable[[CandidateSpec], bytes]
+    measure: Callable[[bytes, CandidateSpec], Measurement]
+    budget_pt: float
+    max_latency_ms: float | None
+    max_size_bytes: int | None
+    metric_scale: float
+    on_candidate: Callable[[CandidateResult], None] | None
+    clock: Callable[[], float]
+    limits: _Limits
+    rows: list[CandidateResult] = field(default_factory=list)
+    reference: float | None = None
+    stop_reason: str = ""
+    partial: bool = False
+
+    def run(self, spec: CandidateSpec, *, reference: float | None) -> CandidateResult:
+        """Build and measure one candidate, judge it against the budget and record it as a row."""
+        t0 = self.clock()
         row = CandidateResult(spec.name, spec.scheme, list(spec.float_layers))
         try:
-            data = build(spec)
-            m = measure(data, spec)
+            data = self.build(spec)
+            m = self.measure(data, spec)
             row.tflite = data
             row.size_bytes = int(m.size_bytes if m.size_bytes is not None else len(data))
             row.latency_ms, row.metric, row.extra = float(m.latency_ms), float(m.metric), dict(m.extra)
@@ -204,119 +258,106 @@ def search(build: Callable[[CandidateSpec], bytes],
         except Exception as exc:  # noqa: BLE001 - a candidate that cannot be built is a row, not a crash
             row.error = f"{type(exc).__name__}: {exc}"
             log.warning("candidate %s failed: %s", spec.name, row.error)
-        row.seconds = clock() - t0
+        row.seconds = self.clock() - t0
         if row.metric is not None:
-            ref = row.metric if reference is None else reference
-            row.delta_pt = (ref - row.metric) * metric_scale
-            if row.delta_pt > budget_pt + 1e-9:
-                row.misses.append(f"ΔmAP {row.delta_pt:.2f} pt > {budget_pt:.2f} pt")
-            if max_latency_ms is not None and row.latency_ms > max_latency_ms:
-                row.misses.append(f"latency {row.latency_ms:.2f} ms > {max_latency_ms:.2f} ms")
-            if max_size_bytes is not None and row.size_bytes > max_size_bytes:
-                row.misses.append(f"size {row.size_bytes} B > {max_size_bytes} B")
-            row.fits = not row.misses
-        rows.append(row)
+            self._judge(row, row.metric if reference is None else reference)
+        self.rows.append(row)
         log.info("%-20s metric=%s Δ=%s pt latency=%s ms size=%s %s", row.name,
                  _fmt(row.metric, ".4f"), _fmt(row.delta_pt, ".2f"), _fmt(row.latency_ms, ".2f"),
                  row.size_bytes, "FITS" if row.fits else (row.error or "; ".join(row.misses)))
-        if on_candidate:
-            on_candidate(row)
+        if self.on_candidate:
+            self.on_candidate(row)
         return row
 
-    t_start = clock()
-    ref_row = run(CandidateSpec("fp32"), reference=None)
-    if ref_row.metric is None:
-        raise ValueError(f"the fp32 reference could not be built or measured: {ref_row.error}")
-    reference = ref_row.metric
-    ranking: list[LayerStat] = []
-    stop_reason = ""
-    partial = False
-    chosen: CandidateResult | None = None
+    def _judge(self, row: CandidateResult, ref: float) -> None:
+        """Set a measured row's ΔmAP, the limits it misses and whether it fits."""
+        row.delta_pt = (ref - row.metric) * self.metric_scale
+        if row.delta_pt > self.budget_pt + 1e-9:
+            row.misses.append(f"ΔmAP {row.delta_pt:.2f} pt > {self.budget_pt:.2f} pt")
+        if self.max_latency_ms is not None and row.latency_ms > self.max_latency_ms:
+            row.misses.append(f"latency {row.latency_ms:.2f} ms > {self.max_latency_ms:.2f} ms")
+        if self.max_size_bytes is not None and row.size_bytes > self.max_size_bytes:
+            row.misses.append(f"size {row.size_bytes} B > {self.max_size_bytes} B")
+        row.fits = not row.misses
 
-    def attempt(spec: CandidateSpec) -> CandidateResult | None:
-        nonlocal stop_reason, partial
-        why = limits.exhausted()
+    def attempt(self, spec: CandidateSpec) -> CandidateResult | None:
+        """Run a candidate against the reference, or return None (partial) when a limit is reached."""
+        why = self.limits.exhausted()
         if why:
-            stop_reason, partial = why, True
+            self.stop_reason, self.partial = why, True
             return None
-        limits.tried += 1
-        return run(spec, reference=reference)
+        self.limits.tried += 1
+        return self.run(spec, reference=self.reference)
 
-    plan_done = False
-    for scheme in (("qat_int8",) if has_qat else ()) + ("full_int8",):
-        row = attempt(CandidateSpec(scheme))
+
+def _first_fit(s: _Search, schemes: Sequence[str]) -> tuple[CandidateResult | None, bool]:
+    """Try the schemes in order; ``(row, True)`` for the first that fits or hits a limit."""
+    for scheme in schemes:
+        row = s.attempt(CandidateSpec(scheme))
         if row is None or row.fits:
-            chosen = row
-            plan_done = True
+            return row, True
+    return None, False
+
+
+def _rank(rank_layers: Callable[[], Sequence[LayerStat]]) -> list[LayerStat]:
+    """The layers worst quantization error first (name breaks ties); [] when ranking fails."""
+    try:
+        return sorted(rank_layers(), key=lambda s: (-_finite(s.score), s.name))
+    except Exception as exc:  # noqa: BLE001
+        log.warning("layer ranking failed, skipping selective int8: %s", exc)
+        return []
+
+
+def _selective(s: _Search, ranking: list[LayerStat], best_int8: float, *, step: int, patience: int,
+               max_float_layers: int | None, min_gain_pt: float) -> tuple[CandidateResult | None, bool]:
+    """Keep ``step`` more of the worst layers float each round until one fits or gains stop."""
+    stale = 0
+    limit = len(ranking) if max_float_layers is None else min(len(ranking), int(max_float_layers))
+    k = 0
+    while k < limit:
+        k = min(k + int(step), limit)
+        row = s.attempt(CandidateSpec("selective_int8", tuple(layer.name for layer in ranking[:k])))
+        if row is None or row.fits:
+            return row, True
+        if row.metric is None:  # a failed build counts as a round without gain
+            stale += 1
+            if stale >= patience:
+                break
+            continue
+        if any(m.startswith(("latency", "size")) for m in row.misses):
+            log.info("selective int8 with %d float layers already misses latency/size: stop adding", k)
             break
-    full = next((r for r in rows if r.scheme == "full_int8"), None)
-    if (not plan_done and full is not None and max_size_bytes is not None
-            and any(m.startswith("size") for m in full.misses)):
-        row = attempt(CandidateSpec("full_int8_pt"))  # selective int8 would only grow the file
-        if row is None or row.fits:
-            chosen, plan_done = row, True
+        if (row.metric - best_int8) * s.metric_scale > min_gain_pt:
+            best_int8, stale = row.metric, 0
+        else:
+            stale += 1
+            if stale >= patience:
+                log.info("no gain from %d more float layers: stop selective int8", patience * step)
+                break
+    return None, False
 
-    if not plan_done and rank_layers is not None and full is not None and full.metric is not None:
-        try:
-            ranking = sorted(rank_layers(), key=lambda s: (-_finite(s.score), s.name))
-        except Exception as exc:  # noqa: BLE001
-            log.warning("layer ranking failed, skipping selective int8: %s", exc)
-            ranking = []
-        best_int8 = full.metric
-        stale = 0
-        limit = len(ranking) if max_float_layers is None else min(len(ranking), int(max_float_layers))
-        k = 0
-        while k < limit:
-            k = min(k + int(step), limit)
-            row = attempt(CandidateSpec("selective_int8", tuple(s.name for s in ranking[:k])))
-            if row is None or row.fits:
-                chosen, plan_done = row, True
-                break
-            if row.metric is None:  # a failed build counts as a round without gain
-                stale += 1
-                if stale >= patience:
-                    break
-                continue
-            if any(m.startswith(("latency", "size")) for m in row.misses):
-                log.info("selective int8 with %d float layers already misses latency/size: stop adding", k)
-                break
-            if (row.metric - best_int8) * metric_scale > min_gain_pt:
-                best_int8, stale = row.metric, 0
-            else:
-                stale += 1
-                if stale >= patience:
-                    log.info("no gain from %d more float layers: stop selective int8", patience * step)
-                    break
 
-    if not plan_done:
-        for scheme in ("int16x8", "float16"):
-            row = attempt(CandidateSpec(scheme))
-            if row is None or row.fits:
-                chosen, plan_done = row, True
-                break
-    if not plan_done and not partial and ref_row.fits:
+def _settle_choice(s: _Search, ref_row: CandidateResult, chosen: CandidateResult | None,
+                   plan_done: bool) -> tuple[CandidateResult | None, bool]:
+    """The final choice and whether it meets the budget (fp32, best fitting, or most accurate)."""
+    if not plan_done and not s.partial and ref_row.fits:
         chosen = ref_row
-        stop_reason = "fell back to fp32"
+        s.stop_reason = "fell back to fp32"
     elif chosen is not None:
-        stop_reason = stop_reason or f"{chosen.name} is the first candidate that fits"
+        s.stop_reason = s.stop_reason or f"{chosen.name} is the first candidate that fits"
 
-    measured = [r for r in rows if r.metric is not None]
+    measured = [r for r in s.rows if r.metric is not None]
     fitting = [r for r in measured if r.fits]
     met = chosen is not None and chosen.fits
-    if partial and chosen is None and fitting:
+    if s.partial and chosen is None and fitting:
         chosen = min(fitting, key=lambda r: (r.latency_ms, r.size_bytes, r.name))
         met = True
     if chosen is None:
         chosen = max(measured, key=lambda r: (r.metric, -(r.latency_ms or 0.0))) if measured else None
         met = False
-        if not partial:
-            stop_reason = "no candidate meets the budget; returning the most accurate"
-    result = SearchResult(budget_pt=float(budget_pt), max_latency_ms=max_latency_ms,
-                          max_size_bytes=max_size_bytes, reference_metric=reference, candidates=rows,
-                          chosen=chosen, met_budget=met, partial=partial, stop_reason=stop_reason,
-                          layer_ranking=ranking, seconds=clock() - t_start)
-    (log.info if met else log.warning)("autoquant: %s", result.message)
-    return result
+        if not s.partial:
+            s.stop_reason = "no candidate meets the budget; returning the most accurate"
+    return chosen, met
 
 
 def _finite(value: float) -> float:

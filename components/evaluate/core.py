@@ -28,6 +28,7 @@ from components.evaluate.report import write_reports
 from components.evaluate.robustness import SLICES, make_slices
 from components.evaluate.settings import EVALUATE
 from edgeship.contracts import evaluation
+from edgeship.contracts.evaluation import LATENCY_1T, LATENCY_NT, latency_median
 from edgeship.contracts.variants import VariantSpec, load_variants
 from edgeship.detection.coco import (
     CocoResult,
@@ -83,8 +84,8 @@ class ModelEval:
         """The row of report.json for this model (contract keys first, then extras)."""
         latency = None
         if self.latency_1 is not None:
-            latency = {"threads_1": {"median": self.latency_1.median, "p90": self.latency_1.p90},
-                       "threads_N": ({"median": self.latency_n.median, "p90": self.latency_n.p90}
+            latency = {LATENCY_1T: {"median": self.latency_1.median, "p90": self.latency_1.p90},
+                       LATENCY_NT: ({"median": self.latency_n.median, "p90": self.latency_n.p90}
                                      if self.latency_n else None),
                        "N": self.latency_n.threads if self.latency_n else None,
                        "runs": self.latency_1.runs, "warmup": self.latency_1.warmup}
@@ -142,7 +143,7 @@ class EvalReport:
             "classes": list(self.classes),
             "float_reference": self.float_reference,
             "latency_runs": self.latency_runs,
-            "threads_N": self.threads_n,
+            LATENCY_NT: self.threads_n,
             "variants": {name: row.to_dict() for name, row in self.variants.items()},
             "float_keras": self.float_keras.to_dict() if self.float_keras is not None else None,
         }
@@ -383,8 +384,8 @@ def key_metrics(report: EvalReport | Mapping[str, Any]) -> dict[str, float]:
                            ("delta_map_pt", row.get("delta_map_vs_float")),
                            ("size_kb", (row.get("size_bytes") or 0) / 1024 if row.get("size_bytes") else None),
                            ("size_x_fp32", row.get("size_ratio_vs_fp32")),
-                           ("latency_1t_ms", ((row.get("latency_ms") or {}).get("threads_1") or {}).get("median")),
-                           ("latency_nt_ms", ((row.get("latency_ms") or {}).get("threads_N") or {}).get("median")),
+                           ("latency_1t_ms", latency_median(row, LATENCY_1T)),
+                           ("latency_nt_ms", latency_median(row, LATENCY_NT)),
                            ("latency_x_fp32", row.get("latency_ratio_vs_fp32")),
                            ("ece", (row.get("calibration") or {}).get("ece"))):
             if value is not None:

@@ -12,6 +12,8 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
+from edgeship.contracts.evaluation import LATENCY_1T, LATENCY_NT
+
 COLUMNS = ("variant", "size (KB)", "size ÷ fp32", "mAP@[.5:.95]", "mAP@.5", "ΔmAP vs float (pt)",
            "1-thread median / p90 (ms)", "N-thread median / p90 (ms)", "latency ÷ fp32", "ECE",
            "score shift")
@@ -42,12 +44,12 @@ def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
         entries.append(("float (Keras)", report["float_keras"]))
 
     def lat_key(item):
-        t1 = _latency(item[1], "threads_1")
+        t1 = _latency(item[1], LATENCY_1T)
         return t1["median"] if t1 else math.inf
 
     entries.extend(sorted(variants.items(), key=lat_key))
     for name, row in entries:
-        t1, tn = _latency(row, "threads_1"), _latency(row, "threads_N")
+        t1, tn = _latency(row, LATENCY_1T), _latency(row, LATENCY_NT)
         size = row.get("size_bytes")
         calib = row.get("calibration") or {}
         rows.append([
@@ -177,7 +179,7 @@ def plot_tradeoff(report: Mapping[str, Any], path: str | Path) -> Path:
     sizes = [row.get("size_bytes") or 0 for row in variants.values()]
     biggest = max(sizes) if sizes and max(sizes) > 0 else 1
     for name, row in variants.items():
-        t1 = _latency(row, "threads_1")
+        t1 = _latency(row, LATENCY_1T)
         if not t1 or row.get("map") is None:
             continue
         area = 60 + 1200 * (row.get("size_bytes") or 0) / biggest

@@ -63,32 +63,41 @@ def task_outputs(run_dir: Path, task: str) -> dict[str, Any]:
 
 
 class _Progress:
-    """Shows the steps as they run: a live table on a terminal, one line per event otherwise."""
+    """Shows the steps as they run and where the time goes: on a terminal, a live table with one
+    row per step and the running step's own progress (epoch, loss, ETA; variant i/n); otherwise
+    one line per event (start, finish, an epoch or a variant done). The steps' log output goes to
+    the pipeline log only, unless ``verbose`` (then every line is shown too)."""
 
-    def __init__(self, console, steps: tuple[str, ...]):
+    def __init__(self, console, steps: tuple[str, ...], *, verbose: bool = False):
         self.console = console
-        self.rows: dict[str, dict[str, Any]] = {s: {"status": "waiting", "t0": None, "dt": None}
-                                                  for s in steps}
-        self.last_line = ""
+        self.verbose = verbose
+        self.rows: dict[str, dict[str, Any]] = {s: self._row() for s in steps}
         self.live = None
         self.started = time.monotonic()
+        self._printed: dict[str, tuple] = {}  # plain output: the last progress shown per step
+
+    @staticmethod
+    def _row() -> dict[str, Any]:
+        return {"status": "waiting", "t0": None, "dt": None, "text": ""}
 
     def _table(self):
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(title=f"edgeship pipeline (kfp.local) — {time.monotonic() - self.started:.0f} s",
-                      expand=False)
+                      expand=False, title_justify="left")
         table.add_column("step")
         table.add_column("status")
         table.add_column("time", justify="right")
+        table.add_column("progress", overflow="ellipsis", no_wrap=True)
         style = {"SUCCESS": "green", "CACHED": "cyan", "running": "yellow", "FAILURE": "red",
                  "SKIPPED": "dim"}
         for name, row in self.rows.items():
             dt = row["dt"] if row["dt"] is not None else (
                 time.monotonic() - row["t0"] if row["t0"] else None)
-            table.add_row(name, f"[{style.get(row['status'], 'white')}]{row['status']}",
-                          f"{dt:.0f} s" if dt is not None else "")
-        table.caption = self.last_line[-110:]
+            table.add_row(name, Text(row["status"], style=style.get(row["status"], "white")),
+                          f"{dt:.0f} s" if dt is not None else "",
+                          Text(row["text"], style="" if row["status"] == "running" else "dim"))
         return table
 
     def __enter__(self):
@@ -110,27 +119,37 @@ class _Progress:
         if self.live is not None:
             self.live.__exit__(*exc)
 
+    def _say(self, text: str) -> None:
+        self.console.print(f"[{time.strftime('%H:%M:%S')}] {text}", highlight=False, markup=False)
+
     def __call__(self, event) -> None:
+        from edgeship.base.progress import describe
+
         # a step wired in both candidate branches runs as "evaluate" or "evaluate-2": one row
         step = re.sub(r"-\d+$", "", event.task) if event.task else event.task
-        row = self.rows.setdefault(step, {"status": "waiting", "t0": None, "dt": None}) \
-            if step else None
-        stamp = time.strftime("%H:%M:%S")
+        row = self.rows.setdefault(step, self._row()) if step else None
         if event.kind == "start" and row is not None:
-            row.update(status="running", t0=time.monotonic())
+            row.update(status="running", t0=time.monotonic(), text="")
             if self.live is None:
-                self.console.print(f"[{stamp}] ▶ {event.task}", highlight=False)
+                self._say(f"▶ {event.task}")
         elif event.kind == "finish" and row is not None:
             if event.status == "CACHED":
                 row["t0"] = row["t0"] or time.monotonic()
+                row["text"] = "reused from an earlier run (cache)"
             row.update(status=event.status, dt=time.monotonic() - (row["t0"] or time.monotonic()))
             if self.live is None:
-                self.console.print(f"[{stamp}] {_GLYPH.get(event.status, '✘')} "
-                                   f"{event.task} {event.status} ({row['dt']:.0f} s)", highlight=False)
-        elif event.kind == "log":
-            self.last_line = f"{event.task}: {event.line}"
-            if self.live is None:
-                self.console.print(f"    {event.task}: {event.line}", highlight=False, markup=False)
+                self._say(f"{_GLYPH.get(event.status, '✘')} {event.task} {event.status} ({row['dt']:.0f} s)")
+        elif event.kind == "progress" and row is not None and event.data:
+            row["text"] = describe(event.data)
+            if self.live is None and row["text"]:
+                # a plain log cannot redraw a line: milestones and new items/phases only
+                key = (event.data.get("item"), event.data.get("phase"))
+                if event.data.get("mark") or (event.data.get("epoch") is None
+                                              and key != self._printed.get(step)):
+                    self._printed[step] = key
+                    self._say(f"  {event.task}: {row['text']}")
+        elif event.kind == "log" and self.verbose:
+            self.console.print(f"    {event.task}: {event.line}", highlight=False, markup=False)
 
 
 def summary_table(report: dict[str, Any], decision: dict[str, Any]):
@@ -207,8 +226,12 @@ def _start_client(model_name: str, channel: str, root: Path):
 def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
              client_timeout: float = 60.0, stream: TextIO = sys.stdout,
              stack_config=None, pipeline_func=None, cache: bool = True,
-             stage_data: bool = True) -> int:
+             stage_data: bool = True, verbose: bool | None = None) -> int:
     """Run the main job; returns the process exit code (0 also when the gate refused).
+
+    The terminal shows the steps and their progress; everything the steps print (their logs,
+    the converters', Core ML's and TensorFlow's messages) goes to the run's pipeline.log, and is
+    shown too with ``verbose`` (default: when the root logger is at DEBUG, ``edgeship -v run``).
 
     ``stack_config`` (default: StackConfig()) and ``pipeline_func`` (default: the edgeship
     pipeline; a stand-in must take the same parameters) are seams for tests. With
@@ -216,6 +239,7 @@ def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
     local bucket first, and the pipeline reads it from there, as it would on Vertex AI.
     """
     from rich.console import Console
+    from rich.markup import escape
 
     from edgeship.localcloud import stack as local_stack
     from pipelines.local import run_local, source_fingerprint
@@ -229,7 +253,9 @@ def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
     config = stack_config or local_stack.StackConfig()
     local_stack.up(config, progress=lambda msg: console.print(f"  {msg}", highlight=False))
     os.environ.update(config.env())
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # every step inherits it: less C++ noise
+    # every step inherits it: TensorFlow's C++ warnings and errors still reach the step log
+    # (pipeline.log), its INFO banners (oneDNN, CPU features, cudart) do not
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     values.setdefault("bucket", config.buckets[0])
     stack_pids = tuple(s.pid for s in local_stack.status(config) if s.pid)
     console.print(f"local cloud stack: up ({', '.join(f'{k}={v}' for k, v in config.env().items())})")
@@ -251,7 +277,11 @@ def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
                       f"(holds: {client.current_version or 'nothing yet'})")
 
     run_root = root.resolve() / "pipeline-root"
-    progress = _Progress(console, STEPS)
+    if verbose is None:
+        verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
+    console.print(f"step logs: {run_root / 'pipeline.log'}"
+                  + ("" if verbose else " (shown here too with edgeship -v run)"), highlight=False)
+    progress = _Progress(console, STEPS, verbose=verbose)
     try:
         with progress:
             result = run_local(values, pipeline_root=run_root, on_event=progress,
@@ -259,7 +289,12 @@ def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
                                enable_caching=cache,
                                cache_root=run_root / ".kfp_cache" / source_fingerprint())
     except RuntimeError as exc:
-        console.print(f"[bold red]pipeline failed:[/] {exc}")
+        tail = getattr(exc, "tail", None)
+        if tail and not verbose:
+            console.print(f"[bold]last lines of {getattr(exc, 'step', 'the step')}'s output:[/]")
+            for line in tail:
+                console.print(f"    {line}", highlight=False, markup=False)
+        console.print(f"[bold red]pipeline failed:[/] {escape(str(exc))}", highlight=False)
         if client is not None:
             client.stop()
         return 1

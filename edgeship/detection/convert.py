@@ -1,7 +1,6 @@
 """edgeship.detection.convert: moved from components/quantize/core.py."""
 from __future__ import annotations
 
-import json
 import logging
 import os
 from dataclasses import dataclass
@@ -10,6 +9,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
+from edgeship.contracts import model as model_contract
 from edgeship.detection.postprocess import PostprocessConfig
 
 log = logging.getLogger(__name__)
@@ -103,28 +103,9 @@ def load_model_artifact(model_dir: str | os.PathLike, *, qat: bool = False) -> L
     what = "QAT model" if qat else "float model"
     if not root.is_dir():
         raise FileNotFoundError(f"{what} directory not found: {root}")
-    cfg_path = root / "model_config.json"
-    if not cfg_path.is_file():
-        raise FileNotFoundError(f"{what} {root}: model_config.json missing (not a Model artifact?)")
-    try:
-        config = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{what} {root}: model_config.json is not valid JSON: {exc}") from exc
-    for key in ("input_size", "num_classes"):
-        if key not in config:
-            raise ValueError(f"{what} {root}: model_config.json lacks {key!r}")
-    anchors_path = root / "anchors.npy"
-    if not anchors_path.is_file():
-        raise FileNotFoundError(f"{what} {root}: anchors.npy missing")
-    try:
-        anchors = np.load(anchors_path).astype(np.float32)
-    except Exception as exc:
-        raise ValueError(f"{what} {root}: anchors.npy unreadable: {exc}") from exc
-    if anchors.ndim != 2 or anchors.shape[1] != 4:
-        raise ValueError(f"{what} {root}: anchors.npy has shape {anchors.shape}, expected [A, 4]")
-    labels = list(config.get("labels") or [])
-    if not labels and (root / "labels.txt").is_file():
-        labels = [s for s in (root / "labels.txt").read_text().splitlines() if s.strip()]
+    config = model_contract.read_config(root, what)
+    anchors = model_contract.read_anchors(root, what)
+    labels = model_contract.read_labels(root, config)
     model = _load_keras(root, qat=qat)
     loaded = LoadedModel(root, model, config, anchors, labels)
     _check_outputs(loaded, what)

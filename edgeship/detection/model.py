@@ -29,6 +29,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from edgeship.contracts import model as model_contract
+
 BOX_SCALES = (10.0, 10.0, 5.0, 5.0)
 SUPPORTED_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
 # MobileNetV2 layers whose outputs feed the heads, by stride. "expand_relu" layers are the wide
@@ -346,11 +348,11 @@ def load_model(model_dir: str | Path) -> tuple[Any, ModelConfig, np.ndarray]:
     d = Path(model_dir)
     if not d.is_dir():
         raise FileNotFoundError(f"model directory not found: {d}")
-    config = ModelConfig.load(d / "model_config.json")
-    weights = d / "weights.h5"
+    config = ModelConfig.load(d / model_contract.CONFIG_FILE)
+    weights = d / model_contract.WEIGHTS_FILE
     if not weights.is_file():
         raise FileNotFoundError(f"model weights not found: {weights}")
-    anchors_path = d / "anchors.npy"
+    anchors_path = d / model_contract.ANCHORS_FILE
     anchors = np.load(anchors_path) if anchors_path.is_file() else make_anchors(config)
     expected = make_anchors(config)
     if anchors.shape != expected.shape or not np.allclose(anchors, expected, atol=1e-6):

@@ -11,6 +11,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from edgeship.contracts import model as model_contract
 from edgeship.detection.model import (
     ModelConfig,
     decode_and_nms,
@@ -419,8 +420,8 @@ def export_model(model: Any, config: ModelConfig, anchors: np.ndarray, out_dir: 
     """Write the Model artifact files (see docs/contracts.md) into ``out_dir``."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model.save_weights(str(out_dir / "weights.h5"))
-    config.save(out_dir / "model_config.json")
-    np.save(out_dir / "anchors.npy", anchors.astype(np.float32))
+    config.save(out_dir / model_contract.CONFIG_FILE)
+    model_contract.write_anchors(out_dir, anchors)
     if saved_model:
         model.save(str(out_dir / "saved_model"), include_optimizer=False, save_format="tf")
     (out_dir / "history.json").write_text(json.dumps(history, indent=2, default=float) + "\n")

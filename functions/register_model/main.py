@@ -557,7 +557,7 @@ def parse_manifest(raw: bytes) -> dict:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise Rejected(f"manifest is not UTF-8 text: {exc}", "manifest", raw[:40]) from None
+        raise Rejected(f"manifest is not JSON (not UTF-8 text: {exc})", "manifest", raw[:40]) from None
     if _too_deep(text, MAX_JSON_DEPTH):
         raise Rejected(f"manifest nests deeper than {MAX_JSON_DEPTH} levels", "manifest", text[:40])
     try:
@@ -781,9 +781,10 @@ def _verify_and_register(cfg: Config, budget: _Budget, bucket: str, model: str, 
                        f"{cfg.pending_window_s:g} s window: publish the version again", "name", ids.get("object"))
     files = check_files(cfg, budget, bucket, model, version, manifest)
     v, r = register(cfg, budget, bucket, model, version, manifest, raw, files, generation)
-    if v == "duplicate" and r == "duplicate":
-        return _decision("INFO", "duplicate", reason="identical manifest already registered", **ids)
-    return _decision("NOTICE", "registered", reason=f"version {v}, release {r}", **ids)
+    if v == "created":  # exactly one delivery creates the version record: one "registered" line
+        return _decision("NOTICE", "registered", reason=f"version created, release {r}", **ids)
+    return _decision("INFO", "duplicate", reason="identical manifest already registered"
+                     + ("; its missing release record was created" if r == "created" else ""), **ids)
 
 
 # ----------------------------------------------------------------------------------- handler

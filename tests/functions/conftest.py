@@ -49,3 +49,9 @@ def variants(tmp_path):
     fake.write_bytes(b"TFL3" + os.urandom(2048))
     vdir = support.make_variants_dir(tmp_path / "art", fake)
     return vdir, vdir.parent / "evaluation"
+
+
+@pytest.fixture(autouse=True)
+def _model_bucket(monkeypatch):
+    """The function serves one model bucket (env MODEL_BUCKET): the private servers' bucket."""
+    monkeypatch.setenv("MODEL_BUCKET", support.BUCKET)

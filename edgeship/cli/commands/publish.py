@@ -12,7 +12,6 @@ import json
 import sys
 
 from components.publish.settings import PUBLISH
-from edgeship.delivery import registry
 
 
 def register(subparsers) -> None:
@@ -69,6 +68,7 @@ def _publish(args: argparse.Namespace) -> int:
 
 
 def _channel(args: argparse.Namespace) -> int:
+    from edgeship.delivery import registry
 
     if args.action == "show":
         print(json.dumps(registry.show_channel(args.model, args.channel), indent=2, default=str))
