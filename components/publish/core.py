@@ -84,8 +84,6 @@ def _read_json(path: Path, what: str) -> dict:
     return data
 
 
-
-
 def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str, channel: str,
                    version: str, created_at: str, report_dir: str | os.PathLike | None = None,
                    dataset_dir: str | os.PathLike | None = None,
@@ -96,16 +94,50 @@ def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str,
 
     Raises ValueError / FileNotFoundError naming the bad value and the file it came from.
     """
+    _check_release_ids(model, channel, version, min_app_version, parent_version)
+    vdir = Path(variants_dir)
+    vjson_path = vdir / variants_contract.FILE_NAME
+    vjson = variants_contract.read_variants(vdir)
+    entry = variants_contract.entry(vjson, variant, where=str(vjson_path))
+    uploads = _model_uploads(vdir, vjson_path, vjson, entry, variant, include_coreml)
+    labels, labels_upload = _read_labels(vdir)
+    uploads.append(labels_upload)
+    metrics, fingerprint = _report_metrics(report_dir, variant, uploads)
+    if dataset_dir is not None and fingerprint is None:
+        fingerprint = _dataset_fingerprint(Path(dataset_dir))
+    if decision_path is not None:
+        uploads.append(_decision_upload(Path(decision_path)))
+    _hash_uploads(uploads, vjson_path)
+    metrics["size_bytes"] = uploads[0].size
+
+    manifest = {
+        "schema_version": mf.SCHEMA_VERSION, "model": model, "version": version,
+        "created_at": created_at, "channel": channel, "variant": variant,
+        "files": [{"path": u.name, "format": u.format, "size": u.size, "sha256": u.sha256,
+                   "quantization": u.quantization} for u in uploads],
+        **_io_spec(entry),
+        "labels": labels, "metrics": metrics, "min_app_version": min_app_version,
+        "pipeline_run_id": str(pipeline_run_id or ""),
+        "dataset_fingerprint": fingerprint, "parent_version": parent_version,
+    }
+    mf.validate(manifest, source=f"manifest built from {vjson_path} (variant {variant!r})")
+    return manifest, uploads
+
+
+def _check_release_ids(model: str, channel: str, version: str, min_app_version: str,
+                       parent_version: str | None) -> None:
+    """Raise ValueError for a bad model name, channel, version, app version or parent version."""
     mf.check_name(model, "model name")
     mf.check_channel(channel)
     mf.check_version(version)
     mf.app_version_tuple(min_app_version, "min_app_version")
     if parent_version is not None:
         mf.check_version(parent_version, "parent_version")
-    vdir = Path(variants_dir)
-    vjson_path = vdir / variants_contract.FILE_NAME
-    vjson = variants_contract.read_variants(vdir)
-    entry = variants_contract.entry(vjson, variant, where=str(vjson_path))
+
+
+def _model_uploads(vdir: Path, vjson_path: Path, vjson: dict, entry: dict, variant: str,
+                   include_coreml: bool) -> list[_Upload]:
+    """The variant's .tflite, then the Core ML packages present in the variants artifact."""
     uploads = [_Upload(vdir / entry["file"], MODEL_FILE, "tflite", entry.get("scheme") or variant)]
     if include_coreml:
         for cm in vjson.get("coreml", []) or []:
@@ -114,51 +146,66 @@ def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str,
                 uploads.append(_Upload(path, path.name, "coreml", cm.get("name")))
             else:
                 log.warning("Core ML package %s listed in %s is absent: not published", path, vjson_path)
+    return uploads
+
+
+def _read_labels(vdir: Path) -> tuple[list[str], _Upload]:
+    """The non-empty lines of the variants artifact's labels.txt, and its upload."""
     labels_path = vdir / LABELS_FILE
     if not labels_path.is_file():
         raise FileNotFoundError(f"labels file not found: {labels_path} (the variants artifact must have it)")
     labels = [line.strip() for line in labels_path.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not labels:
         raise ValueError(f"labels file {labels_path} is empty")
-    uploads.append(_Upload(labels_path, LABELS_FILE, "labels", None))
+    return labels, _Upload(labels_path, LABELS_FILE, "labels", None)
 
+
+def _report_metrics(report_dir: str | os.PathLike | None, variant: str,
+                    uploads: list[_Upload]) -> tuple[dict[str, Any], str | None]:
+    """The manifest metrics and dataset fingerprint from the evaluation report (appends its upload)."""
     metrics: dict[str, Any] = {"map": None, "map50": None, "delta_map_vs_float": None,
                                "size_bytes": 0, "latency_ms": None}
-    fingerprint = None
-    if report_dir is not None:
-        report = evaluation.load(report_dir)
-        report_path = report.path
-        row = report.row(variant)
-        metrics.update({k: (float(row[k]) if row.get(k) is not None else None)
-                        for k in ("map", "map50", "delta_map_vs_float")})
-        metrics["latency_ms"] = report.latency_ms(variant)
-        fingerprint = report.dataset_fingerprint
-        uploads.append(_Upload(report_path, REPORT_FILE, "report", None))
-    if dataset_dir is not None and fingerprint is None:
-        ds = Path(dataset_dir) / "dataset.json"
-        if ds.is_file():
-            fingerprint = _read_json(ds, "dataset.json").get("fingerprint")
-    if decision_path is not None:
-        dpath = Path(decision_path)
-        if dpath.is_dir():
-            dpath = dpath / DECISION_FILE
-        if not dpath.is_file():
-            raise FileNotFoundError(f"gate decision not found: {dpath}")
-        uploads.append(_Upload(dpath, DECISION_FILE, "decision", None))
+    if report_dir is None:
+        return metrics, None
+    report = evaluation.load(report_dir)
+    row = report.row(variant)
+    metrics.update({k: (float(row[k]) if row.get(k) is not None else None)
+                    for k in ("map", "map50", "delta_map_vs_float")})
+    metrics["latency_ms"] = report.latency_ms(variant)
+    uploads.append(_Upload(report.path, REPORT_FILE, "report", None))
+    return metrics, report.dataset_fingerprint
 
+
+def _dataset_fingerprint(dataset_dir: Path) -> str | None:
+    """The fingerprint in the dataset artifact's dataset.json, or None when it has none."""
+    ds = dataset_dir / "dataset.json"
+    if ds.is_file():
+        return _read_json(ds, "dataset.json").get("fingerprint")
+    return None
+
+
+def _decision_upload(dpath: Path) -> _Upload:
+    """The gate's decision.json (``dpath`` or the file of that name in the folder ``dpath``)."""
+    if dpath.is_dir():
+        dpath = dpath / DECISION_FILE
+    if not dpath.is_file():
+        raise FileNotFoundError(f"gate decision not found: {dpath}")
+    return _Upload(dpath, DECISION_FILE, "decision", None)
+
+
+def _hash_uploads(uploads: list[_Upload], vjson_path: Path) -> None:
+    """Fill in each upload's size and sha256; FileNotFoundError for a missing file."""
     for up in uploads:
         if not up.local.is_file():
             raise FileNotFoundError(f"file to publish not found: {up.local} (listed in {vjson_path})")
         up.size = up.local.stat().st_size
         up.sha256 = sha256_file(up.local)
-    metrics["size_bytes"] = uploads[0].size
 
+
+def _io_spec(entry: dict) -> dict[str, Any]:
+    """The manifest's ``input`` and ``outputs`` blocks from the variant's entry in variants.json."""
     inp = entry["input"]
-    manifest = {
-        "schema_version": mf.SCHEMA_VERSION, "model": model, "version": version,
-        "created_at": created_at, "channel": channel, "variant": variant,
-        "files": [{"path": u.name, "format": u.format, "size": u.size, "sha256": u.sha256,
-                   "quantization": u.quantization} for u in uploads],
+    return {
         "input": {"name": str(inp.get("name", "")), "shape": list(inp.get("shape", [])),
                   "dtype": inp.get("dtype"), "scale": inp.get("scale"),
                   "zero_point": inp.get("zero_point"),
@@ -166,12 +213,7 @@ def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str,
         "outputs": {k: {"index": int(v["index"]), "name": str(v.get("name", "")),
                         **({"position": int(v["position"])} if "position" in v else {})}
                     for k, v in (entry.get("outputs") or {}).items()},
-        "labels": labels, "metrics": metrics, "min_app_version": min_app_version,
-        "pipeline_run_id": str(pipeline_run_id or ""),
-        "dataset_fingerprint": fingerprint, "parent_version": parent_version,
     }
-    mf.validate(manifest, source=f"manifest built from {vjson_path} (variant {variant!r})")
-    return manifest, uploads
 
 
 def publish(variants_dir: str | os.PathLike, variant: str, *, bucket: str, model: str,

@@ -40,17 +40,6 @@ from edgeship.delivery import registry
 log = logging.getLogger(__name__)
 
 
-
-
-
-
-
-
-
-
-
-
-
 def _latency(row: dict) -> float | None:
     return evaluation.latency_median(row)
 
@@ -75,94 +64,121 @@ def decide(report: dict, config: GateConfig, champion: Champion | None) -> Decis
     if not isinstance(variants, dict) or not variants:
         raise ValueError("evaluation report lists no variants: nothing to select from")
     float_name, float_map = _float_reference(report)
-    budget = config.accuracy_budget
     reasons: list[str] = []
+    candidates = [_candidate(name, variants[name], float_map, config) for name in sorted(variants)]
+    chosen, rule_failed = _choose(candidates, config, reasons)
+    if chosen is not None and _champion_rule_fails(chosen, champion, report, config, reasons):
+        rule_failed = True
+    publish, forced = _verdict(chosen, rule_failed, config, reasons)
+    return Decision(publish=publish, chosen=chosen.name if chosen else None, reasons=reasons,
+                    candidates=candidates, config=config, float_map=float_map,
+                    float_reference=float_name, champion=champion, forced=forced,
+                    dataset_fingerprint=report.get("dataset_fingerprint"))
 
-    candidates: list[Candidate] = []
-    for name in sorted(variants):
-        row = variants[name]
-        if not isinstance(row, dict) or row.get("map") is None:
-            raise ValueError(f"evaluation report: variant {name!r} has no 'map'")
-        vmap = float(row["map"])
-        delta = round((float_map - vmap) * 100.0, 4)
-        latency = _latency(row)
-        why = []
-        eligible = True
-        if budget is not None and delta > budget:
+
+def _candidate(name: str, row: Any, float_map: float, config: GateConfig) -> Candidate:
+    """One variant's row as a Candidate: its ΔmAP vs float, latency and why it is not eligible."""
+    if not isinstance(row, dict) or row.get("map") is None:
+        raise ValueError(f"evaluation report: variant {name!r} has no 'map'")
+    budget = config.accuracy_budget
+    vmap = float(row["map"])
+    delta = round((float_map - vmap) * 100.0, 4)
+    latency = _latency(row)
+    why = []
+    eligible = True
+    if budget is not None and delta > budget:
+        eligible = False
+        why.append(f"ΔmAP {delta:.2f} pt > budget {budget:.2f} pt")
+    if config.latency_budget_ms > 0:
+        if latency is None:
             eligible = False
-            why.append(f"ΔmAP {delta:.2f} pt > budget {budget:.2f} pt")
-        if config.latency_budget_ms > 0:
-            if latency is None:
-                eligible = False
-                why.append("no 1-thread latency measured")
-            elif latency > config.latency_budget_ms:
-                eligible = False
-                why.append(f"latency {latency:.2f} ms > budget {config.latency_budget_ms:.2f} ms")
-        candidates.append(Candidate(name, vmap, delta, latency, row.get("size_bytes"), eligible, why))
+            why.append("no 1-thread latency measured")
+        elif latency > config.latency_budget_ms:
+            eligible = False
+            why.append(f"latency {latency:.2f} ms > budget {config.latency_budget_ms:.2f} ms")
+    return Candidate(name, vmap, delta, latency, row.get("size_bytes"), eligible, why)
 
-    def speed_key(c: Candidate) -> tuple:
-        return (c.latency_ms if c.latency_ms is not None else math.inf,
-                c.size_bytes if c.size_bytes is not None else math.inf, -c.map, c.name)
 
-    def accuracy_key(c: Candidate) -> tuple:
-        return (-c.map, *speed_key(c))
+def _speed_key(c: Candidate) -> tuple:
+    """Sort key: fastest first, then the smaller file, then the more accurate."""
+    return (c.latency_ms if c.latency_ms is not None else math.inf,
+            c.size_bytes if c.size_bytes is not None else math.inf, -c.map, c.name)
 
+
+def _accuracy_key(c: Candidate) -> tuple:
+    """Sort key: the most accurate first, then as :func:`_speed_key`."""
+    return (-c.map, *_speed_key(c))
+
+
+def _choose(candidates: list[Candidate], config: GateConfig,
+            reasons: list[str]) -> tuple[Candidate | None, bool]:
+    """Rules 2, 3 and 5: the chosen variant (or None) and whether a rule failed; appends the reasons."""
+    budget = config.accuracy_budget
     eligible = [c for c in candidates if c.eligible]
-    rule_failed = False
-    chosen: Candidate | None
     if budget is None:
-        pool = eligible or candidates
-        chosen = min(pool, key=accuracy_key)
+        chosen = min(eligible or candidates, key=_accuracy_key)
         reasons.append("no accuracy budget configured: chose the most accurate variant "
                        f"{chosen.name!r} (ΔmAP {chosen.delta_map_pts:.2f} pt) rather than trade "
                        "accuracy for speed without being told")
         if not eligible:
-            rule_failed = True
             reasons.append(f"no variant meets the latency budget {config.latency_budget_ms:.2f} ms")
-    elif eligible:
-        chosen = min(eligible, key=speed_key)
+            return chosen, True
+        return chosen, False
+    if eligible:
+        chosen = min(eligible, key=_speed_key)
         lat = f"{chosen.latency_ms:.2f} ms" if chosen.latency_ms is not None else "unmeasured latency"
         reasons.append(f"{len(eligible)} of {len(candidates)} variants within ΔmAP ≤ {budget:.2f} pt"
                        + (f" and latency ≤ {config.latency_budget_ms:.2f} ms"
                           if config.latency_budget_ms > 0 else "")
                        + f"; fastest: {chosen.name!r} ({lat}, ΔmAP {chosen.delta_map_pts:.2f} pt)")
-    else:
-        rule_failed = True
-        chosen = min(candidates, key=accuracy_key) if config.force_promote else None
-        best = min(candidates, key=lambda c: c.delta_map_pts)
-        accurate = [c for c in candidates if c.delta_map_pts <= budget]
-        if accurate and config.latency_budget_ms > 0:
-            quick = min(accurate, key=speed_key)
-            lat = f"{quick.latency_ms:.2f} ms" if quick.latency_ms is not None else "unmeasured"
-            reasons.append(f"no variant within the budget: {len(accurate)} meet ΔmAP ≤ {budget:.2f} pt "
-                           f"but none the latency budget {config.latency_budget_ms:.2f} ms "
-                           f"(fastest of them: {quick.name!r}, {lat})")
-        else:
-            reasons.append(f"no variant within the budget: the smallest ΔmAP is "
-                           f"{best.delta_map_pts:.2f} pt ({best.name!r}) against a budget of "
-                           f"{budget:.2f} pt")
+        return chosen, False
+    reasons.append(_none_within_budget(candidates, budget, config))
+    return (min(candidates, key=_accuracy_key) if config.force_promote else None), True
 
-    if chosen is not None:
-        if champion is None:
-            reasons.append("no champion on the channel yet (first release): nothing to compare with")
-        elif champion.map is None:
-            reasons.append(f"champion {champion.version} has no mAP in its manifest: comparison skipped")
-        else:
-            drop = round((champion.map - chosen.map) * 100.0, 4)
-            fp = report.get("dataset_fingerprint")
-            if champion.dataset_fingerprint and fp and champion.dataset_fingerprint != fp:
-                reasons.append(f"note: champion {champion.version} was evaluated on another dataset "
-                               f"({champion.dataset_fingerprint[:19]}… vs {fp[:19]}…); figures are "
-                               "not strictly comparable")
-            if drop > config.tolerance:
-                rule_failed = True
-                reasons.append(f"worse than champion {champion.version}: mAP {chosen.map:.4f} vs "
-                               f"{champion.map:.4f} (−{drop:.2f} pt > tolerance {config.tolerance:.2f} pt)")
-            else:
-                reasons.append(f"not worse than champion {champion.version} beyond tolerance: mAP "
-                               f"{chosen.map:.4f} vs {champion.map:.4f} "
-                               f"({-drop:+.2f} pt, tolerance {config.tolerance:.2f} pt)")
 
+def _none_within_budget(candidates: list[Candidate], budget: float, config: GateConfig) -> str:
+    """The reason when no variant is eligible: which budget (accuracy or latency) ruled them out."""
+    best = min(candidates, key=lambda c: c.delta_map_pts)
+    accurate = [c for c in candidates if c.delta_map_pts <= budget]
+    if accurate and config.latency_budget_ms > 0:
+        quick = min(accurate, key=_speed_key)
+        lat = f"{quick.latency_ms:.2f} ms" if quick.latency_ms is not None else "unmeasured"
+        return (f"no variant within the budget: {len(accurate)} meet ΔmAP ≤ {budget:.2f} pt "
+                f"but none the latency budget {config.latency_budget_ms:.2f} ms "
+                f"(fastest of them: {quick.name!r}, {lat})")
+    return (f"no variant within the budget: the smallest ΔmAP is "
+            f"{best.delta_map_pts:.2f} pt ({best.name!r}) against a budget of "
+            f"{budget:.2f} pt")
+
+
+def _champion_rule_fails(chosen: Candidate, champion: Champion | None, report: dict,
+                         config: GateConfig, reasons: list[str]) -> bool:
+    """Rule 4: True when ``chosen`` is worse than the champion beyond tolerance; appends the reasons."""
+    if champion is None:
+        reasons.append("no champion on the channel yet (first release): nothing to compare with")
+        return False
+    if champion.map is None:
+        reasons.append(f"champion {champion.version} has no mAP in its manifest: comparison skipped")
+        return False
+    drop = round((champion.map - chosen.map) * 100.0, 4)
+    fp = report.get("dataset_fingerprint")
+    if champion.dataset_fingerprint and fp and champion.dataset_fingerprint != fp:
+        reasons.append(f"note: champion {champion.version} was evaluated on another dataset "
+                       f"({champion.dataset_fingerprint[:19]}… vs {fp[:19]}…); figures are "
+                       "not strictly comparable")
+    if drop > config.tolerance:
+        reasons.append(f"worse than champion {champion.version}: mAP {chosen.map:.4f} vs "
+                       f"{champion.map:.4f} (−{drop:.2f} pt > tolerance {config.tolerance:.2f} pt)")
+        return True
+    reasons.append(f"not worse than champion {champion.version} beyond tolerance: mAP "
+                   f"{chosen.map:.4f} vs {champion.map:.4f} "
+                   f"({-drop:+.2f} pt, tolerance {config.tolerance:.2f} pt)")
+    return False
+
+
+def _verdict(chosen: Candidate | None, rule_failed: bool, config: GateConfig,
+             reasons: list[str]) -> tuple[bool, bool]:
+    """Rule 5 and the decision: ``(publish, forced)``; appends the closing reasons."""
     forced = False
     if rule_failed and config.force_promote:
         forced = True
@@ -174,14 +190,7 @@ def decide(report: dict, config: GateConfig, champion: Champion | None) -> Decis
         reasons.append("decision: NOT publishing")
     else:
         reasons.append(f"decision: publish {chosen.name!r}")
-    return Decision(publish=publish, chosen=chosen.name if chosen else None, reasons=reasons,
-                    candidates=candidates, config=config, float_map=float_map,
-                    float_reference=float_name, champion=champion, forced=forced,
-                    dataset_fingerprint=report.get("dataset_fingerprint"))
-
-
-
-
+    return publish, forced
 
 
 ChampionLookup = Callable[[str, str], "Champion | None"]

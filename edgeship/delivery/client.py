@@ -27,8 +27,6 @@ Programmatic use (the pipeline's main job)::
 """
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
 import logging
 import os
@@ -40,64 +38,20 @@ from pathlib import Path
 from typing import Any, Callable
 
 from edgeship.contracts import manifest as mf
+from edgeship.delivery import cache
+from edgeship.delivery.verify import HeldModel, InstallError, smoke_check
 
 log = logging.getLogger(__name__)
 
 FIRESTORE_TIMEOUT_S = 10.0
 
 
-@dataclasses.dataclass(frozen=True)
-class HeldModel:
-    """The verified model the client serves."""
-    version: str
-    path: Path
-    sha256: str
-    size: int
-    release: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
-
-    def __str__(self) -> str:
-        return f"{self.version} ({self.path}, {self.size} bytes, sha256 {self.sha256[:12]}…)"
 
 
-class InstallError(Exception):
-    """A release could not be installed; the message says why. The old model is kept."""
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
-def smoke_check(path: Path, input_spec: dict | None = None) -> None:
-    """Load ``path`` in LiteRT, check the input shape/dtype against the spec, run it once.
-
-    Raises InstallError naming what did not match.
-    """
-    import numpy as np
-    from ai_edge_litert.interpreter import Interpreter
-
-    try:
-        interp = Interpreter(model_path=str(path), num_threads=1)
-        interp.allocate_tensors()
-    except Exception as exc:  # noqa: BLE001 - any load failure means a bad model
-        raise InstallError(f"LiteRT cannot load {path.name}: {str(exc)[:200]}") from exc
-    detail = interp.get_input_details()[0]
-    if input_spec:
-        want_shape = [int(d) for d in input_spec.get("shape") or []]
-        got_shape = [int(d) for d in detail["shape"]]
-        if want_shape and want_shape != got_shape:
-            raise InstallError(f"model input shape {got_shape} != release input shape {want_shape}")
-        want_dtype = input_spec.get("dtype")
-        if want_dtype and np.dtype(detail["dtype"]).name != want_dtype:
-            raise InstallError(f"model input dtype {np.dtype(detail['dtype']).name} != release dtype {want_dtype}")
-    try:
-        interp.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
-        interp.invoke()
-    except Exception as exc:  # noqa: BLE001
-        raise InstallError(f"LiteRT cannot run {path.name}: {str(exc)[:200]}") from exc
 
 
 class ModelClient:
@@ -349,34 +303,7 @@ class ModelClient:
     # -------------------------------------------------------------------------------- install
     def _download(self, release: dict, dest: Path) -> None:
         """Download the release's model file to ``dest`` (retried), checking size and sha256."""
-        from google.api_core import exceptions as gexc
-
-        entry = release["model_file"]
-        name = release["prefix"].split(f"gs://{release['bucket']}/", 1)[1] + entry["path"]
-        blob = self._gcs.bucket(release["bucket"]).blob(name)
-        delay, problem = 0.2, ""
-        for attempt in range(1, self.download_attempts + 1):
-            try:
-                dest.unlink(missing_ok=True)
-                blob.download_to_filename(str(dest))
-            except gexc.NotFound as exc:
-                raise InstallError(f"model file gs://{release['bucket']}/{name} does not exist") from exc
-            except Exception as exc:  # noqa: BLE001 - network: retry
-                problem = f"download attempt {attempt} failed: {type(exc).__name__}: {str(exc)[:200]}"
-                log.warning("%s", problem)
-                time.sleep(delay)
-                delay *= 2
-                continue
-            size = dest.stat().st_size
-            if size != entry["size"]:
-                problem = f"downloaded {size} bytes, release says {entry['size']}"
-            else:
-                sha = _sha256(dest)
-                if sha == entry["sha256"]:
-                    return
-                problem = f"sha256 {sha[:16]}… != release's {entry['sha256'][:16]}…"
-            log.warning("download attempt %d of %s: %s", attempt, release["version"], problem)
-        raise InstallError(problem or "download failed")
+        cache.download_checked(self._gcs, release, dest, attempts=self.download_attempts)
 
     def _install(self, release: dict) -> None:
         version = mf.check_version(str(release.get("version")), "release version")
@@ -405,15 +332,7 @@ class ModelClient:
 
     def _swap(self, held: HeldModel) -> None:
         """Point ``current`` at the new version atomically; record it in current.json."""
-        link = self.cache_dir / "current"
-        tmp_link = self.cache_dir / f".current-{secrets.token_hex(4)}"
-        os.symlink(Path("versions") / held.version, tmp_link)
-        os.replace(tmp_link, link)
-        meta = {"version": held.version, "sha256": held.sha256, "size": held.size,
-                "path": str(held.path), "installed_at": time.time()}
-        tmp_meta = self.cache_dir / f".current-{secrets.token_hex(4)}.json"
-        tmp_meta.write_text(json.dumps(meta))
-        os.replace(tmp_meta, self.cache_dir / "current.json")
+        cache.point_current(self.cache_dir, held)
         with self._lock:
             previous = self._current
             self._current = held
@@ -424,36 +343,19 @@ class ModelClient:
                    f"verified and swapped in (was {previous.version if previous else 'nothing'})")
 
     def _prune(self) -> None:
-        versions = self.cache_dir / "versions"
-        if not versions.is_dir():
-            return
-        current = self.current_version
-        dirs = sorted((p for p in versions.iterdir() if p.is_dir()), key=lambda p: p.stat().st_mtime)
-        keep = {current} | {p.name for p in dirs[-self.keep:]}
-        for path in dirs:
-            if path.name not in keep:
-                shutil.rmtree(path, ignore_errors=True)
+        cache.prune(self.cache_dir, self.current_version, self.keep)
 
     def _load_cached(self) -> None:
         """Serve what a previous run installed, if its file still verifies."""
-        meta_path = self.cache_dir / "current.json"
-        if not meta_path.is_file():
-            return
         try:
-            meta = json.loads(meta_path.read_text())
-            path = self.cache_dir / "versions" / meta["version"] / "model.tflite"
-            if path.is_file() and _sha256(path) == meta["sha256"]:
-                release = {}
-                rel = path.parent / "release.json"
-                if rel.is_file():
-                    release = json.loads(rel.read_text())
-                with self._lock:
-                    self._current = HeldModel(meta["version"], path, meta["sha256"], int(meta["size"]), release)
-                self._note("cached", meta["version"], "serving the model installed earlier")
-            else:
-                self._fail(meta.get("version"), f"cached model {path} is missing or corrupt; ignoring it")
-        except (ValueError, KeyError, OSError) as exc:
-            self._fail(None, f"cannot read {meta_path}: {exc}")
+            held = cache.read_current(self.cache_dir)
+        except cache.CacheError as exc:
+            self._fail(exc.version, str(exc))
+            return
+        if held is not None:
+            with self._lock:
+                self._current = held
+            self._note("cached", held.version, "serving the model installed earlier")
 
     # -------------------------------------------------------------------------------- records
     def _note(self, event: str, version: str | None, reason: str, level: int = logging.INFO) -> None:

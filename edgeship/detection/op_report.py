@@ -76,6 +76,40 @@ def output_map(interpreter: Any) -> dict[str, dict[str, Any]]:
 
 def build_op_report(path_or_bytes: str | Path | bytes, *, name: str = "") -> dict[str, Any]:
     """The op report of one .tflite (a JSON-ready dict). Raises ValueError if LiteRT cannot read it."""
+    interp, ops, tensors, inputs = _read_graph(path_or_bytes, name)
+    rows = _op_rows(ops, tensors, activations={int(t) for op in ops for t in op["outputs"]} | set(inputs))
+    _mark_dequantize_boundaries(rows, _consumers(ops))
+    float_outside = [f"{r['op']} {r['name']}" for r in rows if r["status"] in ("float", "hybrid")]
+    compute = [r for r in rows if r["status"] in ("integer", "float", "hybrid")]
+    int8_compute = bool(compute) and not float_outside and all(
+        set(r["outputs"]) <= {"int8", "uint8", "int32", "bool"} for r in compute)
+    integer_compute = bool(compute) and not float_outside
+    by_type = _by_type(rows)
+
+    in_d = interp.get_input_details()[0] if inputs else {}
+    for r in rows:
+        r.pop("_outs")
+    report = {
+        "name": name,
+        "ops_total": len(rows),
+        "op_counts": {k: v["count"] for k, v in by_type.items()},
+        "by_type": by_type,
+        "status_counts": dict(Counter(r["status"] for r in rows)),
+        "compute_dtypes": dict(_compute_dtypes(compute)),
+        "int8_compute": int8_compute,
+        "integer_compute": integer_compute,
+        "float_ops_outside_postprocess": float_outside,
+        "has_postprocess": any(r["status"] == "postprocess" for r in rows),
+        "input": {"name": str(in_d.get("name", "")), "dtype": _dtype(in_d["dtype"]) if in_d else None,
+                  "quantization": [float(in_d["quantization"][0]), int(in_d["quantization"][1])] if in_d else None},
+        "ops": rows,
+    }
+    return report
+
+
+def _read_graph(path_or_bytes: str | Path | bytes,
+                name: str) -> tuple[Any, list[dict], dict[int, dict], list[int]]:
+    """The interpreter, its ops, tensors by index and input tensor indices; ValueError if unreadable."""
     try:
         interp = _interpreter(path_or_bytes)
         ops = interp._get_ops_details()
@@ -83,14 +117,20 @@ def build_op_report(path_or_bytes: str | Path | bytes, *, name: str = "") -> dic
         inputs = [int(d["index"]) for d in interp.get_input_details()]
     except Exception as exc:
         raise ValueError(f"op report {name or path_or_bytes!r}: LiteRT cannot read the model: {exc}") from exc
+    return interp, ops, tensors, inputs
 
-    produced = {int(t) for op in ops for t in op["outputs"]}
-    activations = produced | set(inputs)
+
+def _consumers(ops: list[dict]) -> dict[int, list[str]]:
+    """Tensor index → the types of the ops that read it."""
     consumers: dict[int, list[str]] = defaultdict(list)
     for op in ops:
         for t in op["inputs"]:
             consumers[int(t)].append(op["op_name"])
+    return consumers
 
+
+def _op_rows(ops: list[dict], tensors: dict[int, dict], activations: set[int]) -> list[dict[str, Any]]:
+    """One row per op: type, output tensor name, activation/constant/output dtypes and its status."""
     def tname(i: int) -> str:
         return str(tensors[i]["name"]) if i in tensors else f"tensor_{i}"
 
@@ -105,19 +145,26 @@ def build_op_report(path_or_bytes: str | Path | bytes, *, name: str = "") -> dic
         act_in = [tdtype(t) for t in ins if t in activations]
         const_in = [tdtype(t) for t in ins if t not in activations]
         out_dt = [tdtype(t) for t in outs]
-        if kind == POSTPROCESS_OP:
-            status = "postprocess"
-        elif kind in BOUNDARY_OPS:
-            status = "boundary"
-        elif set(out_dt) & FLOAT_DTYPES or set(act_in) & FLOAT_DTYPES:
-            # float activations; with int8 weights it is a hybrid (dynamic-range) kernel
-            status = "hybrid" if set(const_in) & {"int8"} else "float"
-        else:
-            status = "integer"
         rows.append({"index": int(op["index"]), "op": kind, "name": tname(outs[0]) if outs else "",
-                     "inputs": act_in, "constants": const_in, "outputs": out_dt, "status": status,
-                     "_outs": outs})
+                     "inputs": act_in, "constants": const_in, "outputs": out_dt,
+                     "status": _op_status(kind, act_in, const_in, out_dt), "_outs": outs})
+    return rows
 
+
+def _op_status(kind: str, act_in: list[str], const_in: list[str], out_dt: list[str]) -> str:
+    """postprocess, boundary, hybrid, float or integer (see the module docstring)."""
+    if kind == POSTPROCESS_OP:
+        return "postprocess"
+    if kind in BOUNDARY_OPS:
+        return "boundary"
+    if set(out_dt) & FLOAT_DTYPES or set(act_in) & FLOAT_DTYPES:
+        # float activations; with int8 weights it is a hybrid (dynamic-range) kernel
+        return "hybrid" if set(const_in) & {"int8"} else "float"
+    return "integer"
+
+
+def _mark_dequantize_boundaries(rows: list[dict[str, Any]], consumers: dict[int, list[str]]) -> None:
+    """Re-mark DEQUANTIZE rows: of constants → ``weights``; feeding a float op → ``float``."""
     # a DEQUANTIZE only feeding the post-processing op, or a QUANTIZE of the model input, is a
     # boundary; any other DEQUANTIZE to float hands float activations to a float op (already flagged)
     for row in rows:
@@ -128,16 +175,19 @@ def build_op_report(path_or_bytes: str | Path | bytes, *, name: str = "") -> dic
             users = {u for t in row["_outs"] for u in consumers.get(t, [])}
             if users and users != {POSTPROCESS_OP} and set(row["outputs"]) & FLOAT_DTYPES:
                 row["status"] = "float"  # dequantizes activations for a float op elsewhere
-    float_outside = [f"{r['op']} {r['name']}" for r in rows if r["status"] in ("float", "hybrid")]
-    compute = [r for r in rows if r["status"] in ("integer", "float", "hybrid")]
+
+
+def _compute_dtypes(compute: list[dict[str, Any]]) -> Counter:
+    """How many computing ops produce each activation dtype (index/bool outputs aside)."""
     compute_dtypes = Counter()
     for r in compute:
         act = [d for d in r["outputs"] if d not in ("int32", "int64", "bool")] or r["outputs"]
         compute_dtypes[act[0] if act else "?"] += 1
-    int8_compute = bool(compute) and not float_outside and all(
-        set(r["outputs"]) <= {"int8", "uint8", "int32", "bool"} for r in compute)
-    integer_compute = bool(compute) and not float_outside
+    return compute_dtypes
 
+
+def _by_type(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Per op type, most frequent first: count, statuses and dtype signatures."""
     counts: dict[str, dict[str, Any]] = {}
     for r in rows:
         c = counts.setdefault(r["op"], {"count": 0, "status": Counter(), "dtypes": Counter()})
@@ -147,28 +197,8 @@ def build_op_report(path_or_bytes: str | Path | bytes, *, name: str = "") -> dic
         if r["constants"]:
             sig += f" (+{','.join(r['constants'])})"
         c["dtypes"][f"{sig} -> {','.join(r['outputs'])}"] += 1
-    by_type = {k: {"count": v["count"], "status": dict(v["status"]), "dtypes": dict(v["dtypes"])}
-               for k, v in sorted(counts.items(), key=lambda kv: (-kv[1]["count"], kv[0]))}
-
-    in_d = interp.get_input_details()[0] if inputs else {}
-    for r in rows:
-        r.pop("_outs")
-    report = {
-        "name": name,
-        "ops_total": len(rows),
-        "op_counts": {k: v["count"] for k, v in by_type.items()},
-        "by_type": by_type,
-        "status_counts": dict(Counter(r["status"] for r in rows)),
-        "compute_dtypes": dict(compute_dtypes),
-        "int8_compute": int8_compute,
-        "integer_compute": integer_compute,
-        "float_ops_outside_postprocess": float_outside,
-        "has_postprocess": any(r["status"] == "postprocess" for r in rows),
-        "input": {"name": str(in_d.get("name", "")), "dtype": _dtype(in_d["dtype"]) if in_d else None,
-                  "quantization": [float(in_d["quantization"][0]), int(in_d["quantization"][1])] if in_d else None},
-        "ops": rows,
-    }
-    return report
+    return {k: {"count": v["count"], "status": dict(v["status"]), "dtypes": dict(v["dtypes"])}
+            for k, v in sorted(counts.items(), key=lambda kv: (-kv[1]["count"], kv[0]))}
 
 
 def format_table(report: dict[str, Any]) -> str:

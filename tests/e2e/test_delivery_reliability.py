@@ -38,6 +38,21 @@ def _db(config):
     return firestore.Client(project=config.project)
 
 
+def _wait_firestore_ready(config, timeout: float = WAIT) -> None:
+    """Until a fresh client's call succeeds (each probe's channel is closed after it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        client = _db(config)
+        try:
+            client.collection("_ready").document("probe").get(timeout=2, retry=None)
+            return
+        except Exception:  # noqa: BLE001 - anything but an answer means not ready yet
+            assert time.monotonic() < deadline, "the Firestore emulator did not come back"
+            time.sleep(0.1)
+        finally:
+            client._firestore_api.transport.close()
+
+
 def test_twenty_concurrent_publishes_are_all_recorded_and_the_channel_ends_on_the_newest(
         clean_stack, artifacts, tmp_path):
     from edgeship.delivery.client import ModelClient
@@ -98,7 +113,14 @@ def test_firestore_down_gives_retryable_errors_and_redelivery_after_restart_regi
             time.sleep(0.2)
     finally:
         local_stack.up(config)  # restarts only what is stopped: the Firestore emulator
+    # up() returns once the port is bound; wait until the emulator answers a call, so that what
+    # follows measures the function's recovery, not the emulator's start-up
+    _wait_firestore_ready(config)
+    ready = time.monotonic()
     assert local_stack.drain(config, timeout=WAIT)
+    # prompt recovery: the relay's next retry (backoff <= 5 s) registers it; no client of the
+    # function is left waiting out a gRPC reconnect backoff
+    assert time.monotonic() - ready < 20, "the function did not recover promptly"
     stats = local_stack.relay_stats(config)
     assert stats.get("dead", 0) == 0, stats
     # the function said why it refused: transient, retry (a 5xx to the relay)

@@ -55,3 +55,26 @@ def variants(tmp_path):
 def _model_bucket(monkeypatch):
     """The function serves one model bucket (env MODEL_BUCKET): the private servers' bucket."""
     monkeypatch.setenv("MODEL_BUCKET", support.BUCKET)
+
+
+@pytest.fixture(scope="session")
+def function_server(servers, tmp_path_factory):
+    """register_model served by functions-framework in its own process (real HTTP), on the
+    private servers, with short backend timeouts (tests/functions/test_hostile_inputs.py)."""
+    from tests.functions.test_hostile_inputs import FunctionServer
+
+    server = FunctionServer(tmp_path_factory.mktemp("function"), {
+        **servers.env(), "REGISTER_MODEL_FIRESTORE_TIMEOUT_S": "2",
+        "REGISTER_MODEL_STORAGE_TIMEOUT_S": "2"}).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture()
+def hostile(stores, function_server, servers):
+    """(function server, bucket) on emptied servers, Firestore answering."""
+    from tests.functions.test_hostile_inputs import wait_firestore_ready
+
+    wait_firestore_ready(servers)
+    _, _, bucket = stores
+    return function_server, bucket

@@ -257,24 +257,7 @@ def assert_refused(reply: Reply, servers, *, decision: str = "rejected", field: 
     return rec
 
 
-# ------------------------------------------------------------------------------------- fixtures
-
-@pytest.fixture(scope="module")
-def function_server(servers, tmp_path_factory):
-    """The function in its own process on the private servers (short backend timeouts)."""
-    server = FunctionServer(tmp_path_factory.mktemp("function"), {
-        **servers.env(), "REGISTER_MODEL_FIRESTORE_TIMEOUT_S": "2",
-        "REGISTER_MODEL_STORAGE_TIMEOUT_S": "2"}).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture()
-def hostile(stores, function_server, servers):
-    """(function server, bucket) on emptied servers."""
-    wait_firestore_ready(servers)
-    _, _, bucket = stores
-    return function_server, bucket
+# (fixtures: tests/functions/conftest.py ``function_server`` and ``hostile``)
 
 
 def _pending_manifest(bucket, version: str | None = None) -> dict:

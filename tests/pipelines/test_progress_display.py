@@ -182,3 +182,43 @@ def test_the_live_table_shows_the_running_steps_progress_line():
     row = next(ln for ln in out.getvalue().splitlines() if "train" in ln)
     assert "running" in row and "epoch 12/40  loss 0.840  val 0.910  151 img/s  ETA 3m10s" in row
     assert "waiting" in next(ln for ln in out.getvalue().splitlines() if "quantize" in ln)
+
+
+# ---------------------------------------------------------------- end to end through kfp.local
+
+def _progress_pipeline():
+    from kfp import dsl
+
+    @dsl.component(base_image="python:3.11", install_kfp_package=False)
+    def busy(fail: bool):
+        from edgeship.base import progress
+
+        print("some library chatter")
+        progress.emit(item="fp32", index=1, count=2, phase="converting")
+        if fail:
+            raise ValueError("boom")
+
+    @dsl.pipeline(name="progress-test")
+    def pipeline(fail: bool = False):
+        busy(fail=fail).set_caching_options(False)
+
+    return pipeline
+
+
+def test_steps_under_run_local_report_progress_and_a_failure_shows_the_steps_last_lines(tmp_path, monkeypatch):
+    from pipelines.local import StepFailed, run_local
+
+    monkeypatch.delenv(P.ENV, raising=False)
+    pipeline = _progress_pipeline()
+    events = []
+    run_local({"fail": False}, pipeline_root=tmp_path, pipeline_func=pipeline, on_event=events.append)
+    assert [e.data for e in events if e.kind == "progress"] == [
+        {"item": "fp32", "index": 1, "count": 2, "phase": "converting"}]
+    assert any(e.kind == "log" and e.line == "some library chatter" for e in events)
+    assert P.ENV not in __import__("os").environ  # set for the steps only
+
+    with pytest.raises(StepFailed) as info:
+        run_local({"fail": True}, pipeline_root=tmp_path, pipeline_func=pipeline)
+    assert info.value.step == "busy" and info.value.tail[-1] == "ValueError: boom"
+    assert "some library chatter" in info.value.tail
+    assert not any(line.lstrip().startswith(("{", '"')) for line in info.value.tail)  # no executor JSON

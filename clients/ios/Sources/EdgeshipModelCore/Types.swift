@@ -114,7 +114,7 @@ public struct CustomModel: Hashable, Sendable {
 }
 
 /// A model shipped inside the app: served when nothing installed can be.
-public struct BundledModel: Sendable {
+public struct BundledModel: @unchecked Sendable {  // Bundle is safe to read from any thread
     public let resource: String
     public let fileExtension: String
     public let version: String

@@ -70,7 +70,7 @@ public actor ModelDownloader {
         let channel: String
     }
 
-    public nonisolated let app: FirebaseApp
+    private let app: FirebaseApp
     public nonisolated let configuration: Configuration
     private let store: LocalModelStore
     private let source: FirestoreReleaseSource
@@ -108,15 +108,16 @@ public actor ModelDownloader {
     }
 
     private init(app: FirebaseApp, configuration: Configuration) {
-        self.app = app
-        self.configuration = configuration
+        let store: LocalModelStore
         do {
             store = try LocalModelStore(root: configuration.storageDirectory)
         } catch {
             preconditionFailure("cannot create \(configuration.storageDirectory.path): \(error)")
         }
+        self.app = app
+        self.configuration = configuration
+        self.store = store
         source = FirestoreReleaseSource(db: Firestore.firestore(app: app))
-        let store = self.store
         transfer = ModelTransfer.shared(app: app, identifier: configuration.backgroundSessionIdentifier) {
             name, channel, version in store.incomingFile(name: name, channel: channel, version: version)
         }
@@ -160,13 +161,29 @@ public actor ModelDownloader {
         Task {
             let result: Result<CustomModel, Error>
             do {
-                result = .success(try await getModel(name: name, channel: channel, downloadType: downloadType,
-                                                     conditions: conditions, progress: progressHandler))
+                result = .success(try await self.getModel(name: name, channel: channel, downloadType: downloadType,
+                                                          conditions: conditions, progress: progressHandler))
             } catch {
                 result = .failure(error)
             }
             DispatchQueue.main.async { completion(result) }
         }
+    }
+
+    /// Push updates: listen to the channel (its newest release and its control document) and
+    /// update in the background on every change; `.edgeshipModelUpdated` is posted when a new
+    /// model is installed. Keep the returned observation; `cancel()` it (or drop it) to stop.
+    public func observeUpdates(name: String, channel: String = "stable",
+                               conditions: ModelDownloadConditions = ModelDownloadConditions()) async throws
+        -> ModelUpdateObservation {
+        try LocalModelStore.checkNames(name: name, channel: channel)
+        try await ensureSignedIn()
+        let key = Key(name: name, channel: channel)
+        let registrations = source.listen(model: name, channel: channel) { [weak self] in
+            guard let self else { return }
+            Task { await self.startBackgroundUpdate(key, conditions: conditions) }
+        }
+        return ModelUpdateObservation(registrations)
     }
 
     /// Installed models (one per model and channel).
@@ -201,7 +218,8 @@ public actor ModelDownloader {
         guard let usable = store.usableModel(name: key.name, channel: key.channel,
                                              verifyHash: configuration.verifyHashOnLoad) else { return nil }
         let release = store.release(name: key.name, channel: key.channel, version: usable.installed.version)
-        if let release, !release.runs(on: try appVersion()) { return nil }
+        let running = try appVersion()
+        if let release, !release.runs(on: running) { return nil }
         let why = usable.source == .lastGood ? "the installed model failed its check; serving the last good one" : reason
         return CustomModel(name: key.name, channel: key.channel, version: usable.installed.version,
                            path: usable.url.path, size: usable.installed.size, hash: usable.installed.sha256,
@@ -251,14 +269,15 @@ public actor ModelDownloader {
     /// Look at the channel, install what the selector says, fall back when that fails.
     private func runUpdate(_ key: Key, conditions: ModelDownloadConditions,
                            progress: (@Sendable (Double) -> Void)?) async throws -> CustomModel {
-        let appVersion = try appVersion()
+        let appVersion = try self.appVersion()
         let plan: SelectionPlan
         do {
             try await ensureSignedIn()
             let channelState = try await source.channelState(model: key.name, channel: key.channel)
-            let pinned = try await channelState.pinnedVersion.asyncMap {
-                try await source.release(model: key.name, channel: key.channel, version: $0)
-            } ?? nil
+            var pinned: ReleaseCandidate?
+            if let version = channelState.pinnedVersion {
+                pinned = try await source.release(model: key.name, channel: key.channel, version: version)
+            }
             let releases = channelState.pinnedVersion == nil
                 ? try await source.newestReleases(model: key.name, channel: key.channel) : []
             let state = store.state(name: key.name, channel: key.channel)
@@ -267,15 +286,16 @@ public actor ModelDownloader {
                                  failures: state.failures)
         } catch {
             // Firestore unreachable, not signed in, a broken control document: keep what we have.
-            return try fallback(key, UpdateReport(installed: nil, serving: nil,
+            return try serveWithoutInstalling(key, UpdateReport(installed: nil, serving: nil,
                                                   reason: "could not read the channel: \(error)"))
         }
 
-        guard case let .install(targets) = plan.decision else {
-            if case let .keep(reason) = plan.decision {
-                return try fallback(key, UpdateReport(installed: nil, serving: nil, reason: reason, skipped: plan.skipped))
-            }
-            preconditionFailure("unreachable")
+        let targets: [Release]
+        switch plan.decision {
+        case let .keep(reason):
+            return try serveWithoutInstalling(key, UpdateReport(installed: nil, serving: nil, reason: reason, skipped: plan.skipped))
+        case let .install(releases):
+            targets = releases
         }
 
         var skipped = plan.skipped
@@ -293,24 +313,29 @@ public actor ModelDownloader {
             } catch let error as TransferError where !error.isReleaseDefect {
                 // Network, sign-in, rules, App Check, cancelled: nothing is wrong with the
                 // release, and an older one would fail the same way. Keep what we have.
-                return try fallback(key, UpdateReport(installed: nil, serving: nil,
+                return try serveWithoutInstalling(key, UpdateReport(installed: nil, serving: nil,
                                                       reason: "could not download \(release.version): \(error)",
                                                       skipped: skipped))
             } catch let error as ModelDownloaderError {
                 if case .conditionsNotMet = error {
-                    return try fallback(key, UpdateReport(installed: nil, serving: nil, reason: error.description,
+                    return try serveWithoutInstalling(key, UpdateReport(installed: nil, serving: nil, reason: error.description,
                                                           skipped: skipped))
                 }
                 skipped.append(recordFailure(release, key: key, error: error.description))
             } catch is CancellationError {
                 throw CancellationError()
+            } catch let error as CocoaError {
+                // the device, not the release (disk full, …)
+                return try serveWithoutInstalling(key, UpdateReport(installed: nil, serving: nil,
+                                                      reason: "could not store \(release.version): \(error.localizedDescription)",
+                                                      skipped: skipped))
             } catch {
                 // A defect of this release (missing file, size or hash mismatch, validation):
                 // remember it and try the next older release.
                 skipped.append(recordFailure(release, key: key, error: "\(error)"))
             }
         }
-        return try fallback(key, UpdateReport(installed: nil, serving: nil,
+        return try serveWithoutInstalling(key, UpdateReport(installed: nil, serving: nil,
                                               reason: "no release could be installed", skipped: skipped))
     }
 
@@ -320,8 +345,9 @@ public actor ModelDownloader {
         return SkippedRelease(version: release.version, reason: .installFailed(error))
     }
 
-    /// Installed model, else last good, else bundled, else throw with every reason.
-    private func fallback(_ key: Key, _ report: UpdateReport) throws -> CustomModel {
+    /// Nothing installed this time: the installed model, else the last good one, else the bundled
+    /// one, else throw with every reason.
+    private func serveWithoutInstalling(_ key: Key, _ report: UpdateReport) throws -> CustomModel {
         if let local = try localModel(key, reason: report.reason) {
             let kept = UpdateReport(installed: nil, serving: local.version,
                                     reason: local.source == .lastGood ? local.report.reason : report.reason,
@@ -389,9 +415,20 @@ public actor ModelDownloader {
     }
 }
 
-private extension Optional {
-    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
-        guard let value = self else { return nil }
-        return try await transform(value)
+/// Firestore listeners of `observeUpdates`; removed on `cancel()` or when released.
+public final class ModelUpdateObservation: @unchecked Sendable {
+    private let lock = NSLock()
+    private var registrations: [ListenerRegistration]
+
+    init(_ registrations: [ListenerRegistration]) { self.registrations = registrations }
+
+    public func cancel() {
+        lock.lock()
+        let current = registrations
+        registrations = []
+        lock.unlock()
+        current.forEach { $0.remove() }
     }
+
+    deinit { cancel() }
 }
