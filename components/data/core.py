@@ -10,7 +10,9 @@ import hashlib
 import json
 import logging
 from collections import Counter
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
 from components.data.generate import CLASSES, DrawnImage, GeneratorConfig, draw_image, image_rng
 from edgeship.base import storage
@@ -32,13 +34,6 @@ from edgeship.detection.dataset import (
 from edgeship.detection.tfrecord import encode_example, frame
 
 log = logging.getLogger(__name__)
-
-
-
-
-
-
-
 
 
 # ---------------------------------------------------------------------------------------------
@@ -136,11 +131,7 @@ def generate_dataset(
     import dataclasses
 
     sizes = {"train": train, "val": val, "calibration": calibration}
-    for split, count in sizes.items():
-        if not isinstance(count, int) or count < 1:
-            raise ValueError(f"every split needs at least one image: {split}={count!r}")
-    if not isinstance(seed, int) or seed < 0:
-        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+    _check_generate_args(sizes, seed)
     cfg = dataclasses.replace(config or GeneratorConfig(), image_size=int(image_size))
     cfg.validate()
     out = Path(out_dir)
@@ -152,48 +143,10 @@ def generate_dataset(
     (out / "labels.txt").write_text("".join(n + "\n" for n in names))
     splits_meta = {}
     total = sum(sizes.values())
-    done = 0
-    bar = None
-    if progress:
-        from rich.progress import Progress
-
-        bar = Progress(transient=True)
-        bar.start()
-        task = bar.add_task("generating images", total=total)
-    try:
+    with _image_progress(total, enabled=progress) as advance:
         for split, count in sizes.items():
-            img_dir = out / "coco" / "images" / split
-            img_dir.mkdir(parents=True, exist_ok=True)
-            images, annotations = [], []
-            per_class: Counter = Counter()
-            jobs = [(seed, split, i, cfg) for i in range(count)]
-            with open(out / "tfrecord" / f"{split}.tfrecord", "wb") as writer:
-                for i, drawn in enumerate(_drawn_images(jobs, workers)):
-                    file_name = f"{i:06d}.jpg"
-                    (img_dir / file_name).write_bytes(drawn.jpeg)
-                    images.append({"id": i, "file_name": file_name, "width": cfg.image_size,
-                                   "height": cfg.image_size})
-                    for box, label, vis in zip(drawn.boxes_px, drawn.class_ids, drawn.visible):
-                        x0, y0, x1, y1 = (int(v) for v in box)
-                        annotations.append({
-                            "id": len(annotations) + 1, "image_id": i, "category_id": label,
-                            "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
-                            "iscrowd": 0, "visible": vis,
-                        })
-                        per_class[names[label - 1]] += 1
-                    writer.write(frame(_tf_example(i, file_name, drawn.jpeg, cfg.image_size,
-                                                   drawn.boxes_px, drawn.class_ids, names)))
-                    done += 1
-                    if bar:
-                        bar.update(task, completed=done)
-            coco = {"info": {"description": f"edgeship synthetic shapes, split {split}, seed {seed}"},
-                    "images": images, "annotations": annotations, "categories": categories}
-            (out / "coco" / "annotations" / f"{split}.json").write_text(json.dumps(coco))
-            splits_meta[split] = {"images": count, "objects": len(annotations),
-                                  "per_class": {n: per_class.get(n, 0) for n in names}}
-    finally:
-        if bar:
-            bar.stop()
+            splits_meta[split] = _write_split(out, split, count, seed=seed, cfg=cfg, categories=categories,
+                                              workers=workers, advance=advance)
     meta = {
         "format_version": FORMAT_VERSION,
         "name": "edgeship-shapes",
@@ -209,32 +162,80 @@ def generate_dataset(
     return read_dataset_info(out)
 
 
+def _check_generate_args(sizes: dict[str, int], seed: int) -> None:
+    """Raise ValueError for a split without images or a negative / non-integer seed."""
+    for split, count in sizes.items():
+        if not isinstance(count, int) or count < 1:
+            raise ValueError(f"every split needs at least one image: {split}={count!r}")
+    if not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
+
+
+@contextmanager
+def _image_progress(total: int, *, enabled: bool) -> Iterator[Callable[[], None]]:
+    """Yield ``advance()``, which counts one more image on a transient progress bar (or does nothing)."""
+    if not enabled:
+        yield lambda: None
+        return
+    from rich.progress import Progress
+
+    bar = Progress(transient=True)
+    bar.start()
+    task = bar.add_task("generating images", total=total)
+    done = 0
+
+    def advance() -> None:
+        nonlocal done
+        done += 1
+        bar.update(task, completed=done)
+
+    try:
+        yield advance
+    finally:
+        bar.stop()
+
+
+def _write_split(out: Path, split: str, count: int, *, seed: int, cfg: GeneratorConfig,
+                 categories: list[dict], workers: int, advance: Callable[[], None]) -> dict:
+    """Draw one split into its JPEGs, COCO JSON and TFRecord; returns its dataset.json entry."""
+    names = [c["name"] for c in categories]
+    img_dir = out / "coco" / "images" / split
+    img_dir.mkdir(parents=True, exist_ok=True)
+    images, annotations = [], []
+    per_class: Counter = Counter()
+    jobs = [(seed, split, i, cfg) for i in range(count)]
+    with open(out / "tfrecord" / f"{split}.tfrecord", "wb") as writer:
+        for i, drawn in enumerate(_drawn_images(jobs, workers)):
+            file_name = f"{i:06d}.jpg"
+            (img_dir / file_name).write_bytes(drawn.jpeg)
+            images.append({"id": i, "file_name": file_name, "width": cfg.image_size,
+                           "height": cfg.image_size})
+            for box, label, vis in zip(drawn.boxes_px, drawn.class_ids, drawn.visible):
+                annotations.append(_coco_annotation(len(annotations) + 1, i, box, label, vis))
+                per_class[names[label - 1]] += 1
+            writer.write(frame(_tf_example(i, file_name, drawn.jpeg, cfg.image_size,
+                                           drawn.boxes_px, drawn.class_ids, names)))
+            advance()
+    coco = {"info": {"description": f"edgeship synthetic shapes, split {split}, seed {seed}"},
+            "images": images, "annotations": annotations, "categories": categories}
+    (out / "coco" / "annotations" / f"{split}.json").write_text(json.dumps(coco))
+    return {"images": count, "objects": len(annotations),
+            "per_class": {n: per_class.get(n, 0) for n in names}}
+
+
+def _coco_annotation(ann_id: int, image_id: int, box: tuple[float, float, float, float], label: int,
+                     visible: float) -> dict:
+    """One COCO annotation (integer xywh bbox) of a drawn object, with its visible fraction."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    return {
+        "id": ann_id, "image_id": image_id, "category_id": label,
+        "bbox": [x0, y0, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+        "iscrowd": 0, "visible": visible,
+    }
+
+
 # ---------------------------------------------------------------------------------------------
 # Reading
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def _coco_metadata(root: Path) -> dict:

@@ -231,83 +231,117 @@ def _occluder(rng: np.random.Generator, size: int, near: tuple[int, int, int, in
 
 # --------------------------------------------------------------------------- one image
 
+# label, box (x0, y0, x1, y1), mask in the image, alpha patch, patch position (x, y)
+_Placed = tuple[int, tuple[int, int, int, int], np.ndarray, np.ndarray, tuple[int, int]]
+
+
 def draw_image(rng: np.random.Generator, cfg: GeneratorConfig) -> DrawnImage:
     """Draw one image and its boxes. Deterministic given the Generator's state."""
     size = cfg.image_size
-    scale = size / 160.0
     canvas = _background(rng, size, cfg.texture, cfg.max_clutter)
     plain = canvas.copy()
+    placed = _place_objects(rng, cfg)
+    for obj in placed:
+        _paint_object(rng, cfg, canvas, plain, obj)
+    canvas, visible = _add_occluders(rng, cfg, canvas, placed)
+    jpeg = _photograph(rng, cfg, canvas)
+    return DrawnImage(jpeg, [tuple(float(v) for v in p[1]) for p in placed],
+                      [p[0] for p in placed], [round(v, 4) for v in visible])
 
-    placed: list[tuple[int, tuple[int, int, int, int], np.ndarray, np.ndarray, tuple[int, int]]] = []
+
+def _clip(x: int, y: int, pn: int, size: int) -> tuple[int, int, int, int]:
+    """The part (x0, y0, x1, y1) of a ``pn``-pixel patch at (x, y) that lies inside the image."""
+    return max(0, x), max(0, y), min(size, x + pn), min(size, y + pn)
+
+
+def _place_objects(rng: np.random.Generator, cfg: GeneratorConfig) -> list[_Placed]:
+    """Choose the objects and where they go (up to 15 tries each; an object may be dropped)."""
+    placed: list[_Placed] = []
     n = int(rng.integers(cfg.min_objects, cfg.max_objects + 1))
     for _ in range(n):
         for _attempt in range(15):
-            label = int(rng.integers(1, len(cfg.classes) + 1))
-            side = rng.uniform(cfg.min_size, cfg.max_size) * scale
-            patch = _shape_patch(cfg.classes[label - 1], side, rng)
-            pb = _tight_box(patch >= 0.5)
-            if pb is None or pb[2] - pb[0] > size or pb[3] - pb[1] > size:
-                continue
-            x = int(rng.integers(-pb[0], size - pb[2] + 1))
-            y = int(rng.integers(-pb[1], size - pb[3] + 1))
-            box = (x + pb[0], y + pb[1], x + pb[2], y + pb[3])
-            if any(_iou(box, p[1]) > cfg.max_overlap_iou for p in placed):
-                continue
-            full = np.zeros((size, size), bool)
-            pn = patch.shape[0]
-            cx0, cy0 = max(0, x), max(0, y)
-            cx1, cy1 = min(size, x + pn), min(size, y + pn)
-            full[cy0:cy1, cx0:cx1] = patch[cy0 - y:cy1 - y, cx0 - x:cx1 - x] >= 0.5
-            masks = [p[2] for p in placed]
-            if any(_visible(m, masks[i + 1:] + [full]) < cfg.min_visible for i, m in enumerate(masks)):
-                continue
-            placed.append((label, box, full, patch, (x, y)))
-            break
-
-    for label, box, full, patch, (x, y) in placed:
-        pn = patch.shape[0]
-        cx0, cy0 = max(0, x), max(0, y)
-        cx1, cy1 = min(size, x + pn), min(size, y + pn)
-        alpha = patch[cy0 - y:cy1 - y, cx0 - x:cx1 - x]
-        under = plain[full].mean(0)
-        colour = _colour(rng, (0.3, 1.0), (0.25, 1.0))
-        for _ in range(30):
-            if np.linalg.norm(colour - under) >= cfg.min_contrast:
+            obj = _try_place(rng, cfg, placed)
+            if obj is not None:
+                placed.append(obj)
                 break
-            colour = _colour(rng, (0.3, 1.0), (0.25, 1.0))
-        yy, xx = np.mgrid[cy0:cy1, cx0:cx1].astype(np.float32)
-        theta = rng.uniform(0, 2 * math.pi)
-        span = max(box[2] - box[0], box[3] - box[1])
-        shade = 1.0 + rng.uniform(0.0, 0.3) * (((xx - (box[0] + box[2]) / 2) * math.cos(theta)
-                                                 + (yy - (box[1] + box[3]) / 2) * math.sin(theta)) / span)
-        fill = colour * shade[..., None]
-        if rng.random() < 0.3:  # a darker outline
-            inner = np.asarray(Image.fromarray((alpha * 255).astype(np.uint8)).filter(ImageFilter.MinFilter(3)),
-                               np.float32) / 255.0
-            edge = (alpha - inner)[..., None]
-            fill = fill * (1 - edge) + colour * rng.uniform(0.3, 0.6) * edge
-        a3 = alpha[..., None]
-        region = canvas[cy0:cy1, cx0:cx1]
-        canvas[cy0:cy1, cx0:cx1] = region * (1 - a3) + fill * a3
+    return placed
 
-    # occluders over part of an object, never hiding too much of any
+
+def _try_place(rng: np.random.Generator, cfg: GeneratorConfig, placed: list[_Placed]) -> _Placed | None:
+    """One random object and position; None when it leaves the image, overlaps or hides too much."""
+    size = cfg.image_size
+    label = int(rng.integers(1, len(cfg.classes) + 1))
+    side = rng.uniform(cfg.min_size, cfg.max_size) * (size / 160.0)
+    patch = _shape_patch(cfg.classes[label - 1], side, rng)
+    pb = _tight_box(patch >= 0.5)
+    if pb is None or pb[2] - pb[0] > size or pb[3] - pb[1] > size:
+        return None
+    x = int(rng.integers(-pb[0], size - pb[2] + 1))
+    y = int(rng.integers(-pb[1], size - pb[3] + 1))
+    box = (x + pb[0], y + pb[1], x + pb[2], y + pb[3])
+    if any(_iou(box, p[1]) > cfg.max_overlap_iou for p in placed):
+        return None
+    full = np.zeros((size, size), bool)
+    cx0, cy0, cx1, cy1 = _clip(x, y, patch.shape[0], size)
+    full[cy0:cy1, cx0:cx1] = patch[cy0 - y:cy1 - y, cx0 - x:cx1 - x] >= 0.5
+    masks = [p[2] for p in placed]
+    if any(_visible(m, masks[i + 1:] + [full]) < cfg.min_visible for i, m in enumerate(masks)):
+        return None
+    return label, box, full, patch, (x, y)
+
+
+def _paint_object(rng: np.random.Generator, cfg: GeneratorConfig, canvas: np.ndarray, plain: np.ndarray,
+                  obj: _Placed) -> None:
+    """Paint one object onto ``canvas`` in a colour that contrasts with the background, shaded."""
+    _label, box, full, patch, (x, y) = obj
+    cx0, cy0, cx1, cy1 = _clip(x, y, patch.shape[0], cfg.image_size)
+    alpha = patch[cy0 - y:cy1 - y, cx0 - x:cx1 - x]
+    under = plain[full].mean(0)
+    colour = _colour(rng, (0.3, 1.0), (0.25, 1.0))
+    for _ in range(30):
+        if np.linalg.norm(colour - under) >= cfg.min_contrast:
+            break
+        colour = _colour(rng, (0.3, 1.0), (0.25, 1.0))
+    yy, xx = np.mgrid[cy0:cy1, cx0:cx1].astype(np.float32)
+    theta = rng.uniform(0, 2 * math.pi)
+    span = max(box[2] - box[0], box[3] - box[1])
+    shade = 1.0 + rng.uniform(0.0, 0.3) * (((xx - (box[0] + box[2]) / 2) * math.cos(theta)
+                                             + (yy - (box[1] + box[3]) / 2) * math.sin(theta)) / span)
+    fill = colour * shade[..., None]
+    if rng.random() < 0.3:  # a darker outline
+        inner = np.asarray(Image.fromarray((alpha * 255).astype(np.uint8)).filter(ImageFilter.MinFilter(3)),
+                           np.float32) / 255.0
+        edge = (alpha - inner)[..., None]
+        fill = fill * (1 - edge) + colour * rng.uniform(0.3, 0.6) * edge
+    a3 = alpha[..., None]
+    region = canvas[cy0:cy1, cx0:cx1]
+    canvas[cy0:cy1, cx0:cx1] = region * (1 - a3) + fill * a3
+
+
+def _add_occluders(rng: np.random.Generator, cfg: GeneratorConfig, canvas: np.ndarray,
+                   placed: list[_Placed]) -> tuple[np.ndarray, list[float]]:
+    """Occluders over part of an object, never hiding too much of any; the canvas and each
+    object's visible fraction."""
     masks = [p[2] for p in placed]
     covers: list[np.ndarray] = []
     n_occ = int(rng.random() < cfg.occlusion_prob) + int(rng.random() < cfg.occlusion_prob / 3)
     for _ in range(n_occ):
         for _attempt in range(6):
             near = placed[int(rng.integers(0, len(placed)))][1] if placed and rng.random() < 0.8 else None
-            occ = _occluder(rng, size, near)
+            occ = _occluder(rng, cfg.image_size, near)
             cover = occ >= 0.5
             if all(_visible(m, masks[i + 1:] + covers + [cover]) >= cfg.min_visible for i, m in enumerate(masks)):
                 covers.append(cover)
-                texture = 1.0 + 0.2 * (_smooth_noise(rng, size, 10) - 0.5)
+                texture = 1.0 + 0.2 * (_smooth_noise(rng, cfg.image_size, 10) - 0.5)
                 paint = _colour(rng, (0.0, 0.7), (0.1, 0.95)) * texture[..., None]
                 canvas = canvas * (1 - occ[..., None]) + paint * occ[..., None]
                 break
-    visible = [_visible(m, masks[i + 1:] + covers) for i, m in enumerate(masks)]
+    return canvas, [_visible(m, masks[i + 1:] + covers) for i, m in enumerate(masks)]
 
-    # lighting: global gain, a linear gradient, gamma; then blur and sensor noise
+
+def _photograph(rng: np.random.Generator, cfg: GeneratorConfig, canvas: np.ndarray) -> bytes:
+    """Lighting (global gain, a linear gradient, gamma), then blur and sensor noise; the JPEG bytes."""
+    size = cfg.image_size
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32) / size
     theta = rng.uniform(0, 2 * math.pi)
     gradient = 1.0 + rng.uniform(0, 0.5) * ((xx - 0.5) * math.cos(theta) + (yy - 0.5) * math.sin(theta))
@@ -317,12 +351,11 @@ def draw_image(rng: np.random.Generator, cfg: GeneratorConfig) -> DrawnImage:
     np.clip(canvas, 0, 255, out=canvas)
     out = Image.fromarray((canvas + 0.5).astype(np.uint8)).point(lut)
     if rng.random() < cfg.blur_prob:
-        out = out.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.4, cfg.max_blur)) * scale))
+        out = out.filter(ImageFilter.GaussianBlur(radius=float(rng.uniform(0.4, cfg.max_blur)) * (size / 160.0)))
     sigma = np.float32(rng.uniform(1.0, cfg.max_noise))
     noisy = np.asarray(out, np.float32) + rng.standard_normal((size, size, 3), dtype=np.float32) * sigma
     np.clip(noisy + 0.5, 0, 255, out=noisy)
     out = Image.fromarray(noisy.astype(np.uint8))
     buf = io.BytesIO()
     out.save(buf, format="JPEG", quality=cfg.jpeg_quality, subsampling=2, optimize=False)
-    return DrawnImage(buf.getvalue(), [tuple(float(v) for v in p[1]) for p in placed],
-                      [p[0] for p in placed], [round(v, 4) for v in visible])
+    return buf.getvalue()

@@ -298,5 +298,3 @@ def select_step(*, evaluation_dir: str, model_name: str, channel: str, bucket: s
              f"{champion.version} (mAP {champion.map})" if champion else "none")
     return run_select(evaluation_dir, out_json, out_md, config=config, champion=champion,
                       out_html=out_html)
-
-

@@ -11,6 +11,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -78,7 +79,19 @@ class _Progress:
 
     @staticmethod
     def _row() -> dict[str, Any]:
-        return {"status": "waiting", "t0": None, "dt": None, "text": ""}
+        return {"status": "waiting", "t0": None, "dt": None, "text": "", "fields": {}}
+
+    @staticmethod
+    def _summary(fields: dict[str, Any]) -> str:
+        """A finished step's line: the figures of its last epoch, or how many items it did."""
+        from edgeship.base.progress import describe
+
+        if fields.get("epochs"):
+            return describe({k: fields[k] for k in ("epoch", "epochs", "loss", "val_loss", "map", "map50",
+                                                     "img_s") if k in fields})
+        if fields.get("count"):
+            return f"{fields.get('index', fields['count'])}/{fields['count']} done"
+        return ""
 
     def _table(self):
         from rich.table import Table
@@ -129,18 +142,22 @@ class _Progress:
         step = re.sub(r"-\d+$", "", event.task) if event.task else event.task
         row = self.rows.setdefault(step, self._row()) if step else None
         if event.kind == "start" and row is not None:
-            row.update(status="running", t0=time.monotonic(), text="")
+            row.update(status="running", t0=time.monotonic(), text="", fields={})
             if self.live is None:
                 self._say(f"▶ {event.task}")
         elif event.kind == "finish" and row is not None:
             if event.status == "CACHED":
                 row["t0"] = row["t0"] or time.monotonic()
                 row["text"] = "reused from an earlier run (cache)"
+            elif event.status == "SUCCESS":
+                row["text"] = self._summary(row["fields"]) or row["text"]
             row.update(status=event.status, dt=time.monotonic() - (row["t0"] or time.monotonic()))
             if self.live is None:
-                self._say(f"{_GLYPH.get(event.status, '✘')} {event.task} {event.status} ({row['dt']:.0f} s)")
+                summary = f"  {row['text']}" if event.status == "SUCCESS" and row["text"] else ""
+                self._say(f"{_GLYPH.get(event.status, '✘')} {event.task} {event.status} ({row['dt']:.0f} s){summary}")
         elif event.kind == "progress" and row is not None and event.data:
             row["text"] = describe(event.data)
+            row["fields"].update(event.data)
             if self.live is None and row["text"]:
                 # a plain log cannot redraw a line: milestones and new items/phases only
                 key = (event.data.get("item"), event.data.get("phase"))
@@ -239,12 +256,50 @@ def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
     local bucket first, and the pipeline reads it from there, as it would on Vertex AI.
     """
     from rich.console import Console
+
+    console = Console(file=stream, width=None if stream.isatty() else 150)
+    if verbose is None:
+        verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
+    with _console_logging(console, verbose):
+        return _main_job(params, console=console, verbose=verbose, root=root,
+                         start_client=start_client, client_timeout=client_timeout,
+                         stack_config=stack_config, pipeline_func=pipeline_func, cache=cache,
+                         stage_data=stage_data)
+
+
+@contextlib.contextmanager
+def _console_logging(console, verbose: bool):
+    """This process's own logging (the listening client's thread, the dataset staging) goes
+    through ``console`` while the job runs, so it prints above the live table instead of
+    breaking it; WARNING and up only, unless ``verbose`` (DEBUG)."""
+
+    class ConsoleHandler(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            try:
+                console.print(self.format(record), markup=False, highlight=False)
+            except Exception:  # noqa: BLE001 - logging must not fail the job
+                self.handleError(record)
+
+    handler = ConsoleHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root_logger = logging.getLogger()
+    saved_handlers, saved_level = root_logger.handlers[:], root_logger.level
+    root_logger.handlers[:] = [handler]
+    root_logger.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    try:
+        yield
+    finally:
+        root_logger.handlers[:] = saved_handlers
+        root_logger.setLevel(saved_level)
+
+
+def _main_job(params: dict[str, Any], *, console, verbose: bool, root: Path, start_client: bool,
+              client_timeout: float, stack_config, pipeline_func, cache: bool, stage_data: bool) -> int:
     from rich.markup import escape
 
     from edgeship.localcloud import stack as local_stack
     from pipelines.local import run_local, source_fingerprint
 
-    console = Console(file=stream, width=None if stream.isatty() else 150)
     t0 = time.monotonic()
     values = check_parameters(params)
 
@@ -277,8 +332,6 @@ def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
                       f"(holds: {client.current_version or 'nothing yet'})")
 
     run_root = root.resolve() / "pipeline-root"
-    if verbose is None:
-        verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
     console.print(f"step logs: {run_root / 'pipeline.log'}"
                   + ("" if verbose else " (shown here too with edgeship -v run)"), highlight=False)
     progress = _Progress(console, STEPS, verbose=verbose)

@@ -259,7 +259,9 @@ class ModelClient:
                                 f"this app is {self.app_version}: keeping {self.current_version}")
             return
         if self._failures.get(version, 0) >= self.max_install_attempts:
-            return  # already said why; a new release or a control change will move us on
+            if not pinned:  # already said why; serve the newest release that does install
+                self._fall_back(version)
+            return
         try:
             self._install(target)
         except InstallError as exc:
@@ -267,6 +269,30 @@ class ModelClient:
             self._fail(version, f"not installing {version}: {exc}; keeping {self.current_version}")
             if self._failures[version] < self.max_install_attempts:
                 self._wake.set()
+            elif not pinned:
+                self._fall_back(version)
+
+    def _fall_back(self, broken: str) -> None:
+        """The channel's newest release ``broken`` cannot be installed: install the newest older
+        release this app can run that does install, unless what the client holds is already at
+        least that new (version ids sort in publish order), and say why. Each older release gets
+        one try here; a new release or a control change starts over."""
+        held = self.current_version
+        for release in self._older_compatible(broken):
+            version = release["version"]
+            if held is not None and version <= held:
+                return  # what we hold is the newest release that installs
+            if self._failures.get(version, 0) >= self.max_install_attempts:
+                continue
+            self._note("fallback", version, f"the newest release {broken} cannot be installed "
+                                            f"(see above): trying {version}, the next older one")
+            try:
+                self._install(release)
+            except InstallError as exc:
+                self._failures[version] = self.max_install_attempts
+                self._fail(version, f"fallback: not installing {version} either: {exc}")
+                continue
+            return
 
     def _compatible(self, release: dict) -> bool:
         if self._app is None:
@@ -288,6 +314,10 @@ class ModelClient:
         return self._release_cache[version]
 
     def _newest_compatible(self, below: str) -> dict | None:
+        return next(self._older_compatible(below), None)
+
+    def _older_compatible(self, below: str):
+        """Releases on this channel older than ``below`` that this app can run, newest first."""
         from google.cloud.firestore_v1.base_query import FieldFilter
 
         query = (self._model_ref().collection("releases")
@@ -297,8 +327,7 @@ class ModelClient:
         for snap in query.stream(timeout=FIRESTORE_TIMEOUT_S):
             release = snap.to_dict()
             if self._compatible(release):
-                return release
-        return None
+                yield release
 
     # -------------------------------------------------------------------------------- install
     def _download(self, release: dict, dest: Path) -> None:

@@ -126,3 +126,29 @@ def test_restarted_client_serves_its_cached_model_at_once(clean_stack, make_vari
     again._load_cached()  # no server needed to serve what is on disk
     assert again.current_version == first.version
     assert Path(again.current.path).read_bytes() == (tmp_path / "cache/current/model.tflite").read_bytes()
+
+
+def test_empty_cache_client_falls_back_to_the_newest_release_that_installs(clean_stack, make_variants,
+                                                                            tmp_path):
+    """The channel's newest release is broken and the client holds nothing: it installs the
+    newest older release that does install, and its history says why."""
+    good = _publish(make_variants)
+    also_broken = _publish(make_variants, model_bytes=b"no flatbuffer here" * 64)
+    broken = _publish(make_variants, model_bytes=b"not a flatbuffer" * 64)
+    assert good.version < also_broken.version < broken.version
+    assert local_stack.drain(clean_stack, timeout=WAIT)  # all three registered before it starts
+    client = ModelClient("detector", "stable", tmp_path / "cache", max_install_attempts=2).start()
+    try:
+        held = client.wait_for(good.version, WAIT)
+        assert held is not None, client.history
+        events = [(h["event"], h["version"]) for h in client.history]
+        assert ("fallback", good.version) in events and ("fallback", also_broken.version) in events
+        assert ("error", broken.version) in events and ("error", also_broken.version) in events
+        assert events.index(("fallback", good.version)) > events.index(("error", also_broken.version))
+        assert os.readlink(tmp_path / "cache" / "current") == f"versions/{good.version}"
+        assert not (tmp_path / "cache" / "versions" / broken.version).exists()
+        # a good newer release still moves the client forward
+        newer = _publish(make_variants)
+        assert client.wait_for(newer.version, WAIT) is not None, client.history
+    finally:
+        client.stop()

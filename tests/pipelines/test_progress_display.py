@@ -149,7 +149,9 @@ def test_a_plain_log_gets_steps_milestones_and_no_step_output():
     assert "train: epoch 1/2  loss 1.300  val 1.200  150 img/s  ETA 9s" in text
     assert "step 10/93" not in text and "step 50/93" not in text  # ticks are for the live line only
     assert "oneDNN" not in text and "KFP Executor" not in text and "native" not in text
-    assert progress.rows["train"]["text"] == "epoch 1/2  loss 1.300  val 1.200  150 img/s  ETA 9s"
+    # a finished step keeps the figures of its last epoch
+    assert progress.rows["train"]["text"] == "epoch 1/2  loss 1.300  val 1.200  150 img/s"
+    assert "✔ train SUCCESS (0 s)  epoch 1/2  loss 1.300  val 1.200  150 img/s" in text
 
 
 def test_a_plain_log_prints_each_new_variant_once():
@@ -159,8 +161,10 @@ def test_a_plain_log_prints_each_new_variant_once():
         for _ in range(2):
             progress(StepEvent("progress", "quantize", data={"item": "fp32", "index": 1, "count": 2}))
         progress(StepEvent("progress", "quantize", data={"item": "full_int8", "index": 2, "count": 2}))
+        progress(StepEvent("finish", "quantize", "SUCCESS"))
     lines = [ln for ln in out.getvalue().splitlines() if "quantize:" in ln]
     assert [ln.split("quantize: ")[1] for ln in lines] == ["fp32 (1/2)", "full_int8 (2/2)"]
+    assert "✔ quantize SUCCESS (0 s)  2/2 done" in out.getvalue()
 
 
 def test_verbose_shows_the_step_output_too():
@@ -222,3 +226,21 @@ def test_steps_under_run_local_report_progress_and_a_failure_shows_the_steps_las
     assert info.value.step == "busy" and info.value.tail[-1] == "ValueError: boom"
     assert "some library chatter" in info.value.tail
     assert not any(line.lstrip().startswith(("{", '"')) for line in info.value.tail)  # no executor JSON
+
+
+def test_the_jobs_own_logging_prints_through_the_console_warnings_only_unless_verbose():
+    import logging
+
+    from edgeship.cli.main_job import _console_logging
+
+    root = logging.getLogger()
+    before = (root.handlers[:], root.level)
+    for verbose in (False, True):
+        out = io.StringIO()
+        with _console_logging(Console(file=out, width=200), verbose):
+            logging.getLogger("edgeship.delivery.client").info("waiting: no release [yet]")
+            logging.getLogger("edgeship.delivery.client").warning("download attempt 1 failed")
+        text = out.getvalue()
+        assert "WARNING edgeship.delivery.client: download attempt 1 failed" in text
+        assert ("waiting: no release [yet]" in text) is verbose
+        assert (root.handlers[:], root.level) == before

@@ -116,7 +116,8 @@ resource "google_firebase_apple_app" "ios" {
 }
 
 # App Attest is the App Check provider for the iOS app (DeviceCheck needs a private key, which
-# does not belong in Terraform state).
+# does not belong in Terraform state). App Check may take a few seconds to know a new app: if this
+# fails on the first apply right after the app was created, apply again.
 resource "google_firebase_app_check_app_attest_config" "ios" {
   provider = google-beta
   count    = local.app_attest ? 1 : 0
