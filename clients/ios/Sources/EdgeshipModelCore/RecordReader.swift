@@ -205,16 +205,13 @@ public struct RecordReader {
         CFGetTypeID(number as CFTypeRef) == CFBooleanGetTypeID()
     }
 
-    /// An integer (Firestore integerValue: Int64), refusing booleans and non-integral doubles.
+    /// An integer (Firestore integerValue: Int64). Refuses booleans and floating-point numbers:
+    /// Firestore keeps integers and doubles apart, and so does the contract.
     static func integer(_ value: Any) -> Int64? {
-        switch value {
-        case let v as Int64: return v
-        case let v as Int: return Int64(v)
-        case let n as NSNumber where !isBoolean(n):
-            let d = n.doubleValue
-            guard d.rounded() == d, abs(d) < 9.0e15 else { return nil }
-            return n.int64Value
-        default: return nil
-        }
+        // NSNumber first: `as? Int64` on a boolean NSNumber would succeed (true -> 1).
+        guard let number = value as? NSNumber, !isBoolean(number) else { return nil }
+        let encoding = String(cString: number.objCType)
+        guard encoding != "d", encoding != "f" else { return nil }
+        return number.int64Value
     }
 }
