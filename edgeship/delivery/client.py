@@ -40,21 +40,12 @@ from typing import Any, Callable
 from edgeship.contracts import manifest as mf
 from edgeship.delivery import cache
 from edgeship.delivery.verify import HeldModel, InstallError, smoke_check
+from edgeship.delivery.watch import ChannelWatch
 
 log = logging.getLogger(__name__)
 
-FIRESTORE_TIMEOUT_S = 10.0
 
-
-
-
-
-
-
-
-
-
-class ModelClient:
+class ModelClient(ChannelWatch):
     """Listen to a model's channel; download, verify, smoke-check and atomically swap in releases.
 
     Args:
@@ -66,13 +57,21 @@ class ModelClient:
         db, storage_client: injected clients (default: from the environment, emulators included).
         verify_model: the smoke check (default: LiteRT load + one run); replaceable in tests.
         keep: how many installed versions to keep on disk (the current one and the last good).
+        conditions: when downloading is allowed (cellular, metered, low-data networks, free
+            disk); while they forbid it the client waits, says why in ``status``, and re-checks
+            every ``conditions_recheck_s``. ``network`` probes the network (default:
+            $EDGESHIP_NETWORK, see ``cache.env_network_state``).
+        progress: ``progress(version, bytes_done, bytes_total)`` while a model downloads.
     """
 
     def __init__(self, model: str, channel: str, cache_dir: str | os.PathLike, *,
                  app_version: str | None = None, db: Any = None, storage_client: Any = None,
                  verify_model: Callable[[Path, dict | None], None] | None = None,
                  download_attempts: int = 4, keep: int = 2, max_install_attempts: int = 3,
-                 supervise_interval_s: float = 0.5) -> None:
+                 supervise_interval_s: float = 0.5, conditions: cache.DownloadConditions | None = None,
+                 network: Callable[[], cache.NetworkState] | None = None,
+                 progress: Callable[[str, int, int], None] | None = None,
+                 conditions_recheck_s: float = 5.0) -> None:
         self.model = mf.check_name(model, "model name")
         self.channel = mf.check_channel(channel)
         self.cache_dir = Path(cache_dir)
@@ -85,6 +84,11 @@ class ModelClient:
         self.keep = max(2, keep)
         self.max_install_attempts = max_install_attempts
         self.supervise_interval_s = supervise_interval_s
+        self.conditions = conditions or cache.DownloadConditions()
+        self._network = network or cache.env_network_state
+        self._progress = progress
+        self.conditions_recheck_s = conditions_recheck_s
+        self._recheck_at: float | None = None
         self._lock = threading.Condition()
         self._wake = threading.Event()
         self._stop = threading.Event()
@@ -98,6 +102,7 @@ class ModelClient:
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         self.status: str = "idle"
+        self.status_detail: str = ""
         self.history: list[dict] = []   # every decision: {"event", "version", "reason", "t"}
         self.reconnects = 0
         self.seen_at: dict[str, float] = {}  # version -> when the listener first reported it
@@ -162,47 +167,6 @@ class ModelClient:
             return True
 
     # ------------------------------------------------------------------------------ listening
-    def _model_ref(self):
-        return self._db.collection("models").document(self.model)
-
-    def _subscribe(self) -> None:
-        from google.cloud.firestore_v1.base_query import FieldFilter
-
-        query = (self._model_ref().collection("releases")
-                 .where(filter=FieldFilter("channel", "==", self.channel))
-                 .order_by("version", direction="DESCENDING").limit(1))
-        self._watches["releases"] = query.on_snapshot(self._on_releases)
-        self._watches["control"] = (self._model_ref().collection("channels").document(self.channel)
-                                    .on_snapshot(self._on_control))
-
-    def _unsubscribe(self) -> None:
-        for watch in list(self._watches.values()):
-            try:
-                watch.unsubscribe()
-            except Exception as exc:  # noqa: BLE001 - already broken
-                log.debug("unsubscribe: %s", exc)
-        self._watches.clear()
-
-    def _on_releases(self, docs, changes, read_time) -> None:
-        with self._lock:
-            self._newest = docs[0].to_dict() if docs else None
-            if self._newest and self._newest.get("version") not in self.seen_at:
-                self.seen_at[self._newest.get("version")] = time.time()
-            self._have_release_snapshot = True
-        self._wake.set()
-
-    def _on_control(self, docs, changes, read_time) -> None:
-        with self._lock:
-            snap = docs[0] if docs else None
-            self._control = (snap.to_dict() or {}) if snap is not None and snap.exists else {}
-        self._wake.set()
-
-    def _watches_alive(self) -> bool:
-        if len(self._watches) != 2:
-            return False
-        return all(not getattr(w, "_closed", False) and getattr(w, "is_active", True)
-                   for w in self._watches.values())
-
     # --------------------------------------------------------------------------------- worker
     def _run(self) -> None:
         while not self._stop.is_set():
@@ -220,6 +184,8 @@ class ModelClient:
                 except Exception as exc:  # noqa: BLE001 - server down: try again next round
                     self._fail(None, f"cannot subscribe: {type(exc).__name__}: {str(exc)[:200]}")
                     continue
+            if self._recheck_at is not None and time.monotonic() >= self._recheck_at:
+                self._recheck_at, woke = None, True  # download conditions may allow it now
             if not woke:
                 continue
             try:
@@ -262,6 +228,8 @@ class ModelClient:
             if not pinned:  # already said why; serve the newest release that does install
                 self._fall_back(version)
             return
+        if not self._may_download(target):
+            return
         try:
             self._install(target)
         except InstallError as exc:
@@ -271,6 +239,21 @@ class ModelClient:
                 self._wake.set()
             elif not pinned:
                 self._fall_back(version)
+
+    def _may_download(self, release: dict) -> bool:
+        """Whether the download conditions allow fetching ``release`` now; if not, wait (status
+        says why) and re-check later."""
+        size = int((release.get("model_file") or {}).get("size") or 0)
+        try:
+            free = shutil.disk_usage(self.cache_dir).free
+            blocked = self.conditions.blocker(self._network(), free, size)
+        except (OSError, ValueError) as exc:
+            blocked = f"cannot check the download conditions: {exc}"
+        if blocked is None:
+            return True
+        self._set_status("waiting", f"not downloading {release.get('version')} yet: {blocked}")
+        self._recheck_at = time.monotonic() + self.conditions_recheck_s
+        return False
 
     def _fall_back(self, broken: str) -> None:
         """The channel's newest release ``broken`` cannot be installed: install the newest older
@@ -284,6 +267,8 @@ class ModelClient:
                 return  # what we hold is the newest release that installs
             if self._failures.get(version, 0) >= self.max_install_attempts:
                 continue
+            if not self._may_download(release):
+                return
             self._note("fallback", version, f"the newest release {broken} cannot be installed "
                                             f"(see above): trying {version}, the next older one")
             try:
@@ -302,37 +287,11 @@ class ModelClient:
         except ValueError:
             return False
 
-    def _release(self, version: str) -> dict | None:
-        """The release record of ``version`` on this channel (records are immutable: cached)."""
-        if version in self._release_cache:
-            return self._release_cache[version]
-        snap = self._model_ref().collection("releases").document(
-            mf.release_id(self.channel, version)).get(timeout=FIRESTORE_TIMEOUT_S)
-        if not snap.exists:
-            return None
-        self._release_cache[version] = snap.to_dict()
-        return self._release_cache[version]
-
-    def _newest_compatible(self, below: str) -> dict | None:
-        return next(self._older_compatible(below), None)
-
-    def _older_compatible(self, below: str):
-        """Releases on this channel older than ``below`` that this app can run, newest first."""
-        from google.cloud.firestore_v1.base_query import FieldFilter
-
-        query = (self._model_ref().collection("releases")
-                 .where(filter=FieldFilter("channel", "==", self.channel))
-                 .where(filter=FieldFilter("version", "<", below))
-                 .order_by("version", direction="DESCENDING").limit(50))
-        for snap in query.stream(timeout=FIRESTORE_TIMEOUT_S):
-            release = snap.to_dict()
-            if self._compatible(release):
-                yield release
-
     # -------------------------------------------------------------------------------- install
     def _download(self, release: dict, dest: Path) -> None:
         """Download the release's model file to ``dest`` (retried), checking size and sha256."""
-        cache.download_checked(self._gcs, release, dest, attempts=self.download_attempts)
+        cache.download_checked(self._gcs, release, dest, attempts=self.download_attempts,
+                               progress=self._progress)
 
     def _install(self, release: dict) -> None:
         version = mf.check_version(str(release.get("version")), "release version")
@@ -366,7 +325,7 @@ class ModelClient:
             previous = self._current
             self._current = held
             self.last_error = None
-            self.status = "serving"
+            self.status, self.status_detail = "serving", held.version
             self._lock.notify_all()
         self._note("swapped", held.version,
                    f"verified and swapped in (was {previous.version if previous else 'nothing'})")
@@ -401,8 +360,8 @@ class ModelClient:
         self._note("error", version, reason, logging.WARNING)
 
     def _set_status(self, status: str, detail: str) -> None:
-        if self.status != status:
-            self.status = status
+        if (self.status, self.status_detail) != (status, detail):
+            self.status, self.status_detail = status, detail
             self._note(status, None, detail)
 
 

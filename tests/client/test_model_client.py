@@ -152,3 +152,47 @@ def test_empty_cache_client_falls_back_to_the_newest_release_that_installs(clean
         assert client.wait_for(newer.version, WAIT) is not None, client.history
     finally:
         client.stop()
+
+
+def test_download_conditions_hold_the_download_until_the_network_allows_it(clean_stack, make_variants,
+                                                                            tmp_path):
+    from edgeship.delivery.cache import DownloadConditions, NetworkState
+
+    network = {"now": NetworkState(cellular=True, expensive=True)}
+    seen: list[tuple[str, int, int]] = []
+    client = ModelClient("detector", "stable", tmp_path / "cache",
+                         conditions=DownloadConditions(allow_cellular=False),
+                         network=lambda: network["now"], conditions_recheck_s=0.2,
+                         progress=lambda v, done, total: seen.append((v, done, total))).start()
+    try:
+        first = _publish(make_variants)
+        assert client.wait_until(lambda c: c.status == "waiting" and "cellular" in c.status_detail, WAIT)
+        assert client.current is None and seen == []
+        network["now"] = NetworkState()  # on Wi-Fi now
+        held = client.wait_for(first.version, WAIT)
+        assert held is not None, client.history
+        assert seen and seen[-1] == (first.version, held.size, held.size)
+        assert all(done <= total for _, done, total in seen)
+    finally:
+        client.stop()
+
+
+def test_local_models_are_listed_and_only_old_ones_deleted(clean_stack, make_variants, tmp_path):
+    from edgeship.delivery import cache
+
+    client = ModelClient("detector", "stable", tmp_path / "cache").start()
+    try:
+        first = _publish(make_variants)
+        assert client.wait_for(first.version, WAIT) is not None
+        second = _publish(make_variants)
+        assert client.wait_for(second.version, WAIT) is not None
+    finally:
+        client.stop()
+    models = cache.list_local(tmp_path / "cache")
+    assert [(m.version, m.current) for m in models] == [(second.version, True), (first.version, False)]
+    with pytest.raises(ValueError, match="current model"):
+        cache.delete_local(tmp_path / "cache", second.version)
+    with pytest.raises(ValueError, match="not installed"):
+        cache.delete_local(tmp_path / "cache", "../outside")
+    cache.delete_local(tmp_path / "cache", first.version)
+    assert [m.version for m in cache.list_local(tmp_path / "cache")] == [second.version]

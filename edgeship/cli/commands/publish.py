@@ -52,6 +52,24 @@ def register(subparsers) -> None:
     w.add_argument("--app-version", help="this app's version; releases needing a newer app are skipped")
     w.add_argument("--timeout", type=float, default=0.0, help="stop after this many seconds (0 = run until Ctrl-C)")
     w.add_argument("--until-version", help="exit 0 once this version is held (exit 1 at --timeout)")
+    w.add_argument("--no-cellular", action="store_true", help="do not download on a cellular network")
+    w.add_argument("--no-expensive", action="store_true", help="do not download on a metered network")
+    w.add_argument("--no-constrained", action="store_true", help="do not download on a low-data network")
+    w.add_argument("--min-free-mb", type=float, default=0.0, help="keep this much disk free after a download")
+    w.add_argument("--no-progress", action="store_true", help="no download progress bar")
+
+    c = subparsers.add_parser("cache", help="list or delete the models a client installed",
+                              description="The models a client (edgeship watch --dir DIR) installed: list "
+                                          "them, or delete one that is not the current model.")
+    cache_sub = c.add_subparsers(dest="cache_command", metavar="ACTION")
+    cl = cache_sub.add_parser("list", help="installed versions, newest first (* = current)")
+    cl.add_argument("--dir", required=True, help="the client's model cache")
+    cl.set_defaults(func=_cache_list)
+    cd = cache_sub.add_parser("delete", help="delete an installed version (not the current one)")
+    cd.add_argument("--dir", required=True, help="the client's model cache")
+    cd.add_argument("version")
+    cd.set_defaults(func=_cache_delete)
+    c.set_defaults(func=lambda a: (c.print_help(), 2)[1])
     w.set_defaults(func=_watch)
 
 
@@ -82,9 +100,28 @@ def _channel(args: argparse.Namespace) -> int:
 def _watch(args: argparse.Namespace) -> int:
     import time
 
+    from rich.progress import BarColumn, DownloadColumn, Progress, TransferSpeedColumn
+
+    from edgeship.delivery.cache import DownloadConditions
     from edgeship.delivery.client import ModelClient
 
-    client = ModelClient(args.model, args.channel, args.dir, app_version=args.app_version).start()
+    conditions = DownloadConditions(allow_cellular=not args.no_cellular, allow_expensive=not args.no_expensive,
+                                    allow_constrained=not args.no_constrained,
+                                    min_free_bytes=int(args.min_free_mb * 1024 * 1024))
+    bar = None if args.no_progress else Progress("{task.description}", BarColumn(), DownloadColumn(),
+                                                 TransferSpeedColumn(), transient=True)
+    tasks: dict[str, int] = {}
+
+    def progress(version: str, done: int, total: int) -> None:
+        if version not in tasks:
+            tasks[version] = bar.add_task(f"downloading {version}", total=total)
+        bar.update(tasks[version], completed=done)
+
+    client = ModelClient(args.model, args.channel, args.dir, app_version=args.app_version,
+                         conditions=conditions, progress=progress if bar else None)
+    if bar:
+        bar.start()
+    client.start()
     seen = 0
     deadline = time.monotonic() + args.timeout if args.timeout else None
     try:
@@ -101,7 +138,31 @@ def _watch(args: argparse.Namespace) -> int:
         pass
     finally:
         client.stop()
+        if bar:
+            bar.stop()
     if args.until_version:
         print(f"did not get {args.until_version}: {client.last_error or 'no release yet'}", file=sys.stderr)
         return 1
     return 0
+
+
+def _cache_list(args: argparse.Namespace) -> int:
+    import time
+
+    from edgeship.delivery import cache
+
+    models = cache.list_local(args.dir)
+    if not models:
+        print(f"no models installed in {args.dir}")
+    for m in models:
+        print(f"{'*' if m.current else ' '} {m.version}  {m.size:>10,} B  "
+              f"installed {time.strftime('%Y-%m-%d %H:%M:%S', time.localtime(m.installed_at))}")
+    return 0
+
+
+def _cache_delete(args: argparse.Namespace) -> int:
+    from edgeship.delivery import cache
+
+    print(f"deleted {cache.delete_local(args.dir, args.version)}")
+    return 0
+

@@ -385,8 +385,9 @@ public actor ModelDownloader {
             // a background download of this version finished while the app was not waiting
             try FileManager.default.moveItem(at: incoming, to: staging)
         } else {
-            let onMain: (@Sendable (Double) -> Void)? = progress.map { handler in
-                { fraction in DispatchQueue.main.async { handler(fraction) } }
+            var onMain: (@Sendable (Double) -> Void)?
+            if let progress {
+                onMain = { fraction in DispatchQueue.main.async { progress(fraction) } }
             }
             if conditions.allowsBackgroundDownloading {
                 try await transfer.downloadInBackground(release, name: key.name, channel: key.channel, to: staging,

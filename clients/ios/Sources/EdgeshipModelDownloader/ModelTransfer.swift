@@ -46,14 +46,9 @@ final class ModelTransfer: NSObject, URLSessionDownloadDelegate {
     private let lock = NSLock()
     private var waiting: [Int: Waiter] = [:]
     private var backgroundCompletionHandler: (() -> Void)?
-    private lazy var session: URLSession = {
-        let configuration = URLSessionConfiguration.background(withIdentifier: identifier)
-        configuration.sessionSendsLaunchEvents = true
-        configuration.isDiscretionary = false
-        // Per-request flags (set from the download conditions) narrow these.
-        configuration.allowsCellularAccess = true
-        return URLSession(configuration: configuration, delegate: self, delegateQueue: nil)
-    }()
+    /// Made at once (not lazily): creating it at launch reconnects to downloads still running
+    /// for this identifier, and it is then only read.
+    private var session: URLSession!
 
     private static let registryLock = NSLock()
     private static var registry: [String: ModelTransfer] = [:]
@@ -77,7 +72,6 @@ final class ModelTransfer: NSObject, URLSessionDownloadDelegate {
         registryLock.unlock()
         guard let transfer else { return false }
         transfer.locked { transfer.backgroundCompletionHandler = completionHandler }
-        _ = transfer.session   // reconnect to the session so its events are delivered
         return true
     }
 
@@ -87,6 +81,11 @@ final class ModelTransfer: NSObject, URLSessionDownloadDelegate {
         self.identifier = identifier
         self.orphanDestination = orphanDestination
         super.init()
+        let configuration = URLSessionConfiguration.background(withIdentifier: identifier)
+        configuration.sessionSendsLaunchEvents = true
+        configuration.isDiscretionary = false
+        configuration.allowsCellularAccess = true   // narrowed per request by the download conditions
+        session = URLSession(configuration: configuration, delegate: self, delegateQueue: nil)
     }
 
     private func locked<T>(_ body: () throws -> T) rethrows -> T {
@@ -255,6 +254,7 @@ final class ModelTransfer: NSObject, URLSessionDownloadDelegate {
         }
     }
 
+    #if !os(macOS)
     func urlSessionDidFinishEvents(forBackgroundURLSession session: URLSession) {
         let handler: (() -> Void)? = locked {
             defer { backgroundCompletionHandler = nil }
@@ -262,6 +262,7 @@ final class ModelTransfer: NSObject, URLSessionDownloadDelegate {
         }
         DispatchQueue.main.async { handler?() }
     }
+    #endif
 
     // MARK: errors
 

@@ -7,16 +7,11 @@ enum NetworkConditions {
     static func currentPath() async -> NWPath {
         await withCheckedContinuation { continuation in
             let monitor = NWPathMonitor()
-            let queue = DispatchQueue(label: "dev.edgeship.model-downloader.path")
-            var resumed = false
+            let first = FirstPath(continuation)
             monitor.pathUpdateHandler = { path in
-                // pathUpdateHandler runs on `queue`, serially: `resumed` needs no lock.
-                guard !resumed else { return }
-                resumed = true
-                monitor.cancel()
-                continuation.resume(returning: path)
+                if first.deliver(path) { monitor.cancel() }
             }
-            monitor.start(queue: queue)
+            monitor.start(queue: DispatchQueue(label: "dev.edgeship.model-downloader.path"))
         }
     }
 
@@ -28,5 +23,23 @@ enum NetworkConditions {
         if !conditions.allowsExpensiveNetworkAccess, path.isExpensive { return "on an expensive network" }
         if !conditions.allowsConstrainedNetworkAccess, path.isConstrained { return "in Low Data Mode" }
         return nil
+    }
+}
+
+/// Resumes with the first path only (the handler keeps firing until the monitor is cancelled).
+private final class FirstPath: @unchecked Sendable {
+    private let lock = NSLock()
+    private var continuation: CheckedContinuation<NWPath, Never>?
+
+    init(_ continuation: CheckedContinuation<NWPath, Never>) { self.continuation = continuation }
+
+    /// true the first time.
+    func deliver(_ path: NWPath) -> Bool {
+        lock.lock()
+        let pending = continuation
+        continuation = nil
+        lock.unlock()
+        pending?.resume(returning: path)
+        return pending != nil
     }
 }
