@@ -1,6 +1,8 @@
-"""edgeship.contracts.dataset: moved from components/data/core.py."""
+"""The Dataset artifact's contract (docs/contracts.md, "Dataset artifact"): its file names, the
+keys of dataset.json, reading and checking it, and its fingerprint."""
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -8,9 +10,15 @@ from pathlib import Path
 from edgeship.base import storage
 
 SPLITS = ("train", "val", "calibration")
-
+EXTRA_SPLITS = ("test",)          # kept when a user's source has one; never read by the steps
 
 FORMAT_VERSION = 1
+DATASET_JSON = "dataset.json"
+LABELS_TXT = "labels.txt"
+
+SOURCE_FORMATS = ("coco", "voc", "tfod")     # dataset.json "source.format" of an imported dataset
+RESIZE_POLICIES = ("stretch", "letterbox")   # dataset.json "resize.policy"; absent = stretch
+DEFAULT_RESIZE = {"policy": "stretch"}
 
 
 @dataclass
@@ -31,15 +39,65 @@ class DatasetInfo:
     def num_classes(self) -> int:
         return len(self.classes)
 
+    @property
+    def resize(self) -> dict:
+        """{"policy": "stretch"|"letterbox", "input_size": [H, W], "fill": v}: how images are
+        brought to the model's input (stretch when the dataset does not say)."""
+        return dict(self.raw.get("resize") or DEFAULT_RESIZE)
+
+    @property
+    def source(self) -> dict | None:
+        """The ``source`` block of an imported dataset (format, original categories, mapping,
+        splits given and carved), or None for a generated one."""
+        return self.raw.get("source")
+
+    @property
+    def source_ids(self) -> dict[int, object]:
+        """{training id: the user's own category id (or None when the source had no ids)}."""
+        return {int(c["id"]): c.get("source_id") for c in self.classes}
+
 
 def join_uri(uri: str, *parts: str) -> str:
     base = str(uri).rstrip("/")
     return "/".join([base, *parts])
 
 
+def fingerprint_dir(root: str | Path) -> str:
+    """sha256 over every file's relative path and bytes, path-sorted (dataset.json excluded)."""
+    root = Path(root)
+    h = hashlib.sha256()
+    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != DATASET_JSON):
+        h.update(path.relative_to(root).as_posix().encode())
+        h.update(b"\0")
+        h.update(hashlib.sha256(path.read_bytes()).digest())
+    return "sha256:" + h.hexdigest()
+
+
+def _check_source(raw: dict, path: str) -> None:
+    """Raise ValueError naming dataset.json when its ``source`` or ``resize`` block is malformed."""
+    resize = raw.get("resize")
+    if resize is not None:
+        if not isinstance(resize, dict) or resize.get("policy") not in RESIZE_POLICIES:
+            raise ValueError(f"{path}: resize.policy must be one of {list(RESIZE_POLICIES)}, "
+                             f"got {resize!r}")
+    source = raw.get("source")
+    if source is None:
+        return
+    if not isinstance(source, dict) or source.get("format") not in SOURCE_FORMATS:
+        raise ValueError(f"{path}: source.format must be one of {list(SOURCE_FORMATS)}, got "
+                         f"{source.get('format') if isinstance(source, dict) else source!r}")
+    mapping = source.get("mapping")
+    if not isinstance(mapping, dict):
+        raise ValueError(f"{path}: source.mapping must be {{original id or name: class id}}")
+    ids = {int(c["id"]) for c in raw["classes"]}
+    if sorted(mapping.values()) != sorted(ids):
+        raise ValueError(f"{path}: source.mapping {mapping} does not map onto the class ids "
+                         f"{sorted(ids)} one to one")
+
+
 def read_dataset_info(uri: str | Path) -> DatasetInfo:
     """Read and check dataset.json at the root of a dataset directory or gs:// prefix."""
-    path = join_uri(str(uri), "dataset.json")
+    path = join_uri(str(uri), DATASET_JSON)
     try:
         raw = json.loads(storage.read_bytes(path))
     except json.JSONDecodeError as exc:
@@ -50,6 +108,7 @@ def read_dataset_info(uri: str | Path) -> DatasetInfo:
     ids = [c.get("id") for c in raw["classes"]]
     if sorted(ids) != list(range(1, len(ids) + 1)):
         raise ValueError(f"{path}: class ids must be 1..K, got {ids}")
+    _check_source(raw, path)
     return DatasetInfo(uri=str(uri), name=raw.get("name", ""), image_size=raw["image_size"],
                        classes=raw["classes"], splits=raw["splits"],
                        fingerprint=raw.get("fingerprint", ""), raw=raw)

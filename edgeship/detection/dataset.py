@@ -1,9 +1,15 @@
-"""edgeship.detection.dataset: moved from components/data/core.py."""
+"""Reading a Dataset artifact (docs/contracts.md): COCO JSON + images, or TFRecords, into Examples.
+
+Crowd regions (COCO ``iscrowd: 1``, TF OD API ``image/object/is_crowd``) are not training targets:
+they are kept apart in ``Example.crowd_boxes`` / ``crowd_labels`` for evaluation, where pycocotools
+ignores detections that fall on them. ``difficult`` objects (Pascal VOC) stay targets and carry a
+flag in ``Example.difficult`` (evaluation may ignore them, as the VOC protocol does).
+"""
 from __future__ import annotations
 
 import io
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator
 
@@ -14,15 +20,32 @@ from edgeship.contracts.dataset import SPLITS, DatasetInfo, join_uri, read_datas
 from edgeship.detection.tfrecord import iter_records
 
 
+def _no_boxes() -> np.ndarray:
+    return np.zeros((0, 4), np.float32)
+
+
+def _no_labels() -> np.ndarray:
+    return np.zeros((0,), np.int32)
+
+
 @dataclass
 class Example:
     """One image and its objects. boxes: float32 [N, 4] normalized (ymin, xmin, ymax, xmax);
-    labels: int32 [N] class ids 1..K."""
+    labels: int32 [N] class ids 1..K (the training targets). crowd_boxes [C, 4] / crowd_labels [C]:
+    crowd regions, never targets (evaluation ignores detections on them). difficult: bool [N],
+    one flag per target (all False when the source had none)."""
 
     image_id: str
     image: np.ndarray
     boxes: np.ndarray
     labels: np.ndarray
+    crowd_boxes: np.ndarray = field(default_factory=_no_boxes)
+    crowd_labels: np.ndarray = field(default_factory=_no_labels)
+    difficult: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.difficult is None:
+            self.difficult = np.zeros((len(self.labels),), bool)
 
 
 def decode_jpeg(data: bytes, where: str) -> np.ndarray:
@@ -117,9 +140,20 @@ def _load_coco(uri: str, split: str, info: DatasetInfo) -> list[Example]:
                               a["bbox"][1] + a["bbox"][3]] for a in anns], np.float64).reshape(-1, 4)
         labels = np.array([a["category_id"] for a in anns], np.int32)
         _check_boxes(boxes_px, labels, w, h, info.num_classes, rel)
-        boxes = np.clip(boxes_px[:, [1, 0, 3, 2]] / np.array([h, w, h, w], np.float64), 0, 1)
-        out.append(Example(str(img["id"]), image, boxes.astype(np.float32), labels))
+        crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], bool)
+        difficult = np.array([bool(a.get("difficult", 0)) for a in anns], bool)
+        out.append(_example(str(img["id"]), image, boxes_px[:, [1, 0, 3, 2]] / np.array([h, w, h, w]),
+                            labels, crowd, difficult))
     return out
+
+
+def _example(image_id: str, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
+             crowd: np.ndarray, difficult: np.ndarray) -> Example:
+    """An Example from normalized (ymin, xmin, ymax, xmax) boxes: crowd regions set apart."""
+    boxes = np.clip(np.asarray(boxes, np.float64).reshape(-1, 4), 0, 1).astype(np.float32)
+    keep = ~crowd
+    return Example(image_id, image, boxes[keep], labels[keep], crowd_boxes=boxes[crowd],
+                   crowd_labels=labels[crowd], difficult=difficult[keep])
 
 
 def iter_tfrecord(data: bytes, where: str):
@@ -153,9 +187,21 @@ def _load_tfrecord(uri: str, split: str, info: DatasetInfo) -> list[Example]:
         name = f["image/filename"].bytes_list.value
         label = name[0].decode() if name else where
         _check_boxes(boxes_px, labels, w, h, info.num_classes, f"{path} ({label})")
-        boxes = np.clip(np.stack([ymin, xmin, ymax, xmax], 1).reshape(-1, 4), 0, 1)
-        out.append(Example(source[0].decode() if source else str(n), image, boxes.astype(np.float32), labels))
+        crowd, difficult = (_flags(f, key, len(labels), where)
+                            for key in ("image/object/is_crowd", "image/object/difficult"))
+        out.append(_example(source[0].decode() if source else str(n), image,
+                            np.stack([ymin, xmin, ymax, xmax], 1), labels, crowd, difficult))
     return out
+
+
+def _flags(features, key: str, n: int, where: str) -> np.ndarray:
+    """A per-object 0/1 list of a record (absent = all 0); a wrong length raises naming the record."""
+    values = list(features[key].int64_list.value) if key in features else []
+    if not values:
+        return np.zeros((n,), bool)
+    if len(values) != n:
+        raise ValueError(f"{where}: {key} has {len(values)} values for {n} objects")
+    return np.array(values, bool)
 
 
 def load_split(uri: str | Path, split: str, fmt: str = "coco") -> list[Example]:
@@ -198,16 +244,24 @@ def tf_dataset(uri: str | Path, split: str, fmt: str = "coco", examples: list[Ex
 def describe(uri: str | Path) -> dict:
     """The metadata a Dataset artifact carries: counts per class and split, the fingerprint."""
     info = read_dataset_info(uri)
-    return {"uri": str(uri), "name": info.name, "fingerprint": info.fingerprint,
-            "image_size": info.image_size, "classes": info.class_names,
-            "splits": info.splits}
+    out = {"uri": str(uri), "name": info.name, "fingerprint": info.fingerprint,
+           "image_size": info.image_size, "classes": info.class_names,
+           "splits": info.splits}
+    for key in ("resize", "source", "report"):
+        if info.raw.get(key):
+            out[key] = info.raw[key]
+    return out
 
 
 def validate(uri: str | Path, fmt: str = "coco") -> DatasetInfo:
-    """Read every split fully (raising on the first bad file); return the dataset's info."""
+    """Read every split fully (raising on the first bad file); return the dataset's info.
+
+    train, val and calibration must be there; an extra split the dataset lists (an imported
+    ``test``) is read as well."""
     info = read_dataset_info(uri)
     for split in SPLITS:
         if split not in info.splits:
             raise ValueError(f"{uri}: dataset.json lists no {split!r} split")
+    for split in [*SPLITS, *sorted(set(info.splits) - set(SPLITS))]:
         load_split(uri, split, fmt)
     return info

@@ -1,9 +1,12 @@
-"""TFRecord files and tf.train.Example records, written and framed without TensorFlow.
+"""TFRecord files and tf.train.Example records.
 
-Why by hand: ``tf.train.Example.SerializeToString()`` writes the feature map in an order that
-changes from process to process, so the same data gave different bytes (and fingerprints) on
-every run. Here the features are written sorted by key: identical bytes for identical data.
-TensorFlow reads the result (the readers' tests parse it with ``tf.train.Example``).
+Writing: ``encode_example`` builds a ``tf.train.Example`` and serializes it with
+``SerializeToString(deterministic=True)``: the feature map is written sorted by key, so the same
+data gives the same bytes (and dataset fingerprints) in every process. A plain
+``SerializeToString()`` does not promise that order. ``frame`` adds the TFRecord framing.
+
+Reading: ``iter_records`` checks framing and CRCs; records are parsed with
+``tf.train.Example.FromString`` by the readers.
 
 Framing (TFRecord): uint64 length, uint32 masked crc32c(length), data, uint32 masked crc32c(data),
 all little-endian.
@@ -23,46 +26,29 @@ def _masked_crc(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def _varint(n: int) -> bytes:
-    n &= (1 << 64) - 1  # negative int64 -> two's complement, 10 bytes
-    out = bytearray()
-    while True:
-        byte = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(byte | 0x80)
-        else:
-            out.append(byte)
-            return bytes(out)
-
-
-def _field(number: int, payload: bytes) -> bytes:
-    """A length-delimited field (wire type 2)."""
-    return _varint((number << 3) | 2) + _varint(len(payload)) + payload
-
-
-def _feature(kind: str, values: FeatureValue) -> bytes:
-    if kind == "bytes":
-        body = b"".join(_field(1, bytes(v)) for v in values)
-        return _field(1, body)
-    if kind == "float":
-        packed = struct.pack(f"<{len(values)}f", *values)
-        return _field(2, _field(1, packed) if values else b"")
-    if kind == "int64":
-        packed = b"".join(_varint(int(v)) for v in values)
-        return _field(3, _field(1, packed) if values else b"")
-    raise ValueError(f"unknown feature kind {kind!r}; expected bytes, float or int64")
-
-
 def encode_example(features: dict[str, tuple[str, FeatureValue]]) -> bytes:
     """Serialize a tf.train.Example from {key: (kind, values)}, kind in bytes/float/int64.
 
-    Keys are written in sorted order, so equal inputs give equal bytes.
+    Deterministic serialization (map entries sorted by key): equal inputs give equal bytes.
     """
-    entries = b"".join(
-        _field(1, _field(1, key.encode()) + _field(2, _feature(*features[key])))
-        for key in sorted(features))
-    return _field(1, entries)
+    from edgeship.base.tfcompat import tf
+
+    example = tf.train.Example()
+    for key in sorted(features):
+        kind, values = features[key]
+        feature = example.features.feature[key]
+        if kind == "bytes":
+            feature.bytes_list.SetInParent()
+            feature.bytes_list.value.extend(bytes(v) for v in values)
+        elif kind == "float":
+            feature.float_list.SetInParent()
+            feature.float_list.value.extend(float(v) for v in values)
+        elif kind == "int64":
+            feature.int64_list.SetInParent()
+            feature.int64_list.value.extend(int(v) for v in values)
+        else:
+            raise ValueError(f"unknown feature kind {kind!r} for {key!r}; expected bytes, float or int64")
+    return example.SerializeToString(deterministic=True)
 
 
 def frame(record: bytes) -> bytes:

@@ -11,7 +11,6 @@ JSON fixture (tmp dir) for inspection and for the Swift package's own tests.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from pathlib import Path
@@ -34,16 +33,11 @@ PRESENCES = {"required", "nullable", "optional"}
 
 
 def registry_function(name: str):
-    """publish() / channel_action() of the real code (edgeship.delivery.registry; the older
-    location components.publish.core is accepted while the package is being restructured)."""
-    for module_name in ("edgeship.delivery.registry", "components.publish.core"):
-        try:
-            module = importlib.import_module(module_name)
-        except ImportError:
-            continue
-        if hasattr(module, name):
-            return getattr(module, name)
-    raise AssertionError(f"no {name}() in edgeship.delivery.registry or components.publish.core")
+    """The real publish() (components.publish.core) or channel_action() (edgeship.delivery.registry)."""
+    from components.publish import core as publish_core
+    from edgeship.delivery import registry
+
+    return {"publish": publish_core.publish, "channel_action": registry.channel_action}[name]
 
 
 # ------------------------------------------------------------------------------- the Swift side
