@@ -29,9 +29,9 @@ import sys
 import threading
 import time
 import warnings
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from collections import deque
 from typing import Any, Callable
 
 from edgeship.base import progress as step_progress

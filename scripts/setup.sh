@@ -66,7 +66,7 @@ install_lock() {
 }
 
 make_venv .venv
-want=$(stamp pyproject.toml requirements/pip.txt requirements/lock.txt)
+want=$(stamp pyproject.toml requirements/pip.txt requirements/lock.txt requirements/mediapipe.txt)
 if [ "$(cat .venv/.edgeship-stamp 2>/dev/null)" != "$want" ]; then
   echo "setup: installing edgeship and its locked dependencies into .venv (about 2 minutes the first time)"
   install_lock .venv requirements/lock.txt
@@ -74,6 +74,9 @@ if [ "$(cat .venv/.edgeship-stamp 2>/dev/null)" != "$want" ]; then
   # setuptools and wheel the lock just installed.
   quiet .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . \
     || { echo "setup: could not install edgeship itself (see pip output above)" >&2; exit 1; }
+  # MediaPipe without its dependencies (why: requirements/mediapipe.txt).
+  quiet .venv/bin/python -m pip install -q --no-deps -r requirements/mediapipe.txt \
+    || { echo "setup: could not install requirements/mediapipe.txt (see pip output above)" >&2; exit 1; }
   TF_CPP_MIN_LOG_LEVEL=3 quiet .venv/bin/python -c \
     "import edgeship, tensorflow, tf_keras, tensorflow_model_optimization, kfp" \
     || { echo "setup: the install did not complete: the import check above failed" >&2; exit 1; }

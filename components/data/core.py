@@ -1,4 +1,5 @@
-"""The data step: generate the embedded dataset, read COCO or TFRecord data, describe it.
+"""The data step: generate the embedded dataset, or bring the user's own (a Dataset artifact,
+copied and checked, or COCO / Pascal VOC / TF OD API data, imported), and describe it.
 
 Layout and Example type: docs/contracts.md, "Dataset artifact". Readers take a local directory
 or a gs:// prefix (through edgeship.base.storage) and check what they read: a bad file gets an error
@@ -6,7 +7,7 @@ that names it and says what is wrong.
 """
 from __future__ import annotations
 
-import hashlib
+import dataclasses
 import json
 import logging
 from collections import Counter
@@ -15,39 +16,31 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from components.data.generate import CLASSES, DrawnImage, GeneratorConfig, draw_image, image_rng
+from components.data.settings import DATA, DataSettings
 from edgeship.base import storage
 from edgeship.contracts.dataset import (
     FORMAT_VERSION,
     SPLITS,
     DatasetInfo,
+    fingerprint_dir,
     join_uri,
     read_dataset_info,
 )
 from edgeship.detection.dataset import (
     Example,
-    _read_coco,
     describe,
     load_split,
     tf_dataset,
     validate,
 )
-from edgeship.detection.tfrecord import encode_example, frame
+from edgeship.detection.sources.importer import ImportOptions, import_dataset
+from edgeship.detection.tfrecord import detection_example, frame
 
 log = logging.getLogger(__name__)
 
 
 # ---------------------------------------------------------------------------------------------
 # Generation
-
-
-def fingerprint_dir(root: Path) -> str:
-    """sha256 over every file's relative path and bytes, path-sorted (dataset.json excluded)."""
-    h = hashlib.sha256()
-    for path in sorted(p for p in root.rglob("*") if p.is_file() and p.name != "dataset.json"):
-        h.update(path.relative_to(root).as_posix().encode())
-        h.update(b"\0")
-        h.update(hashlib.sha256(path.read_bytes()).digest())
-    return "sha256:" + h.hexdigest()
 
 
 def _tf_example(image_id: int, file_name: str, jpeg: bytes, size: int | tuple[int, int], boxes_px,
@@ -57,20 +50,7 @@ def _tf_example(image_id: int, file_name: str, jpeg: bytes, size: int | tuple[in
     size: the side of a square image, or (height, width); boxes_px: (x0, y0, x1, y1) pixels.
     """
     height, width = (size, size) if isinstance(size, int) else size
-    return encode_example({
-        "image/encoded": ("bytes", [jpeg]),
-        "image/format": ("bytes", [b"jpeg"]),
-        "image/height": ("int64", [height]),
-        "image/width": ("int64", [width]),
-        "image/filename": ("bytes", [file_name.encode()]),
-        "image/source_id": ("bytes", [str(image_id).encode()]),
-        "image/object/bbox/xmin": ("float", [b[0] / width for b in boxes_px]),
-        "image/object/bbox/ymin": ("float", [b[1] / height for b in boxes_px]),
-        "image/object/bbox/xmax": ("float", [b[2] / width for b in boxes_px]),
-        "image/object/bbox/ymax": ("float", [b[3] / height for b in boxes_px]),
-        "image/object/class/label": ("int64", list(labels)),
-        "image/object/class/text": ("bytes", [names[i - 1].encode() for i in labels]),
-    })
+    return detection_example(image_id, file_name, jpeg, height, width, boxes_px, labels, names)
 
 
 def _draw(job: tuple[int, str, int, GeneratorConfig]) -> DrawnImage:
@@ -128,8 +108,6 @@ def generate_dataset(
     An earlier dataset in out_dir is replaced; a non-empty out_dir without dataset.json is refused.
     Raises ValueError naming a bad argument.
     """
-    import dataclasses
-
     sizes = {"train": train, "val": val, "calibration": calibration}
     _check_generate_args(sizes, seed)
     cfg = dataclasses.replace(config or GeneratorConfig(), image_size=int(image_size))
@@ -235,108 +213,67 @@ def _coco_annotation(ann_id: int, image_id: int, box: tuple[float, float, float,
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading
+# Users' data
 
 
-def _coco_metadata(root: Path) -> dict:
-    """dataset.json fields derived from a COCO-only dataset (the user brought no dataset.json)."""
-    classes = None
-    splits, sizes = {}, Counter()
-    for split in SPLITS:
-        ann_path, coco = _read_coco(str(root), split)
-        cats = sorted((int(c["id"]), str(c["name"])) for c in coco.get("categories", []))
-        if not cats:
-            raise ValueError(f"{ann_path} has no categories: cannot tell the class names")
-        if [i for i, _ in cats] != list(range(1, len(cats) + 1)):
-            raise ValueError(f"{ann_path}: category ids must be 1..K, got {[i for i, _ in cats]}")
-        if classes is None:
-            classes = cats
-        elif cats != classes:
-            raise ValueError(f"{ann_path}: categories {cats} differ from the train split's {classes}")
-        names = dict(cats)
-        per_class = Counter(names.get(a["category_id"], str(a["category_id"])) for a in coco["annotations"])
-        splits[split] = {"images": len(coco["images"]), "objects": len(coco["annotations"]),
-                         "per_class": {n: per_class.get(n, 0) for _, n in cats}}
-        sizes.update((img.get("height"), img.get("width")) for img in coco["images"])
-    (h, w), _ = sizes.most_common(1)[0] if sizes else ((None, None), 0)
-    return {"format_version": FORMAT_VERSION, "name": root.name, "image_size": [h, w], "seed": None,
-            "classes": [{"id": i, "name": n} for i, n in classes], "splits": splits,
-            "generator": None}
+def import_options(settings: DataSettings = DATA, **overrides) -> ImportOptions:
+    """ImportOptions with the data step's defaults (settings.py), ``overrides`` applied."""
+    base = ImportOptions(format=settings.source_format, val_fraction=settings.val_fraction,
+                         calibration_fraction=settings.calibration_fraction, seed=settings.seed,
+                         strict=settings.strict, input_size=settings.image_size,
+                         resize=settings.resize, max_image_side=settings.max_image_side,
+                         tiny_box_px=settings.tiny_box_px)
+    return dataclasses.replace(base, **overrides)
 
 
-def _write_tfrecords(root: Path, info: DatasetInfo) -> None:
-    """TFRecord files for every split, written from the COCO JSON + JPEGs under root."""
-    names = info.class_names
-    (root / "tfrecord").mkdir(parents=True, exist_ok=True)
-    for split in SPLITS:
-        _, coco = _read_coco(str(root), split)
-        by_image: dict[int, list[dict]] = {}
-        for ann in coco["annotations"]:
-            by_image.setdefault(ann["image_id"], []).append(ann)
-        with open(root / "tfrecord" / f"{split}.tfrecord", "wb") as fh:
-            for img in coco["images"]:
-                anns = by_image.get(img["id"], [])
-                boxes = [(a["bbox"][0], a["bbox"][1], a["bbox"][0] + a["bbox"][2], a["bbox"][1] + a["bbox"][3])
-                         for a in anns]
-                jpeg = (root / "coco" / "images" / split / img["file_name"]).read_bytes()
-                fh.write(frame(_tf_example(img["id"], img["file_name"], jpeg,
-                                           (int(img["height"]), int(img["width"])), boxes,
-                                           [int(a["category_id"]) for a in anns], names)))
+def is_artifact(uri: str) -> bool:
+    """Whether ``uri`` (dir or gs:// prefix) is already a Dataset artifact (has dataset.json)."""
+    return storage.exists(join_uri(str(uri), "dataset.json"))
 
 
-def materialize(source_uri: str, out_dir: str | Path) -> DatasetInfo:
-    """Bring a user's dataset (local dir or gs:// prefix) into out_dir as a checked Dataset artifact.
-
-    The source needs coco/annotations/{train,val,calibration}.json and coco/images/{split}/;
-    dataset.json, labels.txt and tfrecord/ are optional and made from the COCO data when absent.
-    Every split is read in full in each format (a bad file raises, naming it). When the source's
-    dataset.json carries a fingerprint and nothing had to be added, the copy must match it.
-    Side effect: writes into out_dir. Returns the artifact's info (with its fingerprint).
-    """
+def _copy_artifact(source_uri: str, out: Path) -> DatasetInfo:
+    """Copy a Dataset artifact, read every split in both formats, check its fingerprint."""
     import shutil
 
-    source_uri = str(source_uri)
-    out = Path(out_dir)
     if storage.is_gcs(source_uri):
         storage.download_dir(source_uri, out)
     else:
-        if not Path(source_uri).is_dir():
-            raise FileNotFoundError(f"dataset source {source_uri} is not a directory")
         shutil.copytree(source_uri, out, dirs_exist_ok=True)
-    meta_path = out / "dataset.json"
-    claimed = None
-    added = []
-    if meta_path.is_file():
-        try:
-            meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{join_uri(source_uri, 'dataset.json')} is not valid JSON: {exc}") from exc
-        claimed = meta.get("fingerprint") or None
-    else:
-        meta = _coco_metadata(out)
-        added.append("dataset.json")
-    if not (out / "labels.txt").is_file():
-        (out / "labels.txt").write_text("".join(c["name"] + "\n" for c in sorted(meta["classes"], key=lambda c: c["id"])))
-        added.append("labels.txt")
-    meta["fingerprint"] = ""
-    meta_path.write_text(json.dumps(meta, indent=2))
-    if not all((out / "tfrecord" / f"{s}.tfrecord").is_file() for s in SPLITS):
-        _write_tfrecords(out, read_dataset_info(out))
-        added.append("tfrecord/")
+    try:
+        meta = json.loads((out / "dataset.json").read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{join_uri(source_uri, 'dataset.json')} is not valid JSON: {exc}") from exc
+    claimed = meta.get("fingerprint") or None
     actual = fingerprint_dir(out)
-    if claimed and not added and claimed != actual:
+    if claimed and claimed != actual:
         raise ValueError(f"{join_uri(source_uri, 'dataset.json')} says fingerprint {claimed} but its files "
                          f"hash to {actual}: the files changed after dataset.json was written")
-    meta["fingerprint"] = actual
-    if added:
-        meta["derived"] = {"source": source_uri, "added": added}
-    meta_path.write_text(json.dumps(meta, indent=2))
+    if not claimed:
+        meta["fingerprint"] = actual
+        (out / "dataset.json").write_text(json.dumps(meta, indent=2))
     for fmt in ("coco", "tfrecord"):
         validate(out, fmt)
-    log.info("materialized %s into %s (%s%s)", source_uri, out, actual,
-             f"; added {', '.join(added)}" if added else "")
+    log.info("copied the dataset %s into %s (%s)", source_uri, out, actual)
     return read_dataset_info(out)
 
 
-__all__ = ["CLASSES", "Example", "DatasetInfo", "generate_dataset", "read_dataset_info",
-           "load_split", "tf_dataset", "describe", "validate", "materialize", "SPLITS"]
+def materialize(source_uri: str, out_dir: str | Path, options: ImportOptions | None = None) -> DatasetInfo:
+    """Bring a user's dataset (local path or gs:// prefix) into out_dir as a checked Dataset artifact.
+
+    A Dataset artifact (it has dataset.json) is copied, read in full in both formats and its
+    fingerprint checked. Anything else is imported (edgeship.detection.sources: COCO, Pascal VOC,
+    TF OD API TFRecords; splits it lacks carved from train; a data report): see
+    ``import_dataset``. ``options`` defaults to ``import_options()`` (settings.py).
+    Raises ValueError / FileNotFoundError naming the file and the annotation or record.
+    """
+    source_uri = str(source_uri)
+    if not storage.is_gcs(source_uri) and not Path(source_uri).exists():
+        raise FileNotFoundError(f"dataset source {source_uri} does not exist")
+    if is_artifact(source_uri):
+        return _copy_artifact(source_uri, Path(out_dir))
+    return import_dataset(source_uri, out_dir, options or import_options())
+
+
+__all__ = ["CLASSES", "Example", "DatasetInfo", "ImportOptions", "generate_dataset",
+           "read_dataset_info", "load_split", "tf_dataset", "describe", "validate", "materialize",
+           "import_dataset", "import_options", "fingerprint_dir", "SPLITS"]

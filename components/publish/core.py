@@ -89,8 +89,13 @@ def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str,
                    dataset_dir: str | os.PathLike | None = None,
                    decision_path: str | os.PathLike | None = None, min_app_version: str = PUBLISH.min_app_version,
                    pipeline_run_id: str = "", parent_version: str | None = None,
-                   include_coreml: bool = True) -> tuple[dict, list[_Upload]]:
+                   include_coreml: bool = True, work_dir: str | os.PathLike | None = None,
+                   ) -> tuple[dict, list[_Upload]]:
     """Validate the inputs and build the manifest plus the list of files to upload (no I/O remote).
+
+    A detector (.tflite with the fused post-processing op) is published with TFLite Model Metadata
+    (input normalization, output roles, the label file packed in) so MediaPipe Tasks and the TFLite
+    Task Library load it; the tagged copy is written to ``work_dir`` (required then).
 
     Raises ValueError / FileNotFoundError naming the bad value and the file it came from.
     """
@@ -101,6 +106,8 @@ def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str,
     entry = variants_contract.entry(vjson, variant, where=str(vjson_path))
     uploads = _model_uploads(vdir, vjson_path, vjson, entry, variant, include_coreml)
     labels, labels_upload = _read_labels(vdir)
+    _tag_with_metadata(uploads[0], entry, labels, model=model, version=version, variant=variant,
+                       work_dir=work_dir)
     uploads.append(labels_upload)
     metrics, fingerprint = _report_metrics(report_dir, variant, uploads)
     if dataset_dir is not None and fingerprint is None:
@@ -147,6 +154,32 @@ def _model_uploads(vdir: Path, vjson_path: Path, vjson: dict, entry: dict, varia
             else:
                 log.warning("Core ML package %s listed in %s is absent: not published", path, vjson_path)
     return uploads
+
+
+def _tag_with_metadata(upload: _Upload, entry: dict, labels: list[str], *, model: str, version: str,
+                       variant: str, work_dir: str | os.PathLike | None) -> None:
+    """Point ``upload`` at a copy of the detector carrying TFLite Model Metadata; a .tflite
+    without the detection post-processing op is published as it is (with a warning)."""
+    from edgeship.detection import metadata
+
+    data = upload.local.read_bytes()
+    if not metadata.has_detection_postprocess(data):
+        log.warning("%s has no TFLite_Detection_PostProcess op: published without TFLite Model "
+                    "Metadata (MediaPipe Tasks will not load it as a detector)", upload.local)
+        return
+    if work_dir is None:
+        raise ValueError("build_manifest needs a work_dir to write the detector with its metadata")
+    try:
+        tagged = metadata.add_metadata(
+            data, labels=labels, input_spec=entry["input"], outputs=entry["outputs"], name=model,
+            version=version, description=f"edgeship {variant} detector ({entry.get('scheme') or variant}); "
+                                         f"labels: {', '.join(labels)}")
+    except ValueError as exc:
+        raise ValueError(f"variant {variant!r} ({upload.local}): cannot write TFLite Model Metadata: "
+                         f"{exc}") from exc
+    path = Path(work_dir) / MODEL_FILE
+    path.write_bytes(tagged)
+    upload.local = path
 
 
 def _read_labels(vdir: Path) -> tuple[list[str], _Upload]:
@@ -229,20 +262,28 @@ def publish(variants_dir: str | os.PathLike, variant: str, *, bucket: str, model
     version. Side effects: uploads objects (create-only, manifest last). Raises ValueError if the
     version folder already holds anything, naming it.
     """
-    from google.api_core import exceptions as gexc
-
     if not bucket or "/" in bucket:
         raise ValueError(f"bucket {bucket!r} is not a bucket name")
     now = _dt.datetime.now(_dt.timezone.utc)
     version = version or mf.new_version(now)
     lookup_parent = parent_version is True
-    manifest, uploads = build_manifest(  # validates every input before anything remote happens
-        variants_dir, variant, model=model, channel=channel, version=version,
-        created_at=_utc_iso(now), report_dir=report_dir, dataset_dir=dataset_dir,
-        decision_path=decision_path, min_app_version=min_app_version,
-        pipeline_run_id=pipeline_run_id,
-        parent_version=None if lookup_parent else (parent_version or None),
-        include_coreml=include_coreml)
+    with tempfile.TemporaryDirectory(prefix="edgeship-publish-") as work:
+        manifest, uploads = build_manifest(  # validates every input before anything remote happens
+            variants_dir, variant, model=model, channel=channel, version=version,
+            created_at=_utc_iso(now), report_dir=report_dir, dataset_dir=dataset_dir,
+            decision_path=decision_path, min_app_version=min_app_version,
+            pipeline_run_id=pipeline_run_id,
+            parent_version=None if lookup_parent else (parent_version or None),
+            include_coreml=include_coreml, work_dir=work)
+        return _upload_version(manifest, uploads, bucket=bucket, model=model, version=version,
+                               channel=channel, lookup_parent=lookup_parent, storage_client=storage_client)
+
+
+def _upload_version(manifest: dict, uploads: list[_Upload], *, bucket: str, model: str, version: str,
+                    channel: str, lookup_parent: bool, storage_client: Any) -> PublishResult:
+    """Upload the files (create-only), then the manifest last; clean up on failure."""
+    from google.api_core import exceptions as gexc
+
     if lookup_parent:
         current = current_release_manifest(model, channel, bucket=bucket)
         manifest["parent_version"] = current.get("version") if current else None

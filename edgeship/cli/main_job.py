@@ -140,7 +140,8 @@ class _Progress:
 
         # a step wired in both candidate branches runs as "evaluate" or "evaluate-2": one row
         step = re.sub(r"-\d+$", "", event.task) if event.task else event.task
-        row = self.rows.setdefault(step, self._row()) if step else None
+        row = self.rows.setdefault(step, self._row()) \
+            if step and event.kind in ("start", "finish", "skip", "progress") else None
         if event.kind == "start" and row is not None:
             row.update(status="running", t0=time.monotonic(), text="", fields={})
             if self.live is None:
@@ -260,11 +261,11 @@ def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,
     console = Console(file=stream, width=None if stream.isatty() else 150)
     if verbose is None:
         verbose = logging.getLogger().isEnabledFor(logging.DEBUG)
-    with _console_logging(console, verbose):
+    with _console_logging(console, verbose), contextlib.ExitStack() as scope:
         return _main_job(params, console=console, verbose=verbose, root=root,
                          start_client=start_client, client_timeout=client_timeout,
                          stack_config=stack_config, pipeline_func=pipeline_func, cache=cache,
-                         stage_data=stage_data)
+                         stage_data=stage_data, scope=scope)
 
 
 @contextlib.contextmanager
@@ -293,8 +294,38 @@ def _console_logging(console, verbose: bool):
         root_logger.setLevel(saved_level)
 
 
+@contextlib.contextmanager
+def _native_stderr_to(path: Path):
+    """Send what native code in this process writes straight to file descriptor 2 (LiteRT's
+    "INFO: Created TensorFlow Lite XNNPACK delegate for CPU." when the client verifies a model)
+    to ``path``; Python's own sys.stderr (warnings, tracebacks) keeps the terminal. Only when fd 2
+    is a terminal, where such a line would break the live table."""
+    try:
+        interactive = os.isatty(2)
+    except OSError:
+        interactive = False
+    if not interactive:
+        yield
+        return
+    sys.stderr.flush()
+    terminal_fd = os.dup(2)
+    with open(path, "a", encoding="utf-8") as fh:
+        os.dup2(fh.fileno(), 2)
+    saved = sys.stderr
+    sys.stderr = os.fdopen(os.dup(terminal_fd), "w", buffering=1, encoding="utf-8", errors="backslashreplace")
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        sys.stderr.close()
+        sys.stderr = saved
+        os.dup2(terminal_fd, 2)
+        os.close(terminal_fd)
+
+
 def _main_job(params: dict[str, Any], *, console, verbose: bool, root: Path, start_client: bool,
-              client_timeout: float, stack_config, pipeline_func, cache: bool, stage_data: bool) -> int:
+              client_timeout: float, stack_config, pipeline_func, cache: bool, stage_data: bool,
+              scope: contextlib.ExitStack) -> int:
     from rich.markup import escape
 
     from edgeship.localcloud import stack as local_stack
@@ -309,7 +340,8 @@ def _main_job(params: dict[str, Any], *, console, verbose: bool, root: Path, sta
     local_stack.up(config, progress=lambda msg: console.print(f"  {msg}", highlight=False))
     os.environ.update(config.env())
     # every step inherits it: TensorFlow's C++ warnings and errors still reach the step log
-    # (pipeline.log), its INFO banners (oneDNN, CPU features, cudart) do not
+    # (pipeline.log), its INFO lines do not (TF 2.21 logs its oneDNN/cudart start-up lines before
+    # absl is set up, whatever the level: they stay in pipeline.log, off the terminal)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")
     values.setdefault("bucket", config.buckets[0])
     stack_pids = tuple(s.pid for s in local_stack.status(config) if s.pid)
@@ -332,6 +364,9 @@ def _main_job(params: dict[str, Any], *, console, verbose: bool, root: Path, sta
                       f"(holds: {client.current_version or 'nothing yet'})")
 
     run_root = root.resolve() / "pipeline-root"
+    run_root.mkdir(parents=True, exist_ok=True)
+    if not verbose:
+        scope.enter_context(_native_stderr_to(run_root / "pipeline.log"))
     console.print(f"step logs: {run_root / 'pipeline.log'}"
                   + ("" if verbose else " (shown here too with edgeship -v run)"), highlight=False)
     progress = _Progress(console, STEPS, verbose=verbose)

@@ -30,9 +30,10 @@ import functools
 import importlib.util
 import io
 import zipfile
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -55,7 +56,7 @@ class MetadataError(ValueError):
     """The model, its specs or the labels do not allow (or do not carry) valid metadata."""
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def schema_modules() -> tuple[ModuleType, ModuleType]:
     """(metadata schema, TFLite schema) generated flatbuffer modules from the installed mediapipe."""
     spec = importlib.util.find_spec("mediapipe")  # a top-level spec: mediapipe is not imported
@@ -260,9 +261,21 @@ def _check_labels(labels: Sequence[str], attrs: Mapping[str, Any]) -> list[str]:
     return labels
 
 
+def has_detection_postprocess(tflite_bytes: bytes) -> bool:
+    """Whether the bytes are a .tflite whose graph ends in the fused detection post-processing op
+    (the detectors edgeship builds), i.e. what :func:`add_metadata` describes."""
+    try:
+        _postprocess_op(_parse_model(tflite_bytes))
+    except MetadataError:
+        return False
+    except Exception:  # noqa: BLE001 - not a flatbuffer at all
+        return False
+    return True
+
+
 def add_metadata(tflite_bytes: bytes, *, labels: Sequence[str], input_spec: Mapping[str, Any],
                  outputs: Mapping[str, Any], name: str, version: str, description: str,
-                 author: str = "edgeship", license: str | None = None) -> bytes:  # noqa: A002
+                 author: str = "edgeship", license: str | None = None) -> bytes:
     """The .tflite with TFLite Model Metadata and the label file packed in (see the module doc).
 
     ``input_spec`` and ``outputs`` are the variant's ``input`` and ``outputs`` entries in
@@ -272,7 +285,7 @@ def add_metadata(tflite_bytes: bytes, *, labels: Sequence[str], input_spec: Mapp
     """
     import flatbuffers
 
-    md, tfl = schema_modules()
+    md, _ = schema_modules()
     model = _parse_model(tflite_bytes)
     op_outputs, attrs = _postprocess_op(model)
     labels = _check_labels(labels, attrs)

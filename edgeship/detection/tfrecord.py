@@ -51,6 +51,35 @@ def encode_example(features: dict[str, tuple[str, FeatureValue]]) -> bytes:
     return example.SerializeToString(deterministic=True)
 
 
+def detection_example(image_id: object, file_name: str, jpeg: bytes, height: int, width: int,
+                      boxes_px, labels, names, *, is_crowd=None, difficult=None) -> bytes:
+    """One serialized tf.train.Example with the TF Object Detection API keys (docs/contracts.md).
+
+    boxes_px: (x0, y0, x1, y1) pixels; labels: class ids 1..K (``names[id - 1]`` is the text);
+    is_crowd / difficult: per-object flags, written as image/object/is_crowd and
+    image/object/difficult when given (imported datasets always give them).
+    """
+    features = {
+        "image/encoded": ("bytes", [jpeg]),
+        "image/format": ("bytes", [b"jpeg"]),
+        "image/height": ("int64", [height]),
+        "image/width": ("int64", [width]),
+        "image/filename": ("bytes", [file_name.encode()]),
+        "image/source_id": ("bytes", [str(image_id).encode()]),
+        "image/object/bbox/xmin": ("float", [b[0] / width for b in boxes_px]),
+        "image/object/bbox/ymin": ("float", [b[1] / height for b in boxes_px]),
+        "image/object/bbox/xmax": ("float", [b[2] / width for b in boxes_px]),
+        "image/object/bbox/ymax": ("float", [b[3] / height for b in boxes_px]),
+        "image/object/class/label": ("int64", list(labels)),
+        "image/object/class/text": ("bytes", [names[i - 1].encode() for i in labels]),
+    }
+    if is_crowd is not None:
+        features["image/object/is_crowd"] = ("int64", [int(bool(v)) for v in is_crowd])
+    if difficult is not None:
+        features["image/object/difficult"] = ("int64", [int(bool(v)) for v in difficult])
+    return encode_example(features)
+
+
 def frame(record: bytes) -> bytes:
     """One record in TFRecord framing."""
     length = struct.pack("<Q", len(record))

@@ -9,8 +9,9 @@ last; its arrival commits the version. For each event this function:
    size); anything malformed is acknowledged with one ``rejected`` log line naming field and value;
 2. for ``models/{model}/{version}/manifest.json`` (names from a strict ASCII alphabet): reads that
    generation (bounded), parses it strictly (no NaN/Infinity, no duplicate keys, bounded depth,
-   integers within int64, strings valid UTF-8), validates it against manifest.schema.json (shipped
-   in this folder; integers must be JSON integers) and checks dates exist and it names its folder;
+   integers within +-(2^53-1) so within Firestore's int64, strings valid UTF-8), validates it
+   against manifest.schema.json (shipped in this folder; integers must be JSON integers) and checks
+   dates exist and it names its folder;
 3. checks every listed file in the same folder: size as Cloud Storage reports it, sha256 of the
    bytes it reads itself (ranged, bounded reads of that generation; uploader metadata is ignored);
 4. writes two create-only documents (docs/delivery.md): ``models/{model}/versions/{version}``
@@ -63,7 +64,8 @@ MAX_JSON_DEPTH = 16                    # a valid manifest nests 3 deep
 MAX_OBJECT_NAME_BYTES = 1024           # Cloud Storage's own limit
 MAX_EVENT_ID_CHARS = 256
 MAX_EVENT_AGE_S = 24 * 3600            # Eventarc stops retrying after 24 h; drop anything older
-INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+INT64_MAX = 2 ** 63 - 1                # generation and size of an object (the JSON API's int64)
+MAX_SAFE_INT = 2 ** 53 - 1             # manifest integers: I-JSON (RFC 7493) interoperable range
 HASH_CHUNK_BYTES = 8 * 1024 * 1024
 NAME_RE = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,62}$")
 FILE_RE = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")   # the schema's file path
@@ -504,9 +506,13 @@ def _finite_float(text: str) -> float:
     return value
 
 
-def _int64(text: str) -> int:
-    if len(text) > 20 or not INT64_MIN <= int(text) <= INT64_MAX:
-        raise _StrictJSON(f"integer {text[:40]} is outside Firestore's int64 range", text[:40])
+def _safe_int(text: str) -> int:
+    """Integers within +-(2^53 - 1): inside Firestore's int64, and what every client's JSON reader
+    (JavaScript, Swift's JSONSerialization, ...) holds exactly (I-JSON, RFC 7493); beyond it the
+    local Firestore emulator fails too. A manifest's integers are sizes, indices and shapes."""
+    if len(text) > 17 or not -MAX_SAFE_INT <= int(text) <= MAX_SAFE_INT:
+        raise _StrictJSON(f"integer {text[:40]} is outside +-(2^53-1), the I-JSON range within "
+                          "Firestore's int64", text[:40])
     return int(text)
 
 
@@ -553,7 +559,7 @@ def _check_strings(obj: Any) -> None:
 
 def parse_manifest(raw: bytes) -> dict:
     """Strict JSON: UTF-8, an object, no duplicate keys, no NaN/Infinity/overflowing numbers,
-    integers within int64, at most MAX_JSON_DEPTH levels. Raises Rejected."""
+    integers within +-(2^53-1) (so within int64), at most MAX_JSON_DEPTH levels. Raises Rejected."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -562,7 +568,7 @@ def parse_manifest(raw: bytes) -> dict:
         raise Rejected(f"manifest nests deeper than {MAX_JSON_DEPTH} levels", "manifest", text[:40])
     try:
         manifest = json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant,
-                              parse_float=_finite_float, parse_int=_int64)
+                              parse_float=_finite_float, parse_int=_safe_int)
         _check_strings(manifest)
     except _StrictJSON as exc:
         raise Rejected(f"manifest is not strict JSON: {exc}", "manifest", exc.value) from None

@@ -111,12 +111,32 @@ def test_core_functions_read_the_settings(func, settings, names):
     (("quantize",), QUANTIZE, {"num_calibration": "num_calibration"}),
     (("data", "generate"), DATA, {"seed": "seed", "train_images": "train", "val_images": "val",
                                   "calibration_images": "calibration", "image_size": "image_size"}),
+    (("data", "import"), DATA, {"seed": "seed", "image_size": "input_size", "source_format": "format",
+                                "val_fraction": "val_fraction",
+                                "calibration_fraction": "calibration_fraction", "strict": "strict",
+                                "resize": "resize", "max_image_side": "max_side",
+                                "tiny_box_px": "tiny_box_px"}),
     (("publish",), PUBLISH, {"channel": "channel", "bucket": "bucket", "min_app_version": "min_app_version"}),
 ])
 def test_cli_flags_read_the_settings(path, settings, flags):
     got = flag_defaults(*path)
     for field, dest in flags.items():
         assert got[dest] == getattr(settings, field), f"edgeship {' '.join(path)} --{dest}"
+
+
+def test_data_import_options_are_the_data_settings():
+    """The library's ImportOptions defaults (what a direct caller gets) are the step's settings."""
+    from edgeship.detection.sources.importer import ImportOptions
+
+    options = ImportOptions()
+    assert options.input_size == DATA.image_size and options.format == DATA.source_format
+    for name in ("val_fraction", "calibration_fraction", "seed", "strict", "resize",
+                 "max_image_side", "tiny_box_px"):
+        assert getattr(options, name) == getattr(DATA, name), name
+    resize = next(a for a in subparser("data", "import")._actions if a.dest == "resize")
+    from edgeship.contracts.dataset import RESIZE_POLICIES
+
+    assert tuple(resize.choices) == RESIZE_POLICIES
 
 
 def test_cli_scheme_choices_are_the_converters():

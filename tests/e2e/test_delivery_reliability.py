@@ -13,8 +13,8 @@ from edgeship.localcloud import processes
 ROOT = Path(__file__).resolve().parents[2]
 
 from components.publish import core
-from edgeship.localcloud import stack as local_stack
 from edgeship.delivery import registry
+from edgeship.localcloud import stack as local_stack
 
 pytestmark = pytest.mark.stack
 WAIT = 60.0

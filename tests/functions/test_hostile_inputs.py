@@ -39,7 +39,7 @@ MODEL = "detector"
 # ------------------------------------------------------------------------------------- harness
 
 def now_rfc3339() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.datetime.now(dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 def event_attrs(obj: dict) -> dict:
@@ -91,14 +91,13 @@ class FunctionServer:
         import requests
 
         self.workdir.mkdir(parents=True, exist_ok=True)
-        log = open(self.log_path, "ab")
         env = {**os.environ, "PYTHONUNBUFFERED": "1", "MODEL_BUCKET": BUCKET, **self.env}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "functions_framework", "--source", str(MAIN),
-             "--target", "register_model", "--signature-type", "cloudevent",
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        log.close()
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "functions_framework", "--source", str(MAIN),
+                 "--target", "register_model", "--signature-type", "cloudevent",
+                 "--host", "127.0.0.1", "--port", str(self.port)],
+                stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
         deadline = time.monotonic() + timeout
         while True:
             if self.proc.poll() is not None:
@@ -225,7 +224,7 @@ def wait_firestore_ready(servers, timeout: float = 30.0) -> None:
         try:
             client.collection("_ready").document("probe").get(timeout=2, retry=None)
             return
-        except Exception:  # noqa: BLE001 - anything but success means not ready yet
+        except Exception:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
@@ -617,3 +616,18 @@ def test_concurrent_late_file_and_manifest_events_register_once(hostile, servers
     assert decisions.count("registered") == 1, decisions
     assert set(decisions) <= {"registered", "duplicate"}, decisions
     assert len(docs(servers)) == 2
+
+
+def test_without_a_model_bucket_the_function_answers_500_and_says_why(hostile, servers, tmp_path):
+    """Misconfiguration is not the event's fault: 500 (redelivered once fixed), never a silent ack."""
+    _, bucket = hostile
+    obj = _pending_manifest(bucket)
+    fn = FunctionServer(tmp_path, {**servers.env(), "MODEL_BUCKET": ""}).start()
+    try:
+        reply = fn.deliver(obj)
+    finally:
+        fn.stop()
+    assert reply.status == 500, reply
+    (rec,) = reply.decisions
+    assert rec["severity"] == "CRITICAL" and "MODEL_BUCKET" in rec["reason"], rec
+    assert docs(servers) == {}

@@ -346,9 +346,9 @@ def test_release_is_completed_on_redelivery_after_a_partial_registration(fn, sto
 
 def test_firestore_down_answers_5xx_and_redelivery_after_restart_registers(stores, variants, servers, monkeypatch):
     """Over HTTP, through functions-framework's own app: 500 while Firestore is down, then 200."""
+    import functions_framework
     from cloudevents.conversion import to_binary
 
-    import functions_framework
     from tests.support.delivery import event_for_object
 
     db, gcs, _ = stores

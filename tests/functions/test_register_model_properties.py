@@ -18,7 +18,7 @@ import os
 import string
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
 from tests.functions import test_hostile_inputs as h
@@ -26,8 +26,12 @@ from tests.functions import test_hostile_inputs as h
 pytestmark = pytest.mark.stack
 
 MAX_EXAMPLES = int(os.environ.get("HYPOTHESIS_MAX_EXAMPLES", "60"))
+PER_CLASS = max(3, MAX_EXAMPLES // 5)   # properties split by class of input: each class gets these
+# No shrinking by default (a shrink re-runs the function hundreds of times: minutes); a failure
+# reports the example as generated. HYPOTHESIS_SHRINK=1 shrinks it when debugging.
+PHASES = [Phase.explicit, Phase.generate] + ([Phase.shrink] if os.environ.get("HYPOTHESIS_SHRINK") else [])
 SETTINGS = settings(max_examples=MAX_EXAMPLES, deadline=None, derandomize=True, database=None,
-                    print_blob=False,
+                    print_blob=False, phases=PHASES,
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow,
                                            HealthCheck.data_too_large, HealthCheck.large_base_example,
                                            HealthCheck.filter_too_much])
@@ -35,15 +39,16 @@ BAD_VERSION = "20261124t120000000000z-0bad00"      # folder for invalid manifest
 PENDING_VERSION = "20261124t120000000000z-0e0e0e"  # a valid manifest no event has delivered yet
 BASE = h.base_manifest(BAD_VERSION)
 INT64_MAX = 2 ** 63 - 1
+SAFE = 2 ** 53 - 1   # manifest integers: the function's I-JSON range (Firestore's int64 holds it)
 
 # ------------------------------------------------------------------------------ JSON values
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-(2 ** 63), INT64_MAX),
+json_scalars = st.one_of(st.none(), st.booleans(), st.integers(-SAFE, SAFE),
                          st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20))
 json_values = st.recursive(json_scalars, lambda inner: st.one_of(
     st.lists(inner, max_size=4), st.dictionaries(st.text(max_size=8), inner, max_size=4)), max_leaves=8)
 KINDS = {
-    "null": st.none(), "bool": st.booleans(), "int": st.integers(-(2 ** 63), INT64_MAX),
+    "null": st.none(), "bool": st.booleans(), "int": st.integers(-SAFE, SAFE),
     "float": st.floats(allow_nan=False, allow_infinity=False).filter(lambda f: not f.is_integer()),
     "string": st.text(max_size=20), "array": st.lists(json_scalars, max_size=3),
     "object": st.dictionaries(st.text(max_size=8), json_scalars, max_size=3),
@@ -75,7 +80,8 @@ FLOAT_FIELDS = [("metrics", "map"), ("metrics", "map50"), ("metrics", "delta_map
 INT_FIELDS = [("metrics", "size_bytes"), ("input", "zero_point"), ("files", 0, "size"),
               ("outputs", "boxes", "index"), ("input", "shape", 0), ("schema_version",)]
 NOT_NUMBERS = ["NaN", "-NaN", "Infinity", "-Infinity", "1e400", "-1e400", "1E999"]
-BEYOND_INT64 = [str(2 ** 63), str(2 ** 70), str(-(2 ** 63) - 1), str(10 ** 30), "1" * 25]
+BEYOND_INT64 = [str(2 ** 63), str(2 ** 70), str(-(2 ** 63) - 1), str(10 ** 30), "1" * 25,
+                str(2 ** 53), str(-(2 ** 53)), str(2 ** 63 - 1)]
 NOT_INTEGERS = ["1e30", "1.0", "2.5", "-0.5", "1E2"]
 # the allowed JSON types of each leaf (an int is also a number)
 LEAF_TYPES = {
@@ -185,8 +191,8 @@ def _schema_violation(draw) -> tuple[str, bytes]:
                                and set(c) <= set(string.ascii_lowercase + string.digits + "_")))),
             (("input", "dtype"), st.text(max_size=10).filter(
                 lambda d: d not in ("float32", "float16", "uint8", "int8", "int16"))),
-            (("input", "shape", 0), st.one_of(st.integers(65537, INT64_MAX), st.integers(-(2 ** 63), -2))),
-            (("files", 0, "size"), st.one_of(st.integers(2 ** 31 + 1, INT64_MAX), st.integers(-(2 ** 63), -1))),
+            (("input", "shape", 0), st.one_of(st.integers(65537, SAFE), st.integers(-SAFE, -2))),
+            (("files", 0, "size"), st.one_of(st.integers(2 ** 31 + 1, SAFE), st.integers(-SAFE, -1))),
             (("files", 0, "format"), st.sampled_from(["model", "TFLITE", "", "zip"])),
             (("files", 0, "sha256"), st.from_regex(r"\A[0-9A-F]{64}\Z")),
             (("files", 1, "path"), st.sampled_from(["../x", "manifest.json", "a/b", ".hidden", "a..b", ""])),
@@ -242,11 +248,15 @@ def _file_mismatch(draw) -> tuple[str, bytes]:
     return f"file {how} ({i})", _dump(m)
 
 
+MANIFEST_CLASSES = {"numbers": _literal, "duplicate-key": _duplicate_key, "nesting": _deep,
+                    "surrogate": _surrogate, "text": _broken_text, "schema": _schema_violation,
+                    "semantic": _semantic, "files": _file_mismatch}
+
+
 @st.composite
-def bad_manifests(draw) -> tuple[str, bytes]:
+def bad_manifests(draw, kind: str | None = None) -> tuple[str, bytes]:
     """(label, manifest bytes) for the BAD_VERSION folder: never registrable."""
-    make = draw(st.sampled_from([_literal, _duplicate_key, _deep, _surrogate, _broken_text,
-                                 _schema_violation, _semantic, _file_mismatch]))
+    make = MANIFEST_CLASSES[kind] if kind else draw(st.sampled_from(list(MANIFEST_CLASSES.values())))
     return make(draw)
 
 
@@ -265,15 +275,18 @@ def _old_or_zoneless_time():
             lambda t: t.isoformat() + "Z"),                                   # older than 24 h
         st.sampled_from(["2026-02-30T00:00:00Z", "2026-11-24T24:00:00Z", "2026-11-24T12:00:00+24:00",
                          "2026-11-24T12:00:60Z", "now", "", "1732449600"]),
-        st.integers(), st.none(), st.lists(st.integers(), max_size=2))
+        st.integers(), st.lists(st.integers(), max_size=2))   # (no time at all is valid: the SDK sets now)
+
+
+ENVELOPE_FIELDS = ["type", "source", "subject", "id", "time", "specversion", "data", "bucket", "name",
+                   "generation", "size"]
 
 
 @st.composite
-def bad_envelopes(draw, obj: dict) -> tuple[str, dict, object, str]:
+def bad_envelopes(draw, obj: dict, what: str | None = None) -> tuple[str, dict, object, str]:
     """(label, attributes, data, mode) for the finalize event of ``obj`` with one field broken."""
     attrs, data = h.event_attrs(obj), dict(obj)
-    what = draw(st.sampled_from(["type", "source", "subject", "id", "time", "specversion", "data",
-                                 "bucket", "name", "generation", "size"]))
+    what = what or draw(st.sampled_from(ENVELOPE_FIELDS))
     mode = "structured"
     if what == "type":
         attrs["type"] = draw(st.one_of(
@@ -367,7 +380,7 @@ def valid_releases(draw) -> tuple[dict, dict[str, bytes], str]:
         "input": {"name": draw(_text()), "shape": draw(st.lists(st.integers(-1, 65536), min_size=1, max_size=8)),
                   "dtype": draw(st.sampled_from(["float32", "float16", "uint8", "int8", "int16"])),
                   "scale": draw(st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False))),
-                  "zero_point": draw(st.one_of(st.none(), st.integers(-(2 ** 63), INT64_MAX))),
+                  "zero_point": draw(st.one_of(st.none(), st.integers(-SAFE, SAFE))),
                   "normalization": draw(_text())},
         "outputs": {k: {"index": draw(st.integers(0, 1_000_000)), "name": draw(_text()),
                         **({"position": draw(st.integers(0, 63))} if draw(st.booleans()) else {})}
@@ -375,7 +388,7 @@ def valid_releases(draw) -> tuple[dict, dict[str, bytes], str]:
         "labels": draw(st.lists(st.text(min_size=1, max_size=30), min_size=1, max_size=12)),
         "metrics": {k: draw(st.one_of(st.none(), st.floats(allow_nan=False, allow_infinity=False)))
                     for k in ("map", "map50", "delta_map_vs_float", "latency_ms")}
-                   | {"size_bytes": draw(st.integers(0, INT64_MAX))},
+                   | {"size_bytes": draw(st.integers(0, SAFE))},
         "min_app_version": draw(st.from_regex(r"\A[0-9]{1,6}(\.[0-9]{1,6}){0,2}\Z")),
         "pipeline_run_id": draw(_text()),
         "dataset_fingerprint": draw(st.one_of(st.none(), st.from_regex(r"\Asha256:[0-9a-f]{64}\Z"))),
@@ -442,19 +455,21 @@ def pending_manifest(hostile):
     return fn, obj
 
 
-@SETTINGS
-@given(case=bad_manifests())
-def test_invalid_manifests_get_below_500_and_write_nothing(bad_folder, servers, case):
+@pytest.mark.parametrize("kind", sorted(MANIFEST_CLASSES))
+@settings(SETTINGS, max_examples=PER_CLASS)
+@given(data=st.data())
+def test_invalid_manifests_get_below_500_and_write_nothing(bad_folder, servers, kind, data):
     fn, bucket = bad_folder
-    label, body = case
+    label, body = data.draw(bad_manifests(kind), label="manifest")
     check_refused(deliver_manifest(fn, bucket, BAD_VERSION, body), servers, label)
 
 
-@SETTINGS
+@pytest.mark.parametrize("what", ENVELOPE_FIELDS)
+@settings(SETTINGS, max_examples=max(3, PER_CLASS * 2 // 3))
 @given(data=st.data())
-def test_invalid_envelopes_get_below_500_and_write_nothing(pending_manifest, servers, data):
+def test_invalid_envelopes_get_below_500_and_write_nothing(pending_manifest, servers, what, data):
     fn, obj = pending_manifest
-    label, attrs, payload, mode = data.draw(bad_envelopes(obj))
+    label, attrs, payload, mode = data.draw(bad_envelopes(obj, what), label="event")
     check_refused(fn.post(*request_for(attrs, payload, mode)), servers, label)
 
 
@@ -469,16 +484,93 @@ def test_requests_that_are_not_cloudevents_get_below_500_and_write_nothing(hosti
     assert [r["decision"] for r in reply.decisions] == ["rejected"], (label, reply)
 
 
+class Registry:
+    """The function, bucket and Firestore client, and the documents written so far."""
+
+    def __init__(self, fn, bucket, db) -> None:
+        self.fn, self.bucket, self.db, self.known = fn, bucket, db, {}
+
+    def __repr__(self) -> str:
+        return f"Registry({len(self.known)} documents)"
+
+
 @pytest.fixture()
 def registry(hostile, stores):
     fn, bucket = hostile
     db, _, _ = stores
-    return fn, bucket, db, {}
+    return Registry(fn, bucket, db)
 
 
 @SETTINGS
 @given(case=valid_releases())
 def test_valid_manifests_register_exactly_once(registry, servers, case):
-    fn, bucket, db, known = registry
     manifest, files, mode = case
-    register_valid(fn, bucket, servers, db, manifest, files, mode, known)
+    register_valid(registry.fn, registry.bucket, servers, registry.db, manifest, files, mode, registry.known)
+
+
+# ------------------------------------------------------------------------------ the shared stack
+
+class StackRun:
+    """The session's local stack (relay -> function -> Firestore emulator), for one test."""
+
+    def __init__(self, config) -> None:
+        from google.auth.credentials import AnonymousCredentials
+        from google.cloud import storage
+
+        self.config = config
+        gcs = storage.Client(project=config.project, credentials=AnonymousCredentials())  # env: the relay
+        self.bucket = gcs.bucket(h.BUCKET)
+        self.control = json.loads((config.state_dir / "firestore.control.json").read_text())["control_port"]
+        self.log = config.log_path("function")
+        self.offset = self.log.stat().st_size
+        self.valid: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"StackRun({len(self.valid)} valid)"
+
+    def docs(self) -> dict:
+        return h.support.firestore_documents(self.control)
+
+
+@pytest.fixture()
+def stack_run(clean_stack):
+    return StackRun(clean_stack)
+
+
+@settings(SETTINGS, max_examples=max(5, MAX_EXAMPLES // 2))
+@given(case=st.one_of(bad_manifests().map(lambda c: ("bad", c)), valid_releases().map(lambda c: ("valid", c))))
+def test_on_the_local_stack_uploads_are_never_answered_5xx_and_valid_ones_register_once(stack_run, case):
+    """Through the relay (the local Eventarc): every finalize event the uploads cause is delivered to
+    the function; none may be answered 5xx, bad manifests write nothing, valid ones register once."""
+    from edgeship.localcloud import stack as local_stack
+
+    run, (kind, payload) = stack_run, case
+    before = local_stack.relay_stats(run.config)
+    docs_before = run.docs()
+    if kind == "bad":
+        label, body = payload
+        h.upload_folder(run.bucket, BAD_VERSION)
+        h.upload(run.bucket, f"models/{h.MODEL}/{BAD_VERSION}/manifest.json", body)
+    else:
+        manifest, files, _ = payload
+        label = manifest["version"]
+        h.upload_folder(run.bucket, manifest["version"], files)
+        h.upload(run.bucket, f"models/{h.MODEL}/{manifest['version']}/manifest.json",
+                 json.dumps(manifest).encode())
+        run.valid.append(manifest["version"])
+    assert local_stack.drain(run.config, timeout=60), label
+    after = local_stack.relay_stats(run.config)
+    assert after["failures"] == before["failures"] and after.get("dead", 0) == 0, (label, after)
+    docs = run.docs()
+    if kind == "bad":
+        assert docs == docs_before, label
+    else:
+        version = manifest["version"]
+        assert set(docs) - set(docs_before) == {
+            f"models/{h.MODEL}/versions/{version}", f"models/{h.MODEL}/releases/{manifest['channel']}-{version}"}
+    with open(run.log, "rb") as fh:
+        fh.seek(run.offset)
+        lines = [json.loads(x) for x in fh.read().decode("utf-8", "replace").splitlines()
+                 if x.startswith("{") and '"decision"' in x]
+    registered = [r["version"] for r in lines if r["decision"] == "registered"]
+    assert sorted(registered) == sorted(run.valid), label   # each valid version once, nothing else

@@ -38,6 +38,7 @@ LOCKS = {"requirements/lock.txt": ["dev"],
          "requirements/lock-image.txt": ["coreml", "cloud"],
          "requirements/lock-gpu.txt": ["gpu", "coreml", "cloud"]}
 PIP_LOCK = "requirements/pip.txt"
+MEDIAPIPE = "requirements/mediapipe-image.txt"
 CODE = ("pyproject.toml", "edgeship", "components", "pipelines")
 REFRESH = "bash requirements/compile.sh"
 # Linux x86-64, CPython 3.11: what the locks are compiled for.
@@ -140,8 +141,8 @@ def test_dockerfile_installs_the_lock_before_copying_the_code(name):
     copies = [(i, a.split()) for i, (w, a) in enumerate(steps) if w == "COPY"]
     assert not any(arg.startswith("--") for _, args in copies for arg in args), copies
     first_copy, first_args = copies[0]
-    assert sorted(first_args[:-1]) == sorted([PIP_LOCK, lock]), \
-        f"{name}: the first COPY must bring only {PIP_LOCK} and {lock}, got {first_args}"
+    assert sorted(first_args[:-1]) == sorted([PIP_LOCK, lock, MEDIAPIPE]), \
+        f"{name}: the first COPY must bring only {PIP_LOCK}, {lock} and {MEDIAPIPE}, got {first_args}"
     code_at = {src.rstrip("/"): i for i, args in copies for src in args[:-1]}
     for src in CODE:
         assert src in code_at, f"{name} does not copy {src}"
@@ -152,8 +153,9 @@ def test_dockerfile_installs_the_lock_before_copying_the_code(name):
     (deps_at, deps_cmds), (project_at, project_cmds) = installs
     assert first_copy < deps_at < min(code_at[src] for src in CODE), \
         f"{name}: the dependency layer must come after the lock COPY and before the code COPY"
-    assert [c[c.index("-r") + 1] for c in deps_cmds if "-r" in c] == [PIP_LOCK, lock], deps_cmds
-    lock_cmd = deps_cmds[-1]
+    assert [c[c.index("-r") + 1] for c in deps_cmds if "-r" in c] == [PIP_LOCK, lock, MEDIAPIPE], deps_cmds
+    lock_cmd = deps_cmds[1]
+    assert "--no-deps" in deps_cmds[2], f"{name}: mediapipe goes in without its deps (requirements/mediapipe.txt)"
     assert lock_cmd[lock_cmd.index("--build-constraint") + 1] == lock, \
         f"{name}: sdists in the lock must build with the lock's setuptools"
     assert not any(a == "." or a.startswith(".[") for c in deps_cmds for a in c), \
@@ -245,7 +247,7 @@ def test_dependency_step_resolves_in_clean_venv(name, tmp_path):
     """Run the Dockerfile's dependency layer in a brand-new virtualenv (the lock as a dry run)."""
     steps = instructions(ROOT / name)
     [deps_cmds] = [pip_commands(a) for w, a in steps if w == "RUN" and "pip install" in a][:1]
-    pip_cmd, lock_cmd = deps_cmds
+    pip_cmd, lock_cmd, _mediapipe_cmd = deps_cmds  # mediapipe: --no-deps, outside the lock
     lock = DOCKERFILES[name]
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)

@@ -244,3 +244,48 @@ def test_the_jobs_own_logging_prints_through_the_console_warnings_only_unless_ve
         assert "WARNING edgeship.delivery.client: download attempt 1 failed" in text
         assert ("waiting: no release [yet]" in text) is verbose
         assert (root.handlers[:], root.level) == before
+
+
+NATIVE_PROBE = """
+import os, sys
+from pathlib import Path
+from edgeship.cli.main_job import _native_stderr_to
+
+with _native_stderr_to(Path(sys.argv[1])):
+    os.write(2, b"INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\\n")
+    print("python warning", file=sys.stderr)
+os.write(2, b"after\\n")
+"""
+
+
+def test_native_writes_to_a_terminals_stderr_go_to_the_log_and_pythons_stay(tmp_path):
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    log = tmp_path / "pipeline.log"
+    master, slave = pty.openpty()
+    done = subprocess.run([sys.executable, "-c", NATIVE_PROBE, str(log)], stderr=slave, timeout=60)
+    os.close(slave)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 4096)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert done.returncode == 0
+    assert log.read_text() == "INFO: Created TensorFlow Lite XNNPACK delegate for CPU.\n"
+    assert b"python warning" in seen and b"after" in seen and b"XNNPACK" not in seen
+
+
+def test_the_pipelines_own_done_event_and_log_lines_make_no_step_row():
+    progress, _ = display()
+    with progress:
+        progress(StepEvent("log", "", line="12:00:00.000 - WARNING - something"))
+        progress(StepEvent("done", "edgeship", "SUCCESS"))
+    assert list(progress.rows) == ["train", "quantize"]

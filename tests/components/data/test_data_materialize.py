@@ -18,28 +18,33 @@ def _coco_only(src, dst):
     return dst
 
 
-def test_coco_only_dataset_gets_metadata_and_tfrecords(small_dataset, tmp_path, SMALL):
+def test_coco_only_dataset_is_imported_with_metadata_and_tfrecords(small_dataset, tmp_path, SMALL):
     user = _coco_only(small_dataset, tmp_path / "user")
     info = core.materialize(str(user), tmp_path / "artifact")
     art = tmp_path / "artifact"
     assert info.class_names == list(core.CLASSES)
     assert (art / "labels.txt").read_text().split() == list(core.CLASSES)
     assert info.splits["val"]["images"] == SMALL["val"]
-    assert info.raw["derived"]["added"] == ["dataset.json", "labels.txt", "tfrecord/"]
+    assert info.source["format"] == "coco" and info.source["splits"]["carved"] == {}
+    assert info.source["mapping"] == {str(i): i for i in range(1, len(core.CLASSES) + 1)}
     assert info.fingerprint == core.fingerprint_dir(art)
     coco = dataset_reader.load_split(art, "train", "coco")
     tfr = dataset_reader.load_split(art, "train", "tfrecord")
-    for a, b in zip(coco, tfr):
+    gen = dataset_reader.load_split(small_dataset, "train", "coco")
+    for a, b, g in zip(coco, tfr, gen):
         np.testing.assert_array_equal(a.labels, b.labels)
+        np.testing.assert_array_equal(a.labels, g.labels)
         np.testing.assert_allclose(a.boxes, b.boxes, atol=1e-6)
-    # the TFRecords made from COCO are the generator's, byte for byte
-    assert (art / "tfrecord/val.tfrecord").read_bytes() == (small_dataset / "tfrecord/val.tfrecord").read_bytes()
+        np.testing.assert_allclose(a.boxes, g.boxes, atol=1e-6)
+    # the generator's JPEGs are kept byte for byte (nothing to re-encode)
+    assert (art / "coco/images/val/000003.jpg").read_bytes() == \
+        (small_dataset / "coco/images/val/000003.jpg").read_bytes()
 
 
 def test_complete_dataset_keeps_its_fingerprint(small_dataset, tmp_path):
     info = core.materialize(str(small_dataset), tmp_path / "artifact")
     assert info.fingerprint == dataset_contract.read_dataset_info(small_dataset).fingerprint
-    assert "derived" not in info.raw
+    assert "derived" not in info.raw and info.source is None
 
 
 def test_files_changed_after_dataset_json_are_refused(dataset_copy, tmp_path):
@@ -49,15 +54,20 @@ def test_files_changed_after_dataset_json_are_refused(dataset_copy, tmp_path):
         core.materialize(str(dataset_copy), tmp_path / "artifact")
 
 
-def test_missing_split_is_named(small_dataset, tmp_path):
+def test_missing_calibration_split_is_carved_from_train(small_dataset, tmp_path, SMALL):
     user = _coco_only(small_dataset, tmp_path / "user")
     (user / "coco/annotations/calibration.json").unlink()
-    with pytest.raises(FileNotFoundError, match=r"split 'calibration' has no annotations.*calibration\.json"):
-        core.materialize(str(user), tmp_path / "artifact")
+    info = core.materialize(str(user), tmp_path / "artifact")
+    carved = info.source["splits"]["carved"]
+    assert list(carved) == ["calibration"] and carved["calibration"]["from"] == "train"
+    n = carved["calibration"]["images"]
+    assert n == round(0.1 * SMALL["train"])
+    assert info.splits["train"]["images"] == SMALL["train"] - n
+    assert info.splits["val"]["images"] == SMALL["val"]
 
 
 def test_missing_source_is_named(tmp_path):
-    with pytest.raises(FileNotFoundError, match=r"dataset source .*nowhere is not a directory"):
+    with pytest.raises(FileNotFoundError, match=r"dataset source .*nowhere does not exist"):
         core.materialize(str(tmp_path / "nowhere"), tmp_path / "artifact")
 
 

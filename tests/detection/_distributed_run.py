@@ -1,0 +1,216 @@
+"""Body of the distributed-training tests, run in a fresh process (``python -m
+tests.detection._distributed_run OUT.json``): logical devices can only be configured before
+TensorFlow's runtime starts, which other tests in the session may already have done.
+
+It splits the CPU into two logical devices and trains the tiny detector (64x64, alpha 0.35,
+3 classes) from the same initial weights on the same fixed batches (no augmentation):
+
+- ``one_device``: the default strategy with ``training.make_step_fns`` (today's training);
+- ``mirrored``: MirroredStrategy on the two logical devices with
+  ``distribute.make_distributed_step_fns``;
+- ``*_dup``: both again on batches whose second half repeats the first, where per-replica
+  BatchNormalization sees exactly the statistics of the whole batch, so the two must agree to
+  rounding;
+- ``resume``: mirrored, checkpointed with tf.train.CheckpointManager after K steps, restored
+  into a freshly built model and optimizer, continued to 2K, against an uninterrupted 2K run.
+
+``--measure`` instead times training steps of the real-size detector (160x160, batch 16) on one
+device and mirrored over two logical devices.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+LR, WARMUP, TOTAL = 0.002, 2, 40  # fit's optimizer, at a learning rate where 8 steps stay smooth
+SGD_LR = 0.01
+
+
+def setup(devices: int) -> None:
+    from edgeship.base.tfcompat import keras, tf
+
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * devices)
+    keras.utils.set_random_seed(0)
+
+
+def batches_for(config, count: int, batch: int, seed: int, *, duplicate_halves: bool = False):
+    """``count`` fixed (images, targets) batches: random pixels, 1-3 random boxes per image."""
+    from edgeship.detection.model import make_anchors
+    from edgeship.detection.training import LossConfig, TrainData, make_dataset
+
+    rng = np.random.default_rng(seed)
+    n, (h, w) = count * batch, config.input_size
+    images = rng.integers(0, 256, (n, h, w, 3), dtype=np.uint8)
+    boxes = np.zeros((n, 3, 4), np.float32)
+    labels = np.zeros((n, 3), np.int32)
+    for i in range(n):
+        for j in range(int(rng.integers(1, 4))):
+            cy, cx = rng.uniform(0.2, 0.8, 2)
+            sh, sw = rng.uniform(0.1, 0.4, 2)
+            boxes[i, j] = [cy - sh / 2, cx - sw / 2, cy + sh / 2, cx + sw / 2]
+            labels[i, j] = int(rng.integers(1, config.num_classes + 1))
+    if duplicate_halves:
+        for b in range(count):
+            s, half = b * batch, batch // 2
+            for arr in (images, boxes, labels):
+                arr[s + half:s + batch] = arr[s:s + half]
+    ds = make_dataset(TrainData(images, boxes, labels), make_anchors(config), config,
+                      batch_size=batch, training=False, loss_config=LossConfig())
+    return list(ds)
+
+
+def optimizer_like_fit(keras, sgd: bool = False):
+    """The optimizer `training.fit` builds (AdamW, warm-up + cosine, clipnorm 10), or plain SGD:
+    linear in the gradients, so rounding differences stay rounding-sized (Adam's first steps
+    turn the sign of near-zero gradient components into full-size updates)."""
+    from edgeship.detection.training import lr_schedule
+
+    if sgd:
+        return keras.optimizers.SGD(learning_rate=SGD_LR)
+    return keras.optimizers.AdamW(learning_rate=lr_schedule(LR, TOTAL, WARMUP), weight_decay=1e-4,
+                                  clipnorm=10.0)
+
+
+def train(dist, config, init, batches, *, steps: range, reference: bool = False, sgd: bool = False,
+          ckpt_dir: Path | None = None, save_at: int | None = None, restore: bool = False,
+          qat: bool = False):
+    """Per-step total losses over ``steps``, the optimizer's iteration count at the end, and
+    (not written out) the final weights."""
+    from edgeship.base.tfcompat import keras, tf
+    from edgeship.detection import distribute
+    from edgeship.detection.model import build_detector
+    from edgeship.detection.qat import quantize_detector
+    from edgeship.detection.training import LossConfig, make_step_fns
+
+    with dist.scope():
+        model = build_detector(config)
+        model.set_weights(init)
+        if qat:  # as the qat step would: the QAT model built under the strategy's scope
+            model = quantize_detector(model)
+        optimizer = optimizer_like_fit(keras, sgd)
+        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    if reference:
+        step_fn, _ = make_step_fns(model, optimizer, config.num_classes, LossConfig())
+    else:
+        step_fn, _ = distribute.make_distributed_step_fns(dist, model, optimizer, config.num_classes,
+                                                          LossConfig())
+    start = steps.start
+    if restore:
+        read_dir, _ = distribute.checkpoint_dirs(ckpt_dir, dist)
+        start = distribute.restore_latest(ckpt, read_dir)
+    manager = None
+    if ckpt_dir is not None and save_at:
+        _, write_dir = distribute.checkpoint_dirs(ckpt_dir, dist)
+        manager = tf.train.CheckpointManager(ckpt, str(write_dir), max_to_keep=2)
+    losses, t0 = [], time.perf_counter()
+    for i in range(start, steps.stop):
+        c, b = step_fn(*batches[i])
+        losses.append(float(c) + float(b))
+        if manager is not None and i + 1 == save_at:
+            manager.save(checkpoint_number=i + 1)
+    return {"losses": losses, "start": start, "iterations": int(optimizer.iterations.numpy()),
+            "seconds": time.perf_counter() - t0}, model.get_weights()
+
+
+def relative_update_difference(init, after_a, after_b) -> float:
+    """||Δa − Δb|| / ||Δa|| over all weights (Δ = after − init)."""
+    num = sum(float(np.sum(((a - i) - (b - i)) ** 2)) for i, a, b in zip(init, after_a, after_b))
+    den = sum(float(np.sum((a - i) ** 2)) for i, a in zip(init, after_a))
+    return (num / den) ** 0.5
+
+
+def run_checks(steps: int) -> dict:
+    setup(2)
+    from edgeship.base.tfcompat import tf
+    from edgeship.detection import distribute
+    from edgeship.detection.model import ModelConfig, build_detector
+
+    config = ModelConfig(input_size=(64, 64), alpha=0.35, num_classes=3, labels=["a", "b", "c"])
+    init = build_detector(config).get_weights()
+    one = distribute.Distribution(distribute.plan_devices(["/device:CPU:0"], device_type="CPU"),
+                                  tf.distribute.get_strategy())
+    mirrored = distribute.choose_strategy(tf_config="")
+    out = {"plan": distribute.describe(mirrored), "line": distribute.device_line(mirrored)}
+    k = steps
+    batches = batches_for(config, 2 * k, 16, seed=1)
+    dup = batches_for(config, 2, 16, seed=2, duplicate_halves=True)
+    out["one_device"], _ = train(one, config, init, batches, steps=range(0, 2 * k), reference=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        ckpt = Path(tmp) / "checkpoints"
+        # mirrored, 2K steps without a break (a checkpoint written after step K on the way)
+        out["mirrored"], _ = train(mirrored, config, init, batches, steps=range(0, 2 * k),
+                                   ckpt_dir=ckpt, save_at=k)
+        fresh = build_detector(config).get_weights()  # not init: the restore must bring the weights
+        out["resumed"], _ = train(mirrored, config, fresh, batches, steps=range(0, 2 * k),
+                                  ckpt_dir=ckpt, restore=True)
+        out["checkpoints"] = sorted(p.name for p in ckpt.iterdir())
+    # one SGD step on a batch whose halves are equal: the same loss, the same update
+    out["one_device_dup"], w_one = train(one, config, init, dup, steps=range(0, 1), reference=True,
+                                         sgd=True)
+    out["mirrored_dup"], w_mir = train(mirrored, config, init, dup, steps=range(0, 1), sgd=True)
+    out["update_relative_difference"] = relative_update_difference(init, w_one, w_mir)
+    out["update_relative_difference_if_averaged"] = relative_update_difference(
+        init, w_one, [i + (m - i) / 2 for i, m in zip(init, w_mir)])
+    # QAT: the fake-quant model built under MirroredStrategy trains like on one device
+    out["qat_one_device"], _ = train(one, config, init, dup, steps=range(0, 2), reference=True,
+                                     sgd=True, qat=True)
+    out["qat_mirrored"], _ = train(mirrored, config, init, dup, steps=range(0, 2), sgd=True, qat=True)
+    return out
+
+
+def measure(steps: int, warmup: int = 3) -> dict:
+    setup(2)
+    from edgeship.base.tfcompat import keras, tf
+    from edgeship.detection import distribute
+    from edgeship.detection.model import ModelConfig, build_detector
+    from edgeship.detection.training import LossConfig, make_step_fns
+
+    config = ModelConfig()  # the pipeline's detector: 160x160, alpha 0.35, 5 classes
+    init = build_detector(config).get_weights()
+    batches = batches_for(config, warmup + steps, 16, seed=3)
+    one = distribute.Distribution(distribute.plan_devices(["/device:CPU:0"], device_type="CPU"),
+                                  tf.distribute.get_strategy())
+    mirrored = distribute.choose_strategy(tf_config="")
+    out = {}
+    for name, dist in (("one_device", one), ("mirrored_2_logical", mirrored)):
+        with dist.scope():
+            model = build_detector(config)
+            model.set_weights(init)
+            optimizer = optimizer_like_fit(keras)
+        if name == "one_device":
+            step_fn, _ = make_step_fns(model, optimizer, config.num_classes, LossConfig())
+        else:
+            step_fn, _ = distribute.make_distributed_step_fns(dist, model, optimizer, config.num_classes,
+                                                              LossConfig())
+        times = []
+        for i, (images, targets) in enumerate(batches):
+            t0 = time.perf_counter()
+            c, b = step_fn(images, targets)
+            float(c) + float(b)
+            if i >= warmup:
+                times.append(time.perf_counter() - t0)
+        out[name] = {"median_ms": 1000 * statistics.median(times), "steps": len(times),
+                     "min_ms": 1000 * min(times), "max_ms": 1000 * max(times), "global_batch": 16}
+    out["ratio_mirrored_over_one"] = out["mirrored_2_logical"]["median_ms"] / out["one_device"]["median_ms"]
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("out")
+    parser.add_argument("--steps", type=int, default=4)
+    parser.add_argument("--measure", action="store_true")
+    args = parser.parse_args()
+    result = measure(args.steps) if args.measure else run_checks(args.steps)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
