@@ -227,8 +227,12 @@ def import_options(settings: DataSettings = DATA, **overrides) -> ImportOptions:
 
 
 def is_artifact(uri: str) -> bool:
-    """Whether ``uri`` (dir or gs:// prefix) is already a Dataset artifact (has dataset.json)."""
-    return storage.exists(join_uri(str(uri), "dataset.json"))
+    """Whether ``uri`` (dir or gs:// prefix) is already a Dataset artifact (has dataset.json).
+    A gs:// prefix that cannot be read is not (the importer then says why it cannot read it)."""
+    try:
+        return storage.exists(join_uri(str(uri), "dataset.json"))
+    except Exception:  # noqa: BLE001 (auth, network, no such bucket: reported by the importer)
+        return False
 
 
 def _copy_artifact(source_uri: str, out: Path) -> DatasetInfo:

@@ -339,6 +339,12 @@ def _main_job(params: dict[str, Any], *, console, verbose: bool, root: Path, sta
     config = stack_config or local_stack.StackConfig()
     local_stack.up(config, progress=lambda msg: console.print(f"  {msg}", highlight=False))
     os.environ.update(config.env())
+    run_root = root.resolve() / "pipeline-root"
+    run_root.mkdir(parents=True, exist_ok=True)
+    if not verbose:  # (after the stack's servers started: they keep their own logs)
+        # TensorFlow's and LiteRT's start-up lines in this process (TFRecords of the staged
+        # dataset, the client's model check) go to the run's log, not through the live table
+        scope.enter_context(_native_stderr_to(run_root / "pipeline.log"))
     # every step inherits it: TensorFlow's C++ warnings and errors still reach the step log
     # (pipeline.log), its INFO lines do not (TF 2.21 logs its oneDNN/cudart start-up lines before
     # absl is set up, whatever the level: they stay in pipeline.log, off the terminal)
@@ -363,10 +369,6 @@ def _main_job(params: dict[str, Any], *, console, verbose: bool, root: Path, sta
         console.print(f"client: listening on {effective['model_name']}/{effective['channel']} "
                       f"(holds: {client.current_version or 'nothing yet'})")
 
-    run_root = root.resolve() / "pipeline-root"
-    run_root.mkdir(parents=True, exist_ok=True)
-    if not verbose:
-        scope.enter_context(_native_stderr_to(run_root / "pipeline.log"))
     console.print(f"step logs: {run_root / 'pipeline.log'}"
                   + ("" if verbose else " (shown here too with edgeship -v run)"), highlight=False)
     progress = _Progress(console, STEPS, verbose=verbose)

@@ -266,9 +266,7 @@ def has_detection_postprocess(tflite_bytes: bytes) -> bool:
     (the detectors edgeship builds), i.e. what :func:`add_metadata` describes."""
     try:
         _postprocess_op(_parse_model(tflite_bytes))
-    except MetadataError:
-        return False
-    except Exception:  # noqa: BLE001 - not a flatbuffer at all
+    except Exception:  # noqa: BLE001 - MetadataError, or not a flatbuffer at all
         return False
     return True
 

@@ -82,7 +82,8 @@ def train(dist, config, init, batches, *, steps: range, reference: bool = False,
           ckpt_dir: Path | None = None, save_at: int | None = None, restore: bool = False,
           qat: bool = False):
     """Per-step total losses over ``steps``, the optimizer's iteration count at the end, and
-    (not written out) the final weights."""
+    (not written out) the final trainable weights. ``init``: the float weights, or with ``qat``
+    the QAT model's weights."""
     from edgeship.base.tfcompat import keras, tf
     from edgeship.detection import distribute
     from edgeship.detection.model import build_detector
@@ -91,9 +92,9 @@ def train(dist, config, init, batches, *, steps: range, reference: bool = False,
 
     with dist.scope():
         model = build_detector(config)
-        model.set_weights(init)
         if qat:  # as the qat step would: the QAT model built under the strategy's scope
             model = quantize_detector(model)
+        model.set_weights(init)
         optimizer = optimizer_like_fit(keras, sgd)
         ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
     if reference:
@@ -116,7 +117,7 @@ def train(dist, config, init, batches, *, steps: range, reference: bool = False,
         if manager is not None and i + 1 == save_at:
             manager.save(checkpoint_number=i + 1)
     return {"losses": losses, "start": start, "iterations": int(optimizer.iterations.numpy()),
-            "seconds": time.perf_counter() - t0}, model.get_weights()
+            "seconds": time.perf_counter() - t0}, [v.numpy() for v in model.trainable_variables]
 
 
 def relative_update_difference(init, after_a, after_b) -> float:
@@ -124,6 +125,15 @@ def relative_update_difference(init, after_a, after_b) -> float:
     num = sum(float(np.sum(((a - i) - (b - i)) ** 2)) for i, a, b in zip(init, after_a, after_b))
     den = sum(float(np.sum((a - i) ** 2)) for i, a in zip(init, after_a))
     return (num / den) ** 0.5
+
+
+def trainable_mask(config) -> list[bool]:
+    """For each entry of get_weights(): whether it is a trainable variable."""
+    from edgeship.detection.model import build_detector
+
+    model = build_detector(config)
+    trainable = {id(v) for v in model.trainable_variables}
+    return [id(v) in trainable for v in model.weights]
 
 
 def run_checks(steps: int) -> dict:
@@ -155,13 +165,17 @@ def run_checks(steps: int) -> dict:
     out["one_device_dup"], w_one = train(one, config, init, dup, steps=range(0, 1), reference=True,
                                          sgd=True)
     out["mirrored_dup"], w_mir = train(mirrored, config, init, dup, steps=range(0, 1), sgd=True)
-    out["update_relative_difference"] = relative_update_difference(init, w_one, w_mir)
+    start = [w for w, v in zip(init, trainable_mask(config)) if v]
+    out["update_relative_difference"] = relative_update_difference(start, w_one, w_mir)
     out["update_relative_difference_if_averaged"] = relative_update_difference(
-        init, w_one, [i + (m - i) / 2 for i, m in zip(init, w_mir)])
+        start, w_one, [i + (m - i) / 2 for i, m in zip(start, w_mir)])
     # QAT: the fake-quant model built under MirroredStrategy trains like on one device
-    out["qat_one_device"], _ = train(one, config, init, dup, steps=range(0, 2), reference=True,
+    from edgeship.detection.qat import quantize_detector
+
+    qinit = quantize_detector(build_detector(config)).get_weights()
+    out["qat_one_device"], _ = train(one, config, qinit, dup, steps=range(0, 2), reference=True,
                                      sgd=True, qat=True)
-    out["qat_mirrored"], _ = train(mirrored, config, init, dup, steps=range(0, 2), sgd=True, qat=True)
+    out["qat_mirrored"], _ = train(mirrored, config, qinit, dup, steps=range(0, 2), sgd=True, qat=True)
     return out
 
 

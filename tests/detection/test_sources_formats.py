@@ -223,3 +223,32 @@ def test_images_of_every_kind(tmp_path):
     assert images["exif_rotated"] == 2 and images["formats"] == {"JPEG": 6, "PNG": 3}
     assert {"L", "RGBA", "I;16", "CMYK", "RGB"} <= set(images["modes"])
     assert info.raw["report"]["warnings"]["by_kind"] == {"exif_raw_frame": 1}
+
+
+def test_roboflow_export_layout_with_its_placeholder_category(tmp_path):
+    """Roboflow's COCO export: {train,valid,test}/_annotations.coco.json with the images beside
+    them, ids from 0 where 0 is the project's name (no annotations, supercategory of the rest)."""
+    src = tmp_path / "roboflow"
+    cats = [{"id": 0, "name": "fruit", "supercategory": "none"},
+            {"id": 1, "name": "apple", "supercategory": "fruit"},
+            {"id": 2, "name": "pear", "supercategory": "fruit"}]
+    for folder, count in (("train", 6), ("valid", 2), ("test", 2)):
+        images, anns = [], []
+        for i in range(count):
+            name = f"{folder}_{i}_jpg.rf.{i:04x}.jpg"
+            rect = (5 + i, 5, 25 + i, 20, (200, 30, 30))
+            (src / folder).mkdir(parents=True, exist_ok=True)
+            (src / folder / name).write_bytes(fx.encode(fx.picture(40, 30, [rect])))
+            images.append({"id": i, "file_name": name, "width": 40, "height": 30})
+            anns.append({"id": i, "image_id": i, "category_id": 1 + i % 2,
+                         "bbox": [5 + i, 5, 20, 15], "area": 300, "iscrowd": 0})
+        (src / folder / "_annotations.coco.json").write_text(json.dumps(
+            {"images": images, "annotations": anns, "categories": cats}))
+    info = import_dataset(src, tmp_path / "art")
+    assert info.classes == [{"id": 1, "name": "apple", "source_id": 1},
+                            {"id": 2, "name": "pear", "source_id": 2}]
+    assert info.source["splits"]["given"] == {"train": 6, "val": 2, "test": 2}
+    assert list(info.splits) == ["train", "val", "calibration", "test"]
+    assert info.raw["report"]["warnings"]["by_kind"] == {"placeholder_category": 1}
+    assert_same_kind_of_artifact(tmp_path / "art")
+    assert len(dataset_reader.load_split(tmp_path / "art", "test")) == 2

@@ -82,7 +82,9 @@ def test_any_coco_ids_map_to_1_k_in_id_order_and_every_object_keeps_its_class(so
         jpeg = fx.encode(fx.picture(32, 24, []))
         for i, objs in enumerate(objects):
             (root / "img").mkdir(parents=True, exist_ok=True)
-            (root / f"img/{i}.jpg").write_bytes(jpeg if i == 0 else fx.encode(fx.picture(32, 24, [(i % 20, 1, i % 20 + 8, 9, (200, 0, 0))])))
+            rect = (i % 20, 1, i % 20 + 8, 9, (200, 0, 0))      # a different picture each
+            (root / f"img/{i}.jpg").write_bytes(jpeg if i == 0 else
+                                                fx.encode(fx.picture(32, 24, [rect])))
             images.append({"id": 10 * i + 7, "file_name": f"{i}.jpg", "width": 32, "height": 24})
             for k, cid in enumerate(objs):
                 anns.append({"id": len(anns) + 1, "image_id": 10 * i + 7, "category_id": cid,
@@ -134,7 +136,8 @@ def test_label_map_round_trip(items):
     def quote(s):
         return "'" + s.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
-    text = "".join(f"# item {i}\nitem {{\n  name: {quote(n)}\n  id: {i}\n}}\n" for i, n in items.items())
+    text = "".join(f"# item {i}\nitem {{\n  name: {quote(n)}\n  id: {i}\n}}\n"
+                   for i, n in items.items())
     cats = parse_label_map(text, "m.pbtxt")
     assert [(c.source_id, c.name) for c in cats] == sorted(items.items())
 

@@ -311,7 +311,7 @@ def test_bad_generation_is_rejected_not_a_500(hostile, servers, generation):
 
 @pytest.mark.parametrize("when", ["2026-11-24T12:00:00", "2026-11-24T12:00:00.123", "2026-11-24 12:00:00Z",
                                   "2026-02-30T12:00:00Z", "2026-11-24T24:00:00Z", "2026-11-24T12:00:00+25:00",
-                                  "yesterday", ""])
+                                  "yesterday", "", "9999-12-31T23:59:59-23:59"])
 def test_event_time_without_zone_or_impossible_is_rejected_not_a_500(hostile, servers, when):
     fn, bucket = hostile
     obj = _pending_manifest(bucket)

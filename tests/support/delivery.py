@@ -249,7 +249,10 @@ def load_function(module_name: str = "register_model_main"):
     if module_name in sys.modules:
         return sys.modules[module_name]
     path = Path(__file__).resolve().parents[2] / "functions" / "register_model" / "main.py"
-    spec = importlib.util.spec_from_file_location(module_name, path)
+    # as functions-framework loads it: the folder is the module's search path, so main.py's
+    # relative imports (from .events import ...) find its sibling modules
+    spec = importlib.util.spec_from_file_location(module_name, path,
+                                                  submodule_search_locations=[str(path.parent)])
     module = importlib.util.module_from_spec(spec)
     sys.modules[module_name] = module
     spec.loader.exec_module(module)

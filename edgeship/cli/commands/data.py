@@ -44,7 +44,8 @@ def _register_import(sub) -> None:
     m = sub.add_parser("import", help="import your COCO, Pascal VOC or TF OD API dataset (local or "
                                       "gs://) as a Dataset artifact, with a data report")
     m.add_argument("src", help="the source: a folder, a COCO JSON file or a gs:// prefix")
-    m.add_argument("--out", required=True, help="output directory or gs:// prefix (must be new)")
+    m.add_argument("--out", required=True, help="output directory (new, or an earlier dataset to "
+                                                "replace) or gs:// prefix (must be empty)")
     m.add_argument("--format", choices=("auto", "coco", "voc", "tfod"), default=DATA.source_format,
                    help="source format (auto: detected)")
     m.add_argument("--val-fraction", type=float, default=DATA.val_fraction,

@@ -82,7 +82,8 @@ def normalize_image(data: bytes, where: str, *, max_side: int = 0) -> Normalized
                 orientation = 1
             oriented = ImageOps.exif_transpose(img) if orientation != 1 else img
             rgb = to_rgb(oriented)
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, Image.DecompressionBombError) as exc:
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+            Image.DecompressionBombError) as exc:
         raise ValueError(f"{where}: cannot decode image ({exc})") from exc
     w, h = rgb.size
     scale = 1.0

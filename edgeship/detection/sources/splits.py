@@ -17,8 +17,9 @@ SPLIT_WORDS = {
     "calibration": "calibration", "calib": "calibration", "calibrate": "calibration",
 }
 CARVED = ("val", "calibration")
-METHOD = ("stratified by each image's rarest class (images with the same bytes move together); "
-          "quotas per class by largest remainder; random.Random(f'{seed}:{split}:{class}')")
+METHOD = ("fraction of train's distinct images (copies with the same bytes move together and count "
+          "once), stratified by each image's rarest class, quotas by largest remainder, "
+          "random.Random(f'{seed}:{split}:{class}')")
 
 
 def split_word(name: str) -> tuple[str, str] | None:
