@@ -1,8 +1,12 @@
-"""Compile the edgeship pipeline to KFP IR YAML, with the container image chosen at compile time.
+"""Compile the edgeship pipeline to KFP IR YAML, with the images and machines chosen at compile time.
 
-Every component is a lightweight Python component whose base_image is edgeship.base.image's
-DEFAULT_IMAGE. A user who pushed the image to their own registry passes ``image`` (CLI
-``--image``, or $EDGESHIP_IMAGE); the compiled spec then names that image in every executor.
+Every component is a lightweight Python component on edgeship.base.image's images. A user who
+pushed the images to their own registry passes ``image`` (CLI ``--image``, or $EDGESHIP_IMAGE)
+and, when a step gets a GPU, ``gpu_image`` (``--gpu-image``, $EDGESHIP_GPU_IMAGE, else the CPU
+image's repository + "-gpu", as cloudbuild.yaml pushes it). ``plan`` (pipelines.resources: the
+``--profile``, ``--accelerator-*``, ``--resource`` and ``--multi-worker`` options) sets every
+step's CPU, memory and GPU; the compiled spec names each executor's image and limits
+(pipelines.placement.step_summary reads them back).
 """
 from __future__ import annotations
 
@@ -14,6 +18,23 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 IMAGE_ENV = "EDGESHIP_IMAGE"
+GPU_IMAGE_ENV = "EDGESHIP_GPU_IMAGE"
+
+
+def _check_reference(chosen: str, option: str) -> str:
+    if any(c.isspace() for c in chosen) or chosen.startswith(("-", ":", "/")):
+        raise ValueError(f"{option}: image name {chosen!r} is not a valid container image reference")
+    return chosen
+
+
+def resolve_gpu_image(gpu_image: str | None, cpu_image: str) -> str:
+    """The GPU image: the argument, else $EDGESHIP_GPU_IMAGE, else derived from ``cpu_image``."""
+    from edgeship.base.image import gpu_image_for
+
+    chosen = (gpu_image or "").strip() or os.environ.get(GPU_IMAGE_ENV, "").strip()
+    if chosen:
+        return _check_reference(chosen, "--gpu-image")
+    return gpu_image_for(cpu_image)
 
 
 def resolve_image(image: str | None, *, required: bool = False) -> str:
@@ -35,36 +56,28 @@ def resolve_image(image: str | None, *, required: bool = False) -> str:
     return DEFAULT_IMAGE
 
 
-def rewrite_images(spec: dict[str, Any], image: str) -> int:
-    """Set every executor's container image in a compiled pipeline spec. Returns how many."""
-    executors = spec.get("deploymentSpec", {}).get("executors", {})
-    count = 0
-    for executor in executors.values():
-        container = executor.get("container")
-        if container is not None:
-            container["image"] = image
-            count += 1
-    return count
+def compile_pipeline(out: str | Path, image: str | None = None, *, gpu_image: str | None = None,
+                     plan=None) -> Path:
+    """Compile the edgeship pipeline for ``plan`` (default: the cpu profile) to ``out`` (IR YAML):
+    steps with a GPU on the GPU image, the others on ``image``.
 
-
-def compile_pipeline(out: str | Path, image: str | None = None) -> Path:
-    """Compile pipelines.edgeship_pipeline to ``out`` (IR YAML) with every component on ``image``.
-
-    Side effects: writes ``out`` (parent folders created).
+    Side effects: writes ``out`` (parent folders created). Raises ValueError for a bad image name.
     """
-    import yaml
     from kfp import compiler
 
-    from pipelines.edgeship_pipeline import edgeship_pipeline
+    from pipelines import resources
+    from pipelines.edgeship_pipeline import build_pipeline
 
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    image = resolve_image(image)
-    compiler.Compiler().compile(edgeship_pipeline, str(out))
-    docs = list(yaml.safe_load_all(out.read_text()))
-    count = rewrite_images(docs[0], image)
-    out.write_text(yaml.safe_dump_all(docs, sort_keys=False))
-    log.info("compiled %s: %d executors on %s", out, count, image)
+    plan = plan or resources.resolve()
+    cpu = resolve_image(image)
+    needs_gpu = any(plan.accelerated(step) for step in resources.STEPS)
+    gpu = resolve_gpu_image(gpu_image, cpu) if needs_gpu else cpu
+    pipeline = build_pipeline(plan, cpu_image=cpu, gpu_image=gpu)
+    compiler.Compiler().compile(pipeline, str(out))
+    log.info("compiled %s (profile %s, target %s): CPU image %s%s", out, plan.profile, plan.target,
+             cpu, f", GPU image {gpu}" if needs_gpu else "")
     return out
 
 

@@ -28,10 +28,17 @@ seconds of conversion each.
 Publishing runs only inside ``dsl.If(select.publish == True)``; when the gate refuses, the
 ``not-published`` branch runs a tiny step that logs why (the decision's Markdown is also an
 output of select, shown by Vertex AI and kfp.local).
+
+Machines and images: ``build_pipeline(plan, cpu_image, gpu_image)`` puts every task's CPU, memory
+and GPU limits from a ``pipelines.resources.ResourcePlan`` on it, runs the steps that have a GPU on
+the GPU image and the others on the CPU image, and with ``plan.multi_worker > 1`` runs train as a
+Vertex AI CustomJob with that many replicas (pipelines/custom_job.py). ``edgeship_pipeline`` is
+the default build: the ``cpu`` profile on the default images (kfp.local ignores the limits).
 """
 
 from kfp import dsl
 
+from edgeship.base.image import DEFAULT_IMAGE, gpu_image_for
 from components.autoquant.component import autoquant as autoquant_op
 from components.autoquant.settings import AUTOQUANT
 from components.data.component import data as data_op
@@ -47,96 +54,140 @@ from components.select.component import select as select_op
 from components.select.settings import SELECT
 from components.train.component import train as train_op
 from components.train.settings import PIPELINE_TRAIN
+from pipelines import resources
+from pipelines.custom_job import SERVICE_ACCOUNT, custom_training_job_from_component
+from pipelines.placement import apply_resources, with_image
 
 PIPELINE_NAME = "edgeship"
 # Defaults come from the steps' settings (components/<step>/settings.py); the pipeline's shorter
 # training schedule is PIPELINE_TRAIN / PIPELINE_QAT there.
 LEARNING_RATE = PIPELINE_TRAIN.learning_rate
+OPS = {"data": data_op, "train": train_op, "qat": qat_op, "quantize": quantize_op,
+       "autoquant": autoquant_op, "evaluate": evaluate_op, "select": select_op,
+       "publish": publish_op, "not-published": not_published_op}
 
 
-def evaluate_gate_publish(*, variants, dataset, float_model, model_name: str, channel: str, bucket: str,
-                          accuracy_budget: str, latency_budget_ms: float, tolerance: float,
-                          force_promote: bool, min_app_version: str) -> None:
+class Placement:
+    """The step components on their images, and the resources put on their tasks, for one plan."""
+
+    def __init__(self, plan: resources.ResourcePlan, cpu_image: str, gpu_image: str):
+        self.plan = plan
+        self.ops = {name: with_image(op, gpu_image if plan.accelerated(name) else cpu_image)
+                    for name, op in OPS.items()}
+        if plan.multi_worker > 1:
+            train = plan.for_step("train")
+            self.ops["train"] = custom_training_job_from_component(
+                self.ops["train"], replica_count=plan.multi_worker,
+                machine_type=plan.train_machine_type(),
+                accelerator_type=train.accelerator_type if train.accelerated else "",
+                accelerator_count=train.accelerator_count or 1,
+                restart_job_on_worker_restart=True,  # a restarted worker restarts all: they resume
+                service_account=SERVICE_ACCOUNT)     # the pipeline's account, not Vertex's agent
+
+    def __call__(self, step: str, **inputs):
+        task = self.ops[step](**inputs)
+        if not (step == "train" and self.plan.multi_worker > 1):  # a CustomJob: its worker pools
+            apply_resources(task, self.plan.for_step(step), self.plan.target)
+        return task
+
+
+def evaluate_gate_publish(step: Placement, *, variants, dataset, float_model, model_name: str,
+                          channel: str, bucket: str, accuracy_budget: str, latency_budget_ms: float,
+                          tolerance: float, force_promote: bool, min_app_version: str) -> None:
     """evaluate → select → dsl.If(publish) publish / dsl.Else not_published, on a Variants artifact
     (quantize's or autoquant's). Called inside the pipeline function only."""
-    evaluate_task = evaluate_op(dataset=dataset, float_model=float_model, variants=variants)
+    evaluate_task = step("evaluate", dataset=dataset, float_model=float_model, variants=variants)
     evaluation = evaluate_task.outputs["evaluation"]
 
-    select_task = select_op(
+    select_task = step("select", 
         evaluation=evaluation, model_name=model_name, channel=channel, bucket=bucket,
         accuracy_budget=accuracy_budget, latency_budget_ms=latency_budget_ms,
         tolerance=tolerance, force_promote=force_promote)
     select_task.set_caching_options(False)  # the champion can change between runs
 
     with dsl.If(select_task.outputs["publish"] == True, name="gate-passed"):  # noqa: E712
-        publish_task = publish_op(
-            variants=variants, evaluation=evaluation, dataset=dataset,
+        publish_task = step(
+            "publish", variants=variants, evaluation=evaluation, dataset=dataset,
             decision=select_task.outputs["decision"], variant=select_task.outputs["variant"],
             model_name=model_name, channel=channel, bucket=bucket,
             min_app_version=min_app_version)
         publish_task.set_caching_options(False)
     with dsl.Else(name="gate-refused"):
-        refused = not_published_op(decision=select_task.outputs["decision"])
+        refused = step("not-published", decision=select_task.outputs["decision"])
         refused.set_caching_options(False)
 
 
-@dsl.pipeline(name=PIPELINE_NAME,
-              description="Train, QAT, quantize, evaluate, gate and publish an on-device detector.")
-def edgeship_pipeline(
-    data_uri: str = DATA.data_uri,
-    model_name: str = PUBLISH.model_name,
-    channel: str = PUBLISH.channel,
-    bucket: str = PUBLISH.bucket,
-    input_size: int = DATA.image_size,
-    epochs: int = PIPELINE_TRAIN.epochs,
-    learning_rate: float = PIPELINE_TRAIN.learning_rate,
-    qat_epochs: int = PIPELINE_QAT.epochs,
-    accuracy_budget: str = SELECT.accuracy_budget,
-    latency_budget_ms: float = SELECT.latency_budget_ms,
-    tolerance: float = SELECT.tolerance,
-    force_promote: bool = SELECT.force_promote,
-    min_app_version: str = PUBLISH.min_app_version,
-    auto_quantize: bool = False,
-    autoquant_max_candidates: int = AUTOQUANT.max_candidates,
-    autoquant_max_seconds: float = AUTOQUANT.max_seconds,
-):
-    """Args:
-    data_uri: dataset folder or gs:// prefix in the contract's layout; "" = generate the
-        embedded default dataset.
-    model_name, channel, bucket: where the model is published (gs://bucket/models/model_name/)
-        and which channel's current release is the champion.
-    input_size: square input side in pixels. epochs: float training epochs.
-    learning_rate: peak learning rate of the float training (warm-up, then cosine to 1%).
-    qat_epochs: quantization-aware fine-tuning epochs.
-    accuracy_budget: max ΔmAP@[.5:.95] vs float, in points; "none" = not configured.
-    latency_budget_ms: max 1-thread median latency (0 = none). tolerance: max mAP drop vs the
-        champion, points. force_promote: publish even when the gate fails (recorded).
-    min_app_version: the lowest client app version that can run the model (in the manifest).
-    auto_quantize: candidates from the autoquant search (fastest within accuracy_budget, with
-        selective int8) instead of the fixed set of schemes.
-    autoquant_max_candidates, autoquant_max_seconds: the search's limits (0 s = no time limit;
-        on the limit it returns the best so far, marked partial).
-    """
-    data_task = data_op(data_uri=data_uri, image_size=input_size)
-    dataset = data_task.outputs["dataset"]
+def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str | None = None,
+                   gpu_image: str | None = None):
+    """The pipeline function for ``plan`` (default: the cpu profile), with the steps that have a
+    GPU on ``gpu_image`` (default: derived from ``cpu_image``) and the others on ``cpu_image``."""
+    plan = plan or resources.resolve()
+    cpu_image = cpu_image or DEFAULT_IMAGE
+    step = Placement(plan, cpu_image, gpu_image or gpu_image_for(cpu_image))
 
-    train_task = train_op(dataset=dataset, input_size=input_size, epochs=epochs,
+    @dsl.pipeline(name=PIPELINE_NAME, description="Train, QAT, quantize, evaluate, gate and "
+                                                  "publish an on-device detector.")
+    def edgeship_pipeline(
+        data_uri: str = DATA.data_uri,
+        model_name: str = PUBLISH.model_name,
+        channel: str = PUBLISH.channel,
+        bucket: str = PUBLISH.bucket,
+        input_size: int = DATA.image_size,
+        epochs: int = PIPELINE_TRAIN.epochs,
+        learning_rate: float = PIPELINE_TRAIN.learning_rate,
+        qat_epochs: int = PIPELINE_QAT.epochs,
+        accuracy_budget: str = SELECT.accuracy_budget,
+        latency_budget_ms: float = SELECT.latency_budget_ms,
+        tolerance: float = SELECT.tolerance,
+        force_promote: bool = SELECT.force_promote,
+        min_app_version: str = PUBLISH.min_app_version,
+        auto_quantize: bool = False,
+        autoquant_max_candidates: int = AUTOQUANT.max_candidates,
+        autoquant_max_seconds: float = AUTOQUANT.max_seconds,
+    ):
+        """Args:
+        data_uri: dataset folder or gs:// prefix in the contract's layout; "" = generate the
+            embedded default dataset.
+        model_name, channel, bucket: where the model is published
+            (gs://bucket/models/model_name/) and which channel's current release is the champion.
+        input_size: square input side in pixels. epochs: float training epochs.
+        learning_rate: peak learning rate of the float training (warm-up, then cosine to 1%).
+        qat_epochs: quantization-aware fine-tuning epochs.
+        accuracy_budget: max ΔmAP@[.5:.95] vs float, in points; "none" = not configured.
+        latency_budget_ms: max 1-thread median latency (0 = none). tolerance: max mAP drop vs the
+            champion, points. force_promote: publish even when the gate fails (recorded).
+        min_app_version: the lowest client app version that can run the model (in the manifest).
+        auto_quantize: candidates from the autoquant search (fastest within accuracy_budget, with
+            selective int8) instead of the fixed set of schemes.
+        autoquant_max_candidates, autoquant_max_seconds: the search's limits (0 s = no time limit;
+            on the limit it returns the best so far, marked partial).
+        """
+        data_task = step("data", data_uri=data_uri, image_size=input_size)
+        dataset = data_task.outputs["dataset"]
+
+        train_task = step("train", dataset=dataset, input_size=input_size, epochs=epochs,
                           learning_rate=learning_rate)
-    float_model = train_task.outputs["model"]
+        float_model = train_task.outputs["model"]
 
-    qat_task = qat_op(dataset=dataset, float_model=float_model, epochs=qat_epochs)
-    qat_model = qat_task.outputs["model"]
+        qat_task = step("qat", dataset=dataset, float_model=float_model, epochs=qat_epochs)
+        qat_model = qat_task.outputs["model"]
 
-    gate = dict(dataset=dataset, float_model=float_model, model_name=model_name, channel=channel,
-                bucket=bucket, accuracy_budget=accuracy_budget, latency_budget_ms=latency_budget_ms,
-                tolerance=tolerance, force_promote=force_promote, min_app_version=min_app_version)
-    with dsl.If(auto_quantize == False, name="fixed-variants"):  # noqa: E712
-        quantize_task = quantize_op(dataset=dataset, float_model=float_model, qat_model=qat_model)
-        evaluate_gate_publish(variants=quantize_task.outputs["variants"], **gate)
-    with dsl.Else(name="auto-quantize"):
-        autoquant_task = autoquant_op(
-            dataset=dataset, float_model=float_model, qat_model=qat_model,
-            accuracy_budget=accuracy_budget, max_latency_ms=latency_budget_ms,
-            max_candidates=autoquant_max_candidates, max_seconds=autoquant_max_seconds)
-        evaluate_gate_publish(variants=autoquant_task.outputs["result"], **gate)
+        gate = dict(dataset=dataset, float_model=float_model, model_name=model_name,
+                    channel=channel, bucket=bucket, accuracy_budget=accuracy_budget,
+                    latency_budget_ms=latency_budget_ms, tolerance=tolerance,
+                    force_promote=force_promote, min_app_version=min_app_version)
+        with dsl.If(auto_quantize == False, name="fixed-variants"):  # noqa: E712
+            quantize_task = step("quantize", dataset=dataset, float_model=float_model,
+                                 qat_model=qat_model)
+            evaluate_gate_publish(step, variants=quantize_task.outputs["variants"], **gate)
+        with dsl.Else(name="auto-quantize"):
+            autoquant_task = step(
+                "autoquant", dataset=dataset, float_model=float_model, qat_model=qat_model,
+                accuracy_budget=accuracy_budget, max_latency_ms=latency_budget_ms,
+                max_candidates=autoquant_max_candidates, max_seconds=autoquant_max_seconds)
+            evaluate_gate_publish(step, variants=autoquant_task.outputs["result"], **gate)
 
+    return edgeship_pipeline
+
+
+edgeship_pipeline = build_pipeline()

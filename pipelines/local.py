@@ -316,6 +316,9 @@ def run_local(parameters: dict[str, Any], *, pipeline_root: str | Path,
     # kfp.local warns for every step that its base_image is not a plain Python image; here that
     # is the point (the project's own code is installed in this environment), so say it once.
     warnings.filterwarnings("ignore", message=".*non-Python base image.*", category=RuntimeWarning)
+    # ...and that CPU, memory and GPU limits (pipelines/resources.py) do nothing here: known.
+    warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*",
+                            category=UserWarning)
     start = time.monotonic()
     error: BaseException | None = None
     saved_env = os.environ.get(step_progress.ENV)

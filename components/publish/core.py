@@ -1,5 +1,6 @@
-"""publish: upload one chosen variant to an immutable version folder; channel control (rollback,
-pause, resume); read what a channel currently serves.
+"""publish: upload the pipeline's chosen variant to an immutable version folder (the upload path
+itself is upload.py; publishing any other model is any_model.py, the Firebase ML import
+firebase_import.py).
 
 Layout (docs/delivery.md): ``gs://BUCKET/models/{model}/{version}/`` holds ``model.tflite``, the
 Core ML package zips (if the variants artifact has them), ``labels.txt``, ``report.json`` (the
@@ -17,20 +18,28 @@ Nothing runs at import; cloud clients are made on first use.
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
 import json
 import logging
 import os
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from components.publish.settings import PUBLISH
+from components.publish.upload import (  # noqa: F401 - re-exported: the upload path lives in upload.py
+    CONTENT_TYPES,
+    MANIFEST_FILE,
+    PublishResult,
+    sha256_file,
+)
+from components.publish.upload import Upload as _Upload
+from components.publish.upload import hash_uploads as _hash_uploads
+from components.publish.upload import manifest_files
+from components.publish.upload import upload_version as _upload_version
 from edgeship.contracts import evaluation
 from edgeship.contracts import manifest as mf
 from edgeship.contracts import variants as variants_contract
-from edgeship.delivery.registry import _utc_iso, current_release_manifest
+from edgeship.delivery.registry import _utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -38,38 +47,6 @@ MODEL_FILE = "model.tflite"
 LABELS_FILE = "labels.txt"
 REPORT_FILE = "report.json"
 DECISION_FILE = "decision.json"
-MANIFEST_FILE = "manifest.json"
-CONTENT_TYPES = {"tflite": "application/octet-stream", "coreml": "application/zip",
-                 "labels": "text/plain; charset=utf-8", "report": "application/json",
-                 "decision": "application/json"}
-
-
-@dataclass
-class PublishResult:
-    """What was published: the version id, its folder URI and the manifest written last."""
-    version: str
-    uri: str
-    manifest: dict
-    objects: list[str] = field(default_factory=list)
-
-
-@dataclass
-class _Upload:
-    local: Path
-    name: str
-    format: str
-    quantization: str | None
-    size: int = 0
-    sha256: str = ""
-
-
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex sha256 of a file, streamed."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _read_json(path: Path, what: str) -> dict:
@@ -90,7 +67,7 @@ def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str,
                    decision_path: str | os.PathLike | None = None, min_app_version: str = PUBLISH.min_app_version,
                    pipeline_run_id: str = "", parent_version: str | None = None,
                    include_coreml: bool = True, work_dir: str | os.PathLike | None = None,
-                   ) -> tuple[dict, list[_Upload]]:
+                   version_name: str | None = None) -> tuple[dict, list[_Upload]]:
     """Validate the inputs and build the manifest plus the list of files to upload (no I/O remote).
 
     A detector (.tflite with the fused post-processing op) is published with TFLite Model Metadata
@@ -100,6 +77,8 @@ def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str,
     Raises ValueError / FileNotFoundError naming the bad value and the file it came from.
     """
     _check_release_ids(model, channel, version, min_app_version, parent_version)
+    if version_name is not None:
+        mf.check_version_name(version_name, "--version-name")
     vdir = Path(variants_dir)
     vjson_path = vdir / variants_contract.FILE_NAME
     vjson = variants_contract.read_variants(vdir)
@@ -120,12 +99,12 @@ def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str,
     manifest = {
         "schema_version": mf.SCHEMA_VERSION, "model": model, "version": version,
         "created_at": created_at, "channel": channel, "variant": variant,
-        "files": [{"path": u.name, "format": u.format, "size": u.size, "sha256": u.sha256,
-                   "quantization": u.quantization} for u in uploads],
+        "files": manifest_files(uploads),
         **_io_spec(entry),
         "labels": labels, "metrics": metrics, "min_app_version": min_app_version,
         "pipeline_run_id": str(pipeline_run_id or ""),
         "dataset_fingerprint": fingerprint, "parent_version": parent_version,
+        **({"version_name": version_name} if version_name else {}),
     }
     mf.validate(manifest, source=f"manifest built from {vjson_path} (variant {variant!r})")
     return manifest, uploads
@@ -226,15 +205,6 @@ def _decision_upload(dpath: Path) -> _Upload:
     return _Upload(dpath, DECISION_FILE, "decision", None)
 
 
-def _hash_uploads(uploads: list[_Upload], vjson_path: Path) -> None:
-    """Fill in each upload's size and sha256; FileNotFoundError for a missing file."""
-    for up in uploads:
-        if not up.local.is_file():
-            raise FileNotFoundError(f"file to publish not found: {up.local} (listed in {vjson_path})")
-        up.size = up.local.stat().st_size
-        up.sha256 = sha256_file(up.local)
-
-
 def _io_spec(entry: dict) -> dict[str, Any]:
     """The manifest's ``input`` and ``outputs`` blocks from the variant's entry in variants.json."""
     inp = entry["input"]
@@ -255,12 +225,14 @@ def publish(variants_dir: str | os.PathLike, variant: str, *, bucket: str, model
             decision_path: str | os.PathLike | None = None, min_app_version: str = "1.0.0",
             pipeline_run_id: str = "", parent_version: str | None | bool = True,
             version: str | None = None, include_coreml: bool = True,
-            storage_client: Any = None) -> PublishResult:
+            storage_client: Any = None, version_name: str | None = None) -> PublishResult:
     """Publish ``variant`` of the variants artifact as a new immutable version; returns it.
 
     parent_version: a version id, None for none, or True to look up the channel's current
-    version. Side effects: uploads objects (create-only, manifest last). Raises ValueError if the
-    version folder already holds anything, naming it.
+    version. version_name: an optional name shown beside the version id (unique per model; a
+    name already taken is refused before any file is uploaded). Side effects: uploads objects
+    (create-only, manifest last). Raises ValueError if the version folder already holds anything,
+    naming it.
     """
     if not bucket or "/" in bucket:
         raise ValueError(f"bucket {bucket!r} is not a bucket name")
@@ -274,89 +246,9 @@ def publish(variants_dir: str | os.PathLike, variant: str, *, bucket: str, model
             decision_path=decision_path, min_app_version=min_app_version,
             pipeline_run_id=pipeline_run_id,
             parent_version=None if lookup_parent else (parent_version or None),
-            include_coreml=include_coreml, work_dir=work)
+            include_coreml=include_coreml, work_dir=work, version_name=version_name)
         return _upload_version(manifest, uploads, bucket=bucket, model=model, version=version,
                                channel=channel, lookup_parent=lookup_parent, storage_client=storage_client)
-
-
-def _upload_version(manifest: dict, uploads: list[_Upload], *, bucket: str, model: str, version: str,
-                    channel: str, lookup_parent: bool, storage_client: Any) -> PublishResult:
-    """Upload the files (create-only), then the manifest last; clean up on failure."""
-    from google.api_core import exceptions as gexc
-
-    if lookup_parent:
-        current = current_release_manifest(model, channel, bucket=bucket)
-        manifest["parent_version"] = current.get("version") if current else None
-        mf.validate(manifest, source=f"manifest of {model} {version}")
-    client = storage_client or _storage_client()
-    gbucket = client.bucket(bucket)
-    prefix = f"models/{model}/{version}/"
-    uri = f"gs://{bucket}/{prefix}"
-    if any(True for _ in client.list_blobs(bucket, prefix=prefix, max_results=1)):
-        raise ValueError(f"version {version} of {model} already exists at {uri}: versions are immutable")
-    done: list[str] = []
-    try:
-        for up in uploads:
-            blob = gbucket.blob(prefix + up.name)
-            blob.metadata = {"sha256": up.sha256, "edgeship-version": version}
-            blob.upload_from_filename(str(up.local), content_type=CONTENT_TYPES[up.format],
-                                      if_generation_match=0)
-            done.append(prefix + up.name)
-            log.info("uploaded gs://%s/%s (%d bytes)", bucket, prefix + up.name, up.size)
-        body = json.dumps(manifest, indent=2, ensure_ascii=False).encode("utf-8")
-        blob = gbucket.blob(prefix + MANIFEST_FILE)
-        blob.metadata = {"sha256": hashlib.sha256(body).hexdigest(), "edgeship-version": version}
-        blob.upload_from_string(body, content_type="application/json", if_generation_match=0)
-    except gexc.PreconditionFailed as exc:
-        _cleanup(gbucket, done)
-        raise ValueError(f"an object of version {version} already exists under {uri}: "
-                         "versions are immutable") from exc
-    except BaseException:
-        _cleanup(gbucket, done)
-        raise
-    log.info("published %s version %s to channel %s: %s (manifest written last)",
-             model, version, channel, uri)
-    return PublishResult(version=version, uri=uri, manifest=manifest,
-                         objects=[f"gs://{bucket}/{n}" for n in done + [prefix + MANIFEST_FILE]])
-
-
-def _cleanup(gbucket, names: list[str]) -> None:
-    """Delete the objects a failed publish uploaded (no manifest was written, so none is visible)."""
-    for name in names:
-        try:
-            gbucket.blob(name).delete()
-        except Exception as exc:  # noqa: BLE001 - best effort; the folder has no manifest anyway
-            log.warning("could not delete gs://%s/%s after a failed publish: %s", gbucket.name, name, exc)
-
-
-def _storage_client():
-    from edgeship.base import storage
-
-    return storage.gcs_client()
-
-
-
-
-
-
-# -------------------------------------------------------------------------------- reading channels
-
-
-
-
-
-
-
-
-
-
-
-# -------------------------------------------------------------------------------- channel control
-
-
-
-
-
 
 
 def write_local_copy(result: PublishResult, out_dir: str | os.PathLike) -> Path:

@@ -4,7 +4,10 @@ names, and app-version comparison. See docs/delivery.md.
 The schema ships in this package (``manifest.schema.json``, package data); the Cloud Function's
 folder holds a byte-identical copy (a test checks it). Version ids are ``YYYYMMDDtHHMMSSffffffz-xxxxxx`` (UTC publish time to the microsecond,
 lowercase so they are valid names, plus 6 random hex digits): they sort in publish order as plain
-strings, and two publishers in the same microsecond still get distinct ids.
+strings, and two publishers in the same microsecond still get distinct ids. A publisher may also give
+a version a name (``version_name``, e.g. ``v1.2.0``): a display field, unique per model, that never
+orders anything. ``task`` (detector | classifier | segmenter | other) says what the model does; a
+manifest without it is a detector.
 """
 from __future__ import annotations
 
@@ -20,6 +23,11 @@ NAME_RE = re.compile(r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,62}$")
 CHANNEL_RE = re.compile(r"^[a-z0-9][a-z0-9_]{0,31}$")
 VERSION_RE = re.compile(r"^[0-9]{8}t[0-9]{6}[0-9]{6}z-[0-9a-f]{6}$")
 APP_VERSION_RE = re.compile(r"^[0-9]{1,6}(\.[0-9]{1,6}){0,2}$")
+VERSION_NAME_RE = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TAG_RE = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
+MAX_TAGS = 32
+TASKS = ("detector", "classifier", "segmenter", "other")
+DEFAULT_TASK = "detector"   # a manifest without "task" (written before tasks existed) is a detector
 SCHEMA_FILE = "manifest.schema.json"
 
 
@@ -83,6 +91,38 @@ def check_version(value: str, what: str = "version") -> str:
         raise ValueError(f"{what} {value!r} is not a version id (expected e.g. "
                          f"{new_version(_dt.datetime(2026, 1, 2, 3, 4, 5, 6, _dt.timezone.utc))})")
     return value
+
+
+def task_of(manifest: dict) -> str:
+    """The manifest's task (``detector`` when it has none)."""
+    return manifest.get("task") or DEFAULT_TASK
+
+
+def check_task(value: str, what: str = "task") -> str:
+    if value not in TASKS:
+        raise ValueError(f"{what} {value!r} is not one of {', '.join(TASKS)}")
+    return value
+
+
+def check_version_name(value: str, what: str = "version name") -> str:
+    """A publisher-chosen version name (shown beside the time-ordered version id)."""
+    if not isinstance(value, str) or not VERSION_NAME_RE.match(value):
+        raise ValueError(f"{what} {value!r} is not allowed: use 1-64 of A-Z a-z 0-9 . _ - "
+                         "(starting with a letter or digit, no '..'), e.g. v1.2.0")
+    return value
+
+
+def check_tags(tags, what: str = "tags") -> list[str]:
+    """Tags as a list of distinct strings of A-Z a-z 0-9 _ . : - (1-64 each, at most 32)."""
+    tags = list(tags or [])
+    for tag in tags:
+        if not isinstance(tag, str) or not TAG_RE.match(tag):
+            raise ValueError(f"{what}: tag {tag!r} is not allowed: use 1-64 of A-Z a-z 0-9 _ . : -")
+    if len(set(tags)) != len(tags):
+        raise ValueError(f"{what}: {tags} lists a tag twice")
+    if len(tags) > MAX_TAGS:
+        raise ValueError(f"{what}: {len(tags)} tags, at most {MAX_TAGS}")
+    return tags
 
 
 def app_version_tuple(value: str, what: str = "app version") -> tuple[int, int, int]:

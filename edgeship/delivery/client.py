@@ -198,8 +198,9 @@ class ModelClient(ChannelWatch):
             newest, control, ready = self._newest, dict(self._control), self._have_release_snapshot
         if not ready:
             return
-        if control.get("paused"):
-            self._set_status("paused", f"channel paused by {control.get('updated_by')}: {control.get('reason')}")
+        if control.get("paused"):  # unpublish pauses too: keep what is held, install nothing
+            state = "unpublished" if control.get("unpublished") else "paused"
+            self._set_status(state, f"channel {state} by {control.get('updated_by')}: {control.get('reason')}")
             return
         pinned = control.get("pinned_version")
         if pinned:
@@ -327,8 +328,10 @@ class ModelClient(ChannelWatch):
             self.last_error = None
             self.status, self.status_detail = "serving", held.version
             self._lock.notify_all()
+        name = held.release.get("version_name")
         self._note("swapped", held.version,
-                   f"verified and swapped in (was {previous.version if previous else 'nothing'})")
+                   f"verified and swapped in{f' (version name {name})' if name else ''} "
+                   f"(was {previous.version if previous else 'nothing'})")
 
     def _prune(self) -> None:
         cache.prune(self.cache_dir, self.current_version, self.keep)

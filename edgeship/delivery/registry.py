@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 
 
 FIRESTORE_TIMEOUT_S = 10.0
+CHANNEL_ACTIONS = ("rollback", "pause", "resume", "unpublish")
 
 
 def _utc_iso(now: _dt.datetime) -> str:
@@ -67,9 +68,12 @@ def channel_state(db, model: str, channel: str) -> dict:
 
 
 def serving_version(control: dict | None, newest_version: str | None) -> str | None:
-    """The channel rule: the version an operator pinned in the control document, else the newest
-    release on the channel (None when there is neither). Pausing does not change what is served;
-    it stops clients from moving to it."""
+    """The channel rule: nothing when an operator unpublished the channel; else the version an
+    operator pinned in the control document, else the newest release on the channel (None when
+    there is neither). Pausing does not change what is served; it stops clients from moving to it.
+    (Unpublishing also pauses, so clients that do not know ``unpublished`` keep what they hold.)"""
+    if (control or {}).get("unpublished"):
+        return None
     pinned = (control or {}).get("pinned_version")
     return pinned or newest_version
 
@@ -145,22 +149,28 @@ def channel_action(action: str, model: str, channel: str, *, reason: str, to: st
     """Apply an operator action to ``models/{model}/channels/{channel}`` and return the new state.
 
     action: ``rollback`` (pin ``to``, default: the release before the one now served),
-    ``pause`` (the kill switch: clients keep what they hold), ``resume`` (clear pause and pin:
-    follow the newest release again). Every action appends {action, version, by, at, reason} to
-    the document's history. Raises ValueError naming a bad model/channel/version/reason.
+    ``pause`` (the kill switch: clients keep what they hold), ``unpublish`` (the channel serves
+    nothing: ``unpublished`` and ``paused`` set, so no client installs anything from it and a
+    client with an empty cache gets nothing; the files stay, immutable), ``resume`` (clear pause,
+    pin and unpublish: follow the newest release again). Every action appends {action, version,
+    by, at, reason} to the document's history. Raises ValueError naming a bad
+    model/channel/version/reason.
     """
     from google.cloud import firestore
 
     mf.check_name(model, "model name")
     mf.check_channel(channel)
-    if action not in ("rollback", "pause", "resume"):
-        raise ValueError(f"channel action {action!r} is not one of rollback, pause, resume")
+    if action not in CHANNEL_ACTIONS:
+        raise ValueError(f"channel action {action!r} is not one of {', '.join(CHANNEL_ACTIONS)}")
     if not reason or not reason.strip():
         raise ValueError(f"--reason is required for channel {action} (who, when and why are recorded)")
     db = db or firestore_client()
     model_ref = db.collection("models").document(model)
     state = channel_state(db, model, channel)
     target = None
+    if action == "rollback" and state.get("unpublished"):
+        raise ValueError(f"channel {channel!r} of {model} is unpublished: `edgeship channel resume` "
+                         "publishes it again (then roll back if needed)")
     if action == "rollback":
         if to is not None:
             mf.check_version(to, "--to")
@@ -184,11 +194,13 @@ def channel_action(action: str, model: str, channel: str, *, reason: str, to: st
     who = who or operator_identity()
     now = _utc_iso(_dt.datetime.now(_dt.timezone.utc))
     entry = {"action": action, "version": target, "by": who, "at": now, "reason": reason.strip()}
+    unpublished = action == "unpublish" or (action == "pause" and bool(state.get("unpublished")))
     new = {
         "model": model, "channel": channel,
-        "paused": action == "pause",
+        "paused": action in ("pause", "unpublish"),
+        "unpublished": unpublished,
         "pinned_version": target if action == "rollback" else
-        (state.get("pinned_version") if action == "pause" else None),
+        (state.get("pinned_version") if action in ("pause", "unpublish") else None),
         "updated_by": who, "updated_at": now, "updated_at_server": firestore.SERVER_TIMESTAMP,
         "reason": reason.strip(), "last_action": action,
         "history": list(state.get("history") or [])[-99:] + [entry],
@@ -210,7 +222,8 @@ def show_channel(model: str, channel: str, *, db=None, limit: int = 10) -> dict:
                 .order_by("version", direction="DESCENDING").limit(limit).stream(retry=_retry(), timeout=FIRESTORE_TIMEOUT_S)]
     serving = serving_version(state, releases[0]["version"] if releases else None)
     return {"model": model, "channel": channel, "serving": serving,
-            "paused": bool(state.get("paused")), "pinned_version": state.get("pinned_version"),
+            "paused": bool(state.get("paused")), "unpublished": bool(state.get("unpublished")),
+            "pinned_version": state.get("pinned_version"),
             "history": state.get("history") or [],
-            "releases": [{k: r.get(k) for k in ("version", "created_at", "min_app_version", "variant")}
-                         for r in releases]}
+            "releases": [{k: r.get(k) for k in ("version", "version_name", "created_at", "min_app_version",
+                                                 "variant")} for r in releases]}

@@ -16,8 +16,19 @@ class HeldModel:
     size: int
     release: dict = dataclasses.field(default_factory=dict, compare=False, repr=False)
 
+    @property
+    def version_name(self) -> str | None:
+        """The publisher's name of this version (``--version-name``), when it has one."""
+        return self.release.get("version_name")
+
+    @property
+    def task(self) -> str:
+        """What the model does (detector when the release does not say)."""
+        return self.release.get("task") or "detector"
+
     def __str__(self) -> str:
-        return f"{self.version} ({self.path}, {self.size} bytes, sha256 {self.sha256[:12]}…)"
+        name = f" [{self.version_name}]" if self.version_name else ""
+        return f"{self.version}{name} ({self.path}, {self.size} bytes, sha256 {self.sha256[:12]}…)"
 
 
 class InstallError(Exception):
@@ -33,7 +44,9 @@ def _sha256(path: Path) -> str:
 
 
 def smoke_check(path: Path, input_spec: dict | None = None) -> None:
-    """Load ``path`` in LiteRT, check the input shape/dtype against the spec, run it once.
+    """Load ``path`` in LiteRT, check its first input's shape/dtype against the spec (a -1 in the
+    spec's shape matches any size), fill every input with zeros and run it once. Works for any
+    model (detector, classifier, segmenter, ...): only the input spec is compared.
 
     Raises InstallError naming what did not match.
     """
@@ -45,17 +58,22 @@ def smoke_check(path: Path, input_spec: dict | None = None) -> None:
         interp.allocate_tensors()
     except Exception as exc:  # noqa: BLE001 - any load failure means a bad model
         raise InstallError(f"LiteRT cannot load {path.name}: {str(exc)[:200]}") from exc
-    detail = interp.get_input_details()[0]
+    details = interp.get_input_details()
+    if not details:
+        raise InstallError(f"{path.name} has no input")
+    detail = details[0]
     if input_spec:
         want_shape = [int(d) for d in input_spec.get("shape") or []]
         got_shape = [int(d) for d in detail["shape"]]
-        if want_shape and want_shape != got_shape:
+        if want_shape and (len(want_shape) != len(got_shape)
+                           or any(w not in (-1, g) for w, g in zip(want_shape, got_shape))):
             raise InstallError(f"model input shape {got_shape} != release input shape {want_shape}")
         want_dtype = input_spec.get("dtype")
         if want_dtype and np.dtype(detail["dtype"]).name != want_dtype:
             raise InstallError(f"model input dtype {np.dtype(detail['dtype']).name} != release dtype {want_dtype}")
     try:
-        interp.set_tensor(detail["index"], np.zeros(detail["shape"], dtype=detail["dtype"]))
+        for d in details:
+            interp.set_tensor(d["index"], np.zeros(d["shape"], dtype=d["dtype"]))
         interp.invoke()
     except Exception as exc:  # noqa: BLE001
         raise InstallError(f"LiteRT cannot run {path.name}: {str(exc)[:200]}") from exc

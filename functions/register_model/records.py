@@ -8,6 +8,9 @@ from .errors import Rejected
 from .settings import Config, _Budget
 
 
+OPTIONAL_RELEASE_FIELDS = ("task", "version_name", "display_name", "tags")
+
+
 def release_id(channel: str, version: str) -> str:
     """Document id of a release record: sorts by version within a channel."""
     return f"{channel}-{version}"
@@ -72,6 +75,9 @@ def register(cfg: Config, budget: _Budget, bucket: str, model: str, version: str
         "input": manifest["input"], "outputs": manifest["outputs"], "labels": manifest["labels"],
         "variant": manifest["variant"], "parent_version": manifest["parent_version"],
         "manifest_sha256": sha, "registered_at": firestore.SERVER_TIMESTAMP,
+        # what clients show (docs/delivery.md): copied only when the manifest has them, so a
+        # pipeline detector's release record keeps exactly the fields the iOS contract reads
+        **{k: manifest[k] for k in OPTIONAL_RELEASE_FIELDS if k in manifest},
     }
     v = _create_once(cfg, budget, version_ref, version_doc, sha)
     r = _create_once(cfg, budget, release_ref, release_doc, sha)

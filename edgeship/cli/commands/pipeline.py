@@ -2,7 +2,9 @@
 
 Every parameter is checked before anything runs or is submitted: unknown names, budgets that are
 negative or not numbers, a data URI that does not exist, a missing image for a cloud target, an
-invalid cron. Heavy imports (kfp, aiplatform, TensorFlow through the steps) happen in handlers.
+invalid cron, and the machines (--profile, --accelerator-*, --resource, --multi-worker: a GPU
+Vertex AI does not offer, a count of 0 with a type, memory below what a step needs), each error
+naming the option. Heavy imports (kfp, aiplatform, TensorFlow through the steps) happen in handlers.
 """
 from __future__ import annotations
 
@@ -60,6 +62,36 @@ def _collect_params(args: argparse.Namespace) -> dict[str, str]:
     return values
 
 
+_MACHINE_FLAGS = ("profile", "gpu_image", "accelerator_type", "accelerator_count", "resource",
+                  "multi_worker")
+
+
+def _add_machine_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("machines and images (docs/deploy.md: machines, GPUs, costs)")
+    g.add_argument("--profile", choices=("cpu", "gpu"), default=None,
+                   help="resource profile: cpu (default: every step CPU-only) or gpu (one NVIDIA T4 "
+                        "for train and qat, on the GPU image)")
+    g.add_argument("--gpu-image", help="image for the steps with a GPU (default $EDGESHIP_GPU_IMAGE, "
+                                       "else the --image repository + '-gpu', same tag)")
+    g.add_argument("--accelerator-type", metavar="TYPE",
+                   help="GPU for train and qat, a Vertex AI name (NVIDIA_TESLA_T4, NVIDIA_L4, ...)")
+    g.add_argument("--accelerator-count", type=int, metavar="N", help="GPUs per machine for train and qat")
+    g.add_argument("--resource", action="append", default=None, metavar="STEP.FIELD=VALUE",
+                   help="override one step's cpu, memory, accelerator_type, accelerator_count "
+                        "(or train.machine_type for --multi-worker), e.g. train.memory=32G (repeatable)")
+    g.add_argument("--multi-worker", type=int, default=None, metavar="N",
+                   help="run train as a Vertex AI CustomJob with N replicas (MultiWorkerMirroredStrategy)")
+
+
+def _resource_plan(args: argparse.Namespace):
+    from pipelines import resources
+
+    return resources.resolve(args.profile or "cpu", target=args.target, overrides=args.resource or (),
+                             accelerator_type=args.accelerator_type,
+                             accelerator_count=args.accelerator_count,
+                             multi_worker=args.multi_worker or 1)
+
+
 def _add_cloud_flags(p: argparse.ArgumentParser, *, schedule: bool) -> None:
     p.add_argument("--target", choices=("vertex", "kfp"), default="vertex")
     p.add_argument("--image", help="the edgeship image in your registry (or $EDGESHIP_IMAGE); required")
@@ -77,6 +109,7 @@ def _add_cloud_flags(p: argparse.ArgumentParser, *, schedule: bool) -> None:
     if schedule:
         p.add_argument("--cron", required=True, help='5-field cron, e.g. "0 3 * * 1" (Vertex also takes "TZ=Europe/Paris 0 3 * * 1")')
         p.add_argument("--max-concurrent-runs", type=int, default=1)
+    _add_machine_flags(p)
     _add_param_flags(p)
 
 
@@ -100,7 +133,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     sub = pipeline.add_subparsers(dest="pipeline_command", metavar="SUBCOMMAND")
     comp = sub.add_parser("compile", help="compile to KFP IR YAML")
     comp.add_argument("--out", default="pipeline.yaml")
-    comp.add_argument("--image", help="image for every component (default $EDGESHIP_IMAGE or the built-in)")
+    comp.add_argument("--image", help="image for the CPU steps (default $EDGESHIP_IMAGE or the built-in)")
+    comp.add_argument("--target", choices=("vertex", "kfp"), default="vertex",
+                      help="where it will run: GPU names differ (Vertex AI types vs nvidia.com/gpu)")
+    _add_machine_flags(comp)
     comp.set_defaults(func=_compile)
     submit = sub.add_parser("submit", help="submit a run to Vertex AI Pipelines or a KFP cluster")
     _add_cloud_flags(submit, schedule=False)
@@ -112,10 +148,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _compile(args: argparse.Namespace) -> int:
-    from pipelines.compile import compile_pipeline
+    from pipelines.compile import compile_pipeline, load_spec
+    from pipelines.placement import summary_lines
 
-    out = compile_pipeline(args.out, image=args.image)
+    out = compile_pipeline(args.out, image=args.image, gpu_image=args.gpu_image,
+                           plan=_resource_plan(args))
     print(f"compiled pipeline: {out}")
+    print("\n".join(summary_lines(load_spec(out))))
     return 0
 
 
@@ -123,6 +162,7 @@ def _prepare_cloud(args: argparse.Namespace, tmp: Path) -> tuple[Path, dict]:
     """Validate everything for a cloud submission; returns (template, typed parameter values)."""
     from pipelines import params as P
     from pipelines.compile import compile_pipeline, load_spec, resolve_image
+    from pipelines.placement import check_spec_resources
 
     image = resolve_image(args.image, required=True)
     if args.target == "vertex":
@@ -131,8 +171,19 @@ def _prepare_cloud(args: argparse.Namespace, tmp: Path) -> tuple[Path, dict]:
             raise ValueError("--target vertex needs " + ", ".join("--" + m.replace("_", "-") for m in missing))
     elif not args.host:
         raise ValueError("--target kfp needs --host (the KFP API URL)")
-    template = Path(args.template) if args.template else compile_pipeline(tmp / "pipeline.yaml", image=image)
-    spec = load_spec(template)
+    if args.template:
+        given = [f"--{f.replace('_', '-')}" for f in _MACHINE_FLAGS if getattr(args, f, None) is not None]
+        if given:
+            raise ValueError(f"{', '.join(given)} cannot change a compiled --template: compile again "
+                             "with them (edgeship pipeline compile), or leave --template out")
+        template = Path(args.template)
+        spec = load_spec(template)
+        check_spec_resources(spec, args.target)
+    else:
+        plan = _resource_plan(args)
+        template = compile_pipeline(tmp / "pipeline.yaml", image=image, gpu_image=args.gpu_image,
+                                    plan=plan)
+        spec = load_spec(template)
     values = P.coerce_parameters(spec, _collect_params(args), where="command line")
     P.check_data_uri(str(values.get("data_uri", "")), cloud=True)
     return template, values
@@ -160,19 +211,29 @@ def _submit(args: argparse.Namespace) -> int:
                 print(json.dumps({"parent": f"projects/{target.project}/locations/{target.region}",
                                   "runtime_config": type(job._gca_resource).to_dict(job._gca_resource)["runtime_config"],
                                   "service_account": target.service_account,
-                                  "enable_caching": target.enable_caching}, indent=2, default=str))
+                                  "enable_caching": target.enable_caching,
+                                  "steps": _steps(template)}, indent=2, default=str))
                 return 0
             job = S.submit_vertex(str(template), values, target)
             print(f"submitted: {job.resource_name}")
         else:
             if args.dry_run:
-                print(json.dumps({"host": args.host, "parameters": values}, indent=2))
+                print(json.dumps({"host": args.host, "parameters": values,
+                                  "steps": _steps(template)}, indent=2))
                 return 0
             run = S.submit_kfp(str(template), values, host=args.host, experiment=args.experiment,
                                run_name=args.display_name, pipeline_root=args.pipeline_root,
                                enable_caching=not args.no_cache, service_account=args.service_account)
             print(f"created KFP run: {run.run_id}")
     return 0
+
+
+def _steps(template: Path) -> dict:
+    """Per step: image, CPU, memory, GPU (and CustomJob replicas / machine) in the compiled spec."""
+    from pipelines.compile import load_spec
+    from pipelines.placement import step_summary
+
+    return step_summary(load_spec(template))
 
 
 def _schedule(args: argparse.Namespace) -> int:
@@ -184,7 +245,8 @@ def _schedule(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         template, values = _prepare_cloud(args, Path(tmp))
         if args.dry_run:
-            print(json.dumps({"target": args.target, "cron": args.cron, "parameters": values}, indent=2))
+            print(json.dumps({"target": args.target, "cron": args.cron, "parameters": values,
+                              "steps": _steps(template)}, indent=2))
             return 0
         if args.target == "vertex":
             schedule = S.schedule_vertex(str(template), values, _vertex_target(args), cron=args.cron,
