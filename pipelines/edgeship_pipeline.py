@@ -38,7 +38,6 @@ the default build: the ``cpu`` profile on the default images (kfp.local ignores 
 
 from kfp import dsl
 
-from edgeship.base.image import DEFAULT_IMAGE, gpu_image_for
 from components.autoquant.component import autoquant as autoquant_op
 from components.autoquant.settings import AUTOQUANT
 from components.data.component import data as data_op
@@ -54,6 +53,7 @@ from components.select.component import select as select_op
 from components.select.settings import SELECT
 from components.train.component import train as train_op
 from components.train.settings import PIPELINE_TRAIN
+from edgeship.base.image import DEFAULT_IMAGE, gpu_image_for
 from pipelines import resources
 from pipelines.custom_job import SERVICE_ACCOUNT, custom_training_job_from_component
 from pipelines.placement import apply_resources, with_image

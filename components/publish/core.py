@@ -30,11 +30,11 @@ from components.publish.upload import (  # noqa: F401 - re-exported: the upload 
     CONTENT_TYPES,
     MANIFEST_FILE,
     PublishResult,
+    manifest_files,
     sha256_file,
 )
 from components.publish.upload import Upload as _Upload
 from components.publish.upload import hash_uploads as _hash_uploads
-from components.publish.upload import manifest_files
 from components.publish.upload import upload_version as _upload_version
 from edgeship.contracts import evaluation
 from edgeship.contracts import manifest as mf

@@ -155,14 +155,15 @@ def read_export(export_json: str | os.PathLike, files_dir: str | os.PathLike, *,
 
 def import_firebase(export_json: str | os.PathLike, files_dir: str | os.PathLike, *, bucket: str,
                     channel: str = PUBLISH.channel, task: str = DEFAULT_TASK,
-                    min_app_version: str = PUBLISH.min_app_version, storage_client: Any = None,
-                    db: Any = None) -> list[dict]:
+                    min_app_version: str = PUBLISH.min_app_version, check_only: bool = False,
+                    storage_client: Any = None, db: Any = None) -> list[dict]:
     """Publish every model of a Firebase ML export to ``channel``; one summary dict per model
-    ({model, display_name, firebase_id, published, version, version_name, status}).
+    ({model, display_name, firebase_id, published, task, version, version_name, status}).
 
-    Checks everything first (read_export, then each model's manifest: LiteRT, task, schema);
-    then, per model: skipped when its version name is already taken (imported before), else an
-    unpublished model's channel is unpublished first, and the version is uploaded."""
+    Checks everything first (read_export, then each model's manifest: LiteRT, task, schema) and
+    stops there when ``check_only``; then, per model: skipped when its version name is already
+    taken (imported before), else an unpublished model's channel is unpublished first, and the
+    version is uploaded."""
     if not bucket or "/" in bucket:
         raise ValueError(f"bucket {bucket!r} is not a bucket name")
     mf.check_channel(channel)
@@ -171,21 +172,27 @@ def import_firebase(export_json: str | os.PathLike, files_dir: str | os.PathLike
         plans = []
         for m in models:
             now = _dt.datetime.now(_dt.timezone.utc)
-            version = mf.new_version(now)
             manifest, uploads = build_model_manifest(
-                [m.file], task=m.task, model=m.model, channel=channel, version=version,
+                [m.file], task=m.task, model=m.model, channel=channel, version=mf.new_version(now),
                 created_at=registry._utc_iso(now), work_dir=work, tags=m.tags,
                 display_name=m.display_name, version_name=m.version_name,
                 min_app_version=min_app_version, variant=FIREBASE_VARIANT)
             plans.append((m, manifest, uploads))
+        if check_only:
+            return [{**_summary(m), "file": str(m.file), "tags": m.tags, "status": "checked"}
+                    for m, _, _ in plans]
         return [_import_one(m, manifest, uploads, bucket=bucket, channel=channel,
                             storage_client=storage_client, db=db) for m, manifest, uploads in plans]
 
 
+def _summary(m: FirebaseModel) -> dict:
+    return {"model": m.model, "display_name": m.display_name, "firebase_id": m.model_id,
+            "published": m.published, "task": m.task, "version_name": m.version_name}
+
+
 def _import_one(m: FirebaseModel, manifest: dict, uploads: list, *, bucket: str, channel: str,
                 storage_client: Any, db: Any) -> dict:
-    summary = {"model": m.model, "display_name": m.display_name, "firebase_id": m.model_id,
-               "published": m.published, "task": m.task, "version_name": m.version_name}
+    summary = _summary(m)
     owner = version_name_owner(bucket, m.model, m.version_name, storage_client) if m.version_name else None
     if owner is not None:
         log.info("%s (%s): already imported as version %s: skipped", m.display_name, m.model_id, owner)

@@ -26,15 +26,13 @@ from edgeship.detection.model import (
     build_detector,
     make_anchors,
 )
+from edgeship.detection.train_data import dataset_labels, load_training_data, make_dataset
 from edgeship.detection.training import (
     LossConfig,
     configure_devices,
-    dataset_labels,
     evaluate_map,
     export_model,
     fit,
-    load_training_data,
-    make_dataset,
 )
 
 log = logging.getLogger(__name__)

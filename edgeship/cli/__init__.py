@@ -20,7 +20,8 @@ COMMAND_MODULES = (
     "edgeship.cli.commands.quantize",   # quantize
     "edgeship.cli.commands.evaluate",   # evaluate
     "edgeship.cli.commands.autoquant",  # autoquant
-    "edgeship.cli.commands.publish",    # publish | channel | watch
+    "edgeship.cli.commands.publish",    # publish | channel | watch | cache
+    "edgeship.cli.commands.models",     # models list | versions | unpublish | import-firebase
     "edgeship.cli.commands.pipeline",   # run | pipeline compile | submit | schedule
 )
 

@@ -1,4 +1,5 @@
-"""edgeship.contracts.autoquant: moved from components/autoquant/core.py."""
+"""The autoquant artifact's record of the search (``autoquant.json``): every candidate tried, the
+budget and why the search stopped. ``load_result`` is its one reader."""
 from __future__ import annotations
 
 import json

@@ -1,4 +1,5 @@
-"""edgeship.contracts.budget: moved from components/select/core.py."""
+"""The accuracy budget: how a budget is given (a number of mAP points, or "none") and parsed, for
+the gate, autoquant and the pipeline parameters."""
 from __future__ import annotations
 
 import math

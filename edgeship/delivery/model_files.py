@@ -88,15 +88,16 @@ def inspect_tflite(path: str | os.PathLike) -> TfliteInfo:
     """Check that ``path`` is a TFLite flatbuffer LiteRT loads and allocates, and read its tensors.
 
     Raises ModelFileError naming the file (missing, not a flatbuffer, LiteRT refuses it)."""
-    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
     path = Path(path)
     if not path.is_file():
         raise ModelFileError(f"model file not found: {path}")
     with open(path, "rb") as fh:
         check_tflite_bytes(fh.read(8), path)
-    try:
-        interp = Interpreter(model_path=str(path), num_threads=1)
+    try:  # without the default (XNNPACK) delegate, so the op list shows the model's own ops
+        interp = Interpreter(model_path=str(path), num_threads=1,
+                             experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         interp.allocate_tensors()
     except Exception as exc:  # noqa: BLE001 - any load failure means clients could not run it either
         raise ModelFileError(f"LiteRT cannot load {path}: {str(exc)[:300]}") from exc

@@ -1,4 +1,6 @@
-"""edgeship.detection.convert: moved from components/quantize/core.py."""
+"""TFLite conversion of the detector: the schemes (fp32, dynamic-range int8, float16, full int8
+per-channel and per-tensor, 16x8, QAT int8), loading a Model artifact, calibration images and
+the representative dataset, and the converter factory."""
 from __future__ import annotations
 
 import logging

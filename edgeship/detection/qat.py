@@ -1,4 +1,6 @@
-"""edgeship.detection.qat: moved from components/qat/core.py."""
+"""Quantization-aware training helpers (tfmot): the quantize scope and config for the input
+Rescaling layer, annotating the detector, calibrating activation ranges, moving QAT weights back
+into the float layout, loading a QAT Model artifact, and timing steps."""
 from __future__ import annotations
 
 import time

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from components.publish import core as publish_core
-from edgeship.localcloud import stack as local_stack
-from edgeship.delivery.client import ModelClient
 from edgeship.delivery import registry
+from edgeship.delivery.client import ModelClient
+from edgeship.localcloud import stack as local_stack
 
 pytestmark = pytest.mark.stack
 

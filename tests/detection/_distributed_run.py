@@ -43,7 +43,8 @@ def setup(devices: int) -> None:
 def batches_for(config, count: int, batch: int, seed: int, *, duplicate_halves: bool = False):
     """``count`` fixed (images, targets) batches: random pixels, 1-3 random boxes per image."""
     from edgeship.detection.model import make_anchors
-    from edgeship.detection.training import LossConfig, TrainData, make_dataset
+    from edgeship.detection.train_data import TrainData, make_dataset
+    from edgeship.detection.training import LossConfig
 
     rng = np.random.default_rng(seed)
     n, (h, w) = count * batch, config.input_size

@@ -14,7 +14,7 @@ from edgeship.contracts import dataset as dataset_contract
 from edgeship.detection import dataset as dataset_reader
 from edgeship.detection.coco import Detections, coco_evaluate
 from edgeship.detection.sources.importer import ImportOptions, import_dataset
-from edgeship.detection.training import dataset_labels, load_training_data
+from edgeship.detection.train_data import dataset_labels, load_training_data
 from tests.detection import source_fixtures as fx
 
 SPLITS = ("train", "val", "calibration")

@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from edgeship.localcloud import processes
-
-from edgeship.localcloud import stack as ls
 from edgeship.cli import main as cli_main
+from edgeship.localcloud import processes
+from edgeship.localcloud import stack as ls
 
 pytestmark = pytest.mark.stack
 RECORDER = Path(__file__).with_name("recorder_function.py")

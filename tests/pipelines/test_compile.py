@@ -160,3 +160,16 @@ def test_resolve_image_rules(monkeypatch):
     monkeypatch.setenv("EDGESHIP_IMAGE", "r/e:1")
     assert resolve_image(None, required=True) == "r/e:1"
     assert resolve_image("x/y:2") == "x/y:2"
+
+
+def test_cli_compile_prints_each_steps_machine(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("EDGESHIP_GPU_IMAGE", raising=False)
+    out = tmp_path / "p.yaml"
+    assert cli.main(["pipeline", "compile", "--out", str(out), "--image", "r.example/x/edgeship:9",
+                     "--profile", "gpu", "--resource", "train.memory=32G"]) == 0
+    printed = capsys.readouterr().out
+    assert "train            8 vCPU, 32G, 1 x NVIDIA_TESLA_T4" in printed
+    assert "r.example/x/edgeship-gpu:9" in printed
+    train = load_spec(out)["deploymentSpec"]["executors"]["exec-train"]["container"]
+    assert train["image"] == "r.example/x/edgeship-gpu:9"
+    assert train["resources"]["resourceMemoryLimit"] == "32G"

@@ -9,9 +9,8 @@ import pytest
 from rich.console import Console
 
 from edgeship.base import progress as P
-from edgeship.cli.main_job import _Progress
+from edgeship.cli.display import _Progress
 from pipelines.local import StepEvent, _CaptureStream
-
 
 # ---------------------------------------------------------------- the line format
 

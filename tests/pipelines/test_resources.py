@@ -180,9 +180,9 @@ def limited_pipeline(n: int = 1):
 def test_kfp_local_runs_a_pipeline_with_limits(tmp_path, recwarn):
     """kfp.local ignores CPU, memory and GPU limits: the default (cpu) build still runs locally,
     and even a task asking for a GPU runs on this GPU-less machine."""
-    from pipelines.local import run_local
-
     from google.protobuf import json_format
+
+    from pipelines.local import run_local
 
     ir = json_format.MessageToDict(limited_pipeline.pipeline_spec)["deploymentSpec"]["executors"]
     assert ir["exec-produce"]["container"]["resources"]["accelerator"]["resourceType"] == "NVIDIA_TESLA_T4"

@@ -212,3 +212,76 @@ def test_vertex_target_checks(vertex, capsys):
     assert rc == 2 and "must be a gs:// URI" in capsys.readouterr().err
     rc = cli.main(["pipeline", "submit", "--target", "kfp", "--image", "x/y:1"])
     assert rc == 2 and "needs --host" in capsys.readouterr().err
+
+
+GPU_IMAGE = "europe-west4-docker.pkg.dev/my-proj-123/edgeship/edgeship-gpu:0.1.0-abc1234"
+
+
+def test_vertex_submit_gpu_profile_and_multi_worker(vertex, image):
+    """--profile gpu --multi-worker 2: the job sent carries train as a 2-replica CustomJob on the
+    GPU image (derived from --image), qat on a T4 on the GPU image, the rest CPU-only."""
+    from pipelines.placement import step_summary
+
+    rc = cli.main(["pipeline", "submit", *VERTEX, "--image", image, "--profile", "gpu",
+                   "--multi-worker", "2"])
+    assert rc == 0
+    spec = GcaPipelineJob.to_dict(vertex["jobs"][0]["job"])["pipeline_spec"]
+    rows = step_summary(spec)
+    assert rows["train"]["replicas"] == 2 and rows["train"]["machine"] == "n1-standard-8"
+    assert rows["train"]["image"] == rows["qat"]["image"] == GPU_IMAGE
+    assert (rows["qat"]["accelerator"], rows["qat"]["count"], rows["qat"]["cpu"]) == ("NVIDIA_TESLA_T4", 1, "8")
+    assert all(r["image"] == image and not r["accelerator"]
+               for name, r in rows.items() if name not in ("train", "qat"))
+
+
+def test_kfp_submit_asks_for_nvidia_gpus(kfp_server, image, monkeypatch):
+    from pipelines.placement import step_summary
+
+    host = f"http://127.0.0.1:{kfp_server.server_port}"
+    rc = cli.main(["pipeline", "submit", "--target", "kfp", "--host", host, "--image", image,
+                   "--gpu-image", "r.example/gpu:7", "--accelerator-type", "NVIDIA_L4"])
+    assert rc == 0
+    [run] = [b for m, p, b in kfp_server.requests if m == "POST" and p == "/apis/v2beta1/runs"]
+    rows = step_summary(run["pipeline_spec"])
+    assert (rows["train"]["accelerator"], rows["train"]["image"]) == ("nvidia.com/gpu", "r.example/gpu:7")
+    assert rows["data"]["accelerator"] == "" and rows["data"]["image"] == image
+
+
+def test_dry_run_shows_each_steps_machine(vertex, image, capsys):
+    rc = cli.main(["pipeline", "submit", *VERTEX, "--image", image, "--profile", "gpu", "--dry-run"])
+    assert rc == 0 and not vertex["jobs"]
+    steps = json.loads(capsys.readouterr().out)["steps"]
+    assert steps["train"]["accelerator"] == "NVIDIA_TESLA_T4" and steps["train"]["image"] == GPU_IMAGE
+    assert steps["select"] == {"image": image, "cpu": "2", "memory": "8G", "accelerator": "",
+                               "count": 0, "replicas": 1, "machine": None}
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--profile", "gpu", "--accelerator-count", "0"], "--accelerator-count 0: train has accelerator type"),
+    (["--accelerator-type", "NVIDIA_TESLA_K80"], "--accelerator-type NVIDIA_TESLA_K80"),
+    (["--accelerator-type", "A100"], "'A100' is not a GPU Vertex AI offers"),
+    (["--resource", "train.memory=1G"], "--resource train.memory=1G: train memory 1G is below the 4G"),
+    (["--resource", "quantize.accelerator_type=NVIDIA_L4"], "the quantize step cannot use a GPU"),
+    (["--multi-worker", "0"], "--multi-worker 0"),
+    (["--profile", "gpu", "--gpu-image", "bad image"], "--gpu-image: image name 'bad image'"),
+])
+def test_bad_machines_are_refused_before_submitting(vertex, capsys, image, argv, message):
+    rc = cli.main(["pipeline", "submit", *VERTEX, "--image", image, *argv])
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err, err
+    assert not vertex["jobs"]
+
+
+def test_machine_flags_cannot_change_a_template(vertex, capsys, template):
+    rc = cli.main(["pipeline", "submit", *VERTEX, "--image", "x/y:1", "--template", str(template),
+                   "--profile", "gpu"])
+    assert rc == 2 and "--profile cannot change a compiled --template" in capsys.readouterr().err
+    assert not vertex["jobs"]
+
+
+def test_multi_worker_needs_vertex(kfp_server, capsys, image):
+    host = f"http://127.0.0.1:{kfp_server.server_port}"
+    rc = cli.main(["pipeline", "submit", "--target", "kfp", "--host", host, "--image", image,
+                   "--multi-worker", "3"])
+    assert rc == 2 and "multi-worker training runs as a Vertex AI CustomJob" in capsys.readouterr().err
+    assert not [p for m, p, b in kfp_server.requests if p == "/apis/v2beta1/runs"]

@@ -3,7 +3,7 @@ import io
 
 from rich.console import Console
 
-from edgeship.cli.main_job import _Progress, summary_table
+from edgeship.cli.display import _Progress, summary_table
 
 
 def render(table) -> str:

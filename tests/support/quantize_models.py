@@ -103,8 +103,9 @@ def tiny_config(input_size: int = 64, num_classes: int = 3):
 
 def write_detector_model(root: Path, input_size: int = 64, num_classes: int = 3, seed: int = 0) -> Path:
     """A Model artifact dir of the train step's real (untrained, seeded) detector."""
-    from edgeship.detection.model import build_detector, make_anchors as det_anchors
     from edgeship.base.tfcompat import tf
+    from edgeship.detection.model import build_detector
+    from edgeship.detection.model import make_anchors as det_anchors
 
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)

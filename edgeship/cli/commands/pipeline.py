@@ -89,7 +89,7 @@ def _resource_plan(args: argparse.Namespace):
     return resources.resolve(args.profile or "cpu", target=args.target, overrides=args.resource or (),
                              accelerator_type=args.accelerator_type,
                              accelerator_count=args.accelerator_count,
-                             multi_worker=args.multi_worker or 1)
+                             multi_worker=1 if args.multi_worker is None else args.multi_worker)
 
 
 def _add_cloud_flags(p: argparse.ArgumentParser, *, schedule: bool) -> None:

@@ -1,6 +1,7 @@
 """`edgeship publish`, `edgeship channel rollback|pause|resume|show`, `edgeship watch`.
 
-publish uploads a chosen variant to gs://BUCKET/models/MODEL/VERSION/ (create-only, manifest last);
+publish uploads any model (PATH: a .tflite, optionally Core ML packages) or a pipeline variant
+(--variants) to gs://BUCKET/models/MODEL/VERSION/ (create-only, manifest last);
 channel writes the operator control document models/MODEL/channels/CHANNEL (who, when, why);
 watch runs the reference client (edgeship.delivery.client) until interrupted. See docs/delivery.md.
 Cloud clients and LiteRT are imported inside the handlers.
@@ -12,12 +13,33 @@ import json
 import sys
 
 from components.publish.settings import PUBLISH
+from edgeship.contracts.manifest import TASKS
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("publish", help="publish a variant as a new immutable model version")
-    p.add_argument("--variants", required=True, help="variants artifact dir (variants.json, labels.txt)")
-    p.add_argument("--variant", required=True, help="variant name in variants.json, e.g. full_int8")
+    p = subparsers.add_parser(
+        "publish", help="publish a model (any .tflite, or a pipeline variant) as a new immutable version",
+        description="Publish a new immutable version of a model to gs://BUCKET/models/MODEL/VERSION/ "
+                    "(manifest last; the Cloud Function registers it, clients on the channel get it).\n\n"
+                    "  any model:   edgeship publish model.tflite [model.mlpackage] --model NAME "
+                    "--task classifier [--labels labels.txt] [--tags a,b] [--version-name v1.2]\n"
+                    "  pipeline:    edgeship publish --variants DIR --variant full_int8 --model NAME "
+                    "[--report DIR] ...\n\n"
+                    "Every input is checked before anything is uploaded (docs/delivery.md).")
+    p.add_argument("paths", nargs="*", metavar="PATH",
+                   help="a .tflite and optionally Core ML packages (.mlpackage folder or .mlpackage.zip); "
+                        "not with --variants")
+    p.add_argument("--variants", help="the pipeline's variants artifact dir (variants.json, labels.txt); "
+                                      "not with PATH")
+    p.add_argument("--variant", help="with --variants: the variant name in variants.json, e.g. full_int8")
+    p.add_argument("--task", choices=TASKS,
+                   help="with PATH: what the model does (required); its outputs are checked against it")
+    p.add_argument("--labels", help="with PATH: labels file, one class per line (count checked against the model)")
+    p.add_argument("--tags", action="append", default=[],
+                   help="with PATH: tags (comma-separated, or the flag repeated)")
+    p.add_argument("--display-name", help="with PATH: a human name for the model")
+    p.add_argument("--version-name", help="a name for this version (e.g. v1.2.0), unique per model; the "
+                                          "version id (publish time) still orders versions")
     p.add_argument("--report", help="evaluation artifact dir (report.json)")
     p.add_argument("--dataset", help="dataset artifact dir (dataset.json: fingerprint)")
     p.add_argument("--decision", help="the gate's decision.json (published beside the model)")
@@ -33,7 +55,7 @@ def register(subparsers) -> None:
     csub = c.add_subparsers(dest="action", metavar="ACTION")
     for action, text in (("rollback", "serve an earlier version (pinned until resume)"),
                          ("pause", "kill switch: clients keep what they hold"),
-                         ("resume", "clear pause and pin: follow the newest release"),
+                         ("resume", "clear pause, pin and unpublish: follow the newest release"),
                          ("show", "what the channel serves, its control state and releases")):
         a = csub.add_parser(action, help=text)
         a.add_argument("--model", required=True)
@@ -74,15 +96,55 @@ def register(subparsers) -> None:
 
 
 def _publish(args: argparse.Namespace) -> int:
+    if args.paths and args.variants:
+        raise ValueError("give either PATH (any model) or --variants (a pipeline variant), not both")
+    if args.paths:
+        return _publish_paths(args)
+    if not args.variants or not args.variant:
+        raise ValueError("give the model to publish: PATH (a .tflite) with --task, or --variants DIR "
+                         "--variant NAME")
+    stray = [flag for flag, value in (("--task", args.task), ("--labels", args.labels), ("--tags", args.tags),
+                                      ("--display-name", args.display_name)) if value]
+    if stray:
+        raise ValueError(f"{', '.join(stray)}: only with PATH (a variant's task and labels come from its artifact)")
     from components.publish import core
 
     result = core.publish(args.variants, args.variant, bucket=args.bucket, model=args.model,
                           channel=args.channel, report_dir=args.report, dataset_dir=args.dataset,
                           decision_path=args.decision, min_app_version=args.min_app_version,
-                          pipeline_run_id=args.run_id, include_coreml=not args.no_coreml)
-    print(json.dumps({"version": result.version, "uri": result.uri,
-                      "files": [f["path"] for f in result.manifest["files"]]}, indent=2))
+                          pipeline_run_id=args.run_id, include_coreml=not args.no_coreml,
+                          version_name=args.version_name)
+    _print_result(result)
     return 0
+
+
+def _publish_paths(args: argparse.Namespace) -> int:
+    stray = [flag for flag, value in (("--variant", args.variant), ("--report", args.report),
+                                      ("--dataset", args.dataset), ("--decision", args.decision)) if value]
+    if stray:
+        raise ValueError(f"{', '.join(stray)}: only with --variants")
+    if not args.task:
+        raise ValueError(f"--task is required with PATH: one of {', '.join(TASKS)}")
+    from components.publish import any_model
+
+    result = any_model.publish_model(
+        args.paths, bucket=args.bucket, model=args.model, task=args.task, channel=args.channel,
+        labels_path=args.labels, tags=split_tags(args.tags), display_name=args.display_name,
+        version_name=args.version_name, min_app_version=args.min_app_version)
+    _print_result(result)
+    return 0
+
+
+def split_tags(values: list[str]) -> list[str]:
+    """--tags a,b --tags c -> [a, b, c] (blank items dropped)."""
+    return [t.strip() for value in values or [] for t in value.split(",") if t.strip()]
+
+
+def _print_result(result) -> None:
+    m = result.manifest
+    print(json.dumps({"version": result.version, "uri": result.uri, "task": m.get("task", "detector"),
+                      "version_name": m.get("version_name"), "parent_version": m.get("parent_version"),
+                      "files": [f["path"] for f in m["files"]]}, indent=2))
 
 
 def _channel(args: argparse.Namespace) -> int:

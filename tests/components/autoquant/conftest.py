@@ -1,9 +1,7 @@
 """Fixtures for the autoquant tests (helpers in autoquant_testlib.py)."""
 from __future__ import annotations
 
-
 import pytest
-
 
 from tests.support.autoquant_models import accuracy_measure, outlier_model, representative
 

@@ -7,7 +7,6 @@ import json
 import pytest
 
 from edgeship import cli
-
 from tests.support.quantize_models import write_standin_model
 
 data = pytest.importorskip("components.data.core")

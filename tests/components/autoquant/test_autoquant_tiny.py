@@ -8,7 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from components.autoquant.core import ConverterBuilder, count_int8_ops, keras_converter_maker, write_outputs
+from components.autoquant.core import (
+    ConverterBuilder,
+    count_int8_ops,
+    keras_converter_maker,
+    write_outputs,
+)
 from components.autoquant.search import NoQuantizableLayersError, search
 
 HEAD = "StatefulPartitionedCall:0"  # the debugger's name for the `head` Dense output (the model output)
@@ -81,7 +86,6 @@ def test_denylist_with_unknown_layer_is_named(tiny):
 
 def test_model_without_quantizable_layers_is_a_clear_error():
     from edgeship.base.tfcompat import keras
-
     from tests.support.autoquant_models import representative
 
     inp = keras.Input((8,), name="x")

@@ -3,7 +3,6 @@ import numpy as np
 import pytest
 
 from edgeship.detection.coco import Detections, coco_evaluate
-
 from tests.support.evaluate_data import CLASSES, make_example
 
 

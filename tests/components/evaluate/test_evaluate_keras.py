@@ -7,9 +7,9 @@ import pytest
 detector = pytest.importorskip("edgeship.detection.model")
 
 from components.evaluate import core
+from edgeship.contracts import variants as variants_contract
 from edgeship.detection.runners import KerasDetector
 from tests.support.evaluate_data import standin_examples
-from edgeship.contracts import variants as variants_contract
 
 
 @pytest.fixture(scope="module")

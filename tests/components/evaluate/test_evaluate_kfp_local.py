@@ -14,8 +14,8 @@ data = pytest.importorskip("components.data.core")
 detector = pytest.importorskip("edgeship.detection.model")
 
 from components.evaluate.component import evaluate
-from pipelines.local import run_local
 from edgeship.cli.main_job import task_outputs
+from pipelines.local import run_local
 
 pytestmark = pytest.mark.slow  # two subprocess steps, each importing TensorFlow
 

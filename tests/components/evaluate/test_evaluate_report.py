@@ -6,9 +6,9 @@ import pytest
 
 from components.evaluate import core
 from components.evaluate.report import render_markdown
-from tests.support.evaluate_data import CLASSES, make_example, standin_examples
 from edgeship.contracts import variants as variants_contract
 from edgeship.detection import runners
+from tests.support.evaluate_data import CLASSES, make_example, standin_examples
 
 
 @pytest.fixture(scope="module")

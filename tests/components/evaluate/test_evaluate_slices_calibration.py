@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 from components.evaluate.calibration import expected_calibration_error, iou_matrix, score_shift
-from edgeship.detection.coco import Detections
 from components.evaluate.robustness import SLICES, make_slice, make_slices
+from edgeship.detection.coco import Detections
 
 
 def sharpness(image):

@@ -4,9 +4,14 @@ import json
 import numpy as np
 import pytest
 
+from edgeship.detection.latency import tflite_latency, time_calls
 from edgeship.detection.runners import TFLiteDetector, resize_image
-from edgeship.detection.latency import time_calls, tflite_latency
-from tests.support.evaluate_data import STANDIN_BOXES, STANDIN_CLASSES, STANDIN_COUNT, STANDIN_SCORES
+from tests.support.evaluate_data import (
+    STANDIN_BOXES,
+    STANDIN_CLASSES,
+    STANDIN_COUNT,
+    STANDIN_SCORES,
+)
 
 
 def spec(variants_dir, name):

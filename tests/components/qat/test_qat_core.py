@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from components.qat import core
-from edgeship.detection.training import load_training_data
-from edgeship.detection.model import load_model
 from edgeship.detection import qat as qat_lib
+from edgeship.detection.model import load_model
+from edgeship.detection.train_data import load_training_data
 
 pytestmark = pytest.mark.slow  # trains a tiny float model and builds/traces QAT models
 

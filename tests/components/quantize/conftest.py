@@ -7,7 +7,6 @@ from pathlib import Path
 
 import pytest
 
-
 from tests.support import quantize_models as ql
 
 SIZE = 64

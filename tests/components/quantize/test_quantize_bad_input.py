@@ -6,12 +6,11 @@ import shutil
 import numpy as np
 import pytest
 
-from tests.support import quantize_models as ql
 from components.quantize import core
+from edgeship.detection import convert, verify
 from edgeship.detection.op_report import build_op_report
 from edgeship.detection.postprocess import detection_module
-from edgeship.detection import convert
-from edgeship.detection import verify
+from tests.support import quantize_models as ql
 
 
 def test_full_int8_without_calibration_data(q_models, tmp_path):

@@ -8,16 +8,16 @@ import json
 import numpy as np
 import pytest
 
-from tests.support import quantize_models as ql
 from components.quantize import core
 from edgeship.detection import convert
+from tests.support import quantize_models as ql
 
 pytestmark = pytest.mark.slow
 
 
 def test_real_detector_fp32_full_int8_and_qat_int8(tmp_path, q_dataset):
-    from edgeship.detection.qat import calibrate_ranges, quantize_detector
     from edgeship.detection.model import load_model
+    from edgeship.detection.qat import calibrate_ranges, quantize_detector
 
     model_dir = ql.write_detector_model(tmp_path / "model", 64)
     qat_dir = tmp_path / "qat"  # the qat step's layout: qat_weights.h5 + the float artifact's files

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from ai_edge_litert.interpreter import Interpreter
 
-from tests.support import quantize_models as ql
 from components.quantize import core
+from tests.support import quantize_models as ql
 
 
 @pytest.fixture(scope="module")

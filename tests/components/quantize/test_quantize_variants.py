@@ -9,9 +9,8 @@ import pytest
 from ai_edge_litert.interpreter import Interpreter
 
 from components.quantize import core
+from edgeship.detection import convert, verify
 from edgeship.detection.op_report import build_op_report, output_map
-from edgeship.detection import convert
-from edgeship.detection import verify
 
 ALL = ["fp32", "dynamic_int8", "float16", "full_int8", "full_int8_pt", "int16x8", "qat_int8"]
 

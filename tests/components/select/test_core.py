@@ -5,8 +5,8 @@ import pytest
 
 from components.select import core
 from components.select.core import decide
-from edgeship.contracts.decision import Champion, GateConfig
 from edgeship.contracts import budget
+from edgeship.contracts.decision import Champion, GateConfig
 
 
 def make_report(rows: dict[str, tuple[float, float, int]], float_map: float = 0.50,

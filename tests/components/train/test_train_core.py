@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from components.train import core
+from edgeship.detection import train_data, training
 from edgeship.detection.model import ModelConfig, load_model, make_anchors
-from edgeship.detection import training
 
 
 @pytest.mark.slow
@@ -67,7 +67,7 @@ def test_train_rejects_a_label_map_that_disagrees_with_the_data(tiny_dataset, tm
 
 def test_load_training_data_rejects_class_ids_outside_the_label_map(tiny_dataset):
     with pytest.raises(ValueError, match=r"ids 1..3"):
-        training.load_training_data(str(tiny_dataset), "train", (96, 96), 3)
+        train_data.load_training_data(str(tiny_dataset), "train", (96, 96), 3)
 
 
 def _np_iou(anchors: np.ndarray, box: np.ndarray) -> np.ndarray:
@@ -91,7 +91,7 @@ def test_anchor_matching_force_matches_every_box():
     gt = np.array([[0.40, 0.40, 0.43, 0.43], [y - h / 2, x - w / 2, y + h / 2, x + w / 2],
                    [y2 - h2 / 2, x2 - w2 / 2, y2 + h2 / 2, x2 + w2 / 2], [0, 0, 0, 0]], np.float32)
     labels = np.array([2, 4, 5, 0], np.int32)
-    t = training.assign_targets(tf.constant(gt), tf.constant(labels), anchors, cfg, training.LossConfig())
+    t = train_data.assign_targets(tf.constant(gt), tf.constant(labels), anchors, cfg, training.LossConfig())
     cls, weight, box = t["cls"].numpy(), t["weight"].numpy(), t["box"].numpy()
     iou = np.stack([_np_iou(anchors, g) for g in gt[:3]], 1)
     best = iou.max(1)
@@ -113,8 +113,8 @@ def test_anchor_matching_force_matches_every_box():
 
 def test_augmented_batches_keep_boxes_inside_the_image(tiny_dataset):
     cfg = ModelConfig(input_size=(96, 96))
-    data = training.load_training_data(str(tiny_dataset), "train", (96, 96), 5)
-    ds = training.make_dataset(data, make_anchors(cfg), cfg, batch_size=8, training=True, seed=0)
+    data = train_data.load_training_data(str(tiny_dataset), "train", (96, 96), 5)
+    ds = train_data.make_dataset(data, make_anchors(cfg), cfg, batch_size=8, training=True, seed=0)
     images, targets = next(iter(ds))
     assert images.shape == (8, 96, 96, 3) and images.dtype.name == "float32"
     assert float(images.numpy().min()) >= 0.0 and float(images.numpy().max()) <= 255.0

@@ -6,9 +6,15 @@ import json
 import numpy as np
 import pytest
 
-from edgeship.detection.model import (ModelConfig, build_detector, decode_and_nms, decode_boxes,
-                                       encode_boxes, make_anchors)
-from edgeship.detection import training
+from edgeship.detection import train_data, training
+from edgeship.detection.model import (
+    ModelConfig,
+    build_detector,
+    decode_and_nms,
+    decode_boxes,
+    encode_boxes,
+    make_anchors,
+)
 
 
 def test_model_outputs_follow_the_contract(tiny_config):
@@ -108,9 +114,9 @@ def test_loss_decreases_when_overfitting_one_batch(tiny_config, tiny_dataset):
     from edgeship.base.tfcompat import keras
 
     keras.utils.set_random_seed(0)
-    data = training.load_training_data(str(tiny_dataset), "train", (96, 96), 5, max_images=4)
+    data = train_data.load_training_data(str(tiny_dataset), "train", (96, 96), 5, max_images=4)
     anchors = make_anchors(tiny_config)
-    images, targets = next(iter(training.make_dataset(data, anchors, tiny_config, batch_size=4, training=False)))
+    images, targets = next(iter(train_data.make_dataset(data, anchors, tiny_config, batch_size=4, training=False)))
     model = build_detector(tiny_config)
     step, _ = training.make_step_fns(model, keras.optimizers.Adam(3e-3), 5, training.LossConfig())
     losses = [sum(float(v) for v in step(images, targets)) for _ in range(25)]

@@ -1,0 +1,62 @@
+"""Tiny real models built with TensorFlow for the publish-any-model tests (each converts in a
+second or two): a classifier ([1, 8, 8, 3] -> [1, K] softmax), a segmenter ([1, 8, 8, 3] ->
+[1, 8, 8, C]), and a Core ML package folder/zip (the layout only: a Manifest.json and a Data dir;
+Core ML itself cannot run here)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+
+def _convert(fn, path: Path) -> Path:
+    from edgeship.base.tfcompat import tf
+
+    conv = tf.lite.TFLiteConverter.from_concrete_functions([fn.get_concrete_function()], fn)
+    path.write_bytes(conv.convert())
+    return path
+
+
+def build_classifier(path: Path, classes: int = 3, seed: int = 0) -> Path:
+    """A real .tflite classifier: mean colour -> dense -> softmax over ``classes``."""
+    from edgeship.base.tfcompat import tf
+
+    w = tf.constant(tf.random.stateless_normal([3, classes], seed=[seed, 1]))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32)])
+    def classify(image):
+        return {"probabilities": tf.nn.softmax(tf.matmul(tf.reduce_mean(image, axis=[1, 2]), w))}
+
+    return _convert(classify, path)
+
+
+def build_segmenter(path: Path, classes: int = 2) -> Path:
+    """A real .tflite segmenter: per-pixel softmax over ``classes``."""
+    from edgeship.base.tfcompat import tf
+
+    w = tf.constant(tf.random.stateless_normal([1, 1, 3, classes], seed=[2, 3]))
+
+    @tf.function(input_signature=[tf.TensorSpec([1, 8, 8, 3], tf.float32)])
+    def segment(image):
+        return {"mask": tf.nn.softmax(tf.nn.conv2d(image, w, 1, "SAME"))}
+
+    return _convert(segment, path)
+
+
+def make_mlpackage(folder: Path, name: str = "classifier") -> Path:
+    """A folder NAME.mlpackage with the package layout (Manifest.json + Data/)."""
+    pkg = folder / f"{name}.mlpackage"
+    (pkg / "Data" / "com.apple.CoreML").mkdir(parents=True, exist_ok=True)
+    (pkg / "Data" / "com.apple.CoreML" / "model.mlmodel").write_bytes(b"\x08\x07" + b"\0" * 64)
+    (pkg / "Manifest.json").write_text(json.dumps({
+        "fileFormatVersion": "1.0.0", "itemInfoEntries": {"A": {
+            "author": "com.apple.CoreML", "description": "CoreML Model Specification",
+            "name": "model.mlmodel", "path": "com.apple.CoreML/model.mlmodel"}},
+        "rootModelIdentifier": "A"}))
+    return pkg
+
+
+def zip_mlpackage(pkg: Path, dest_dir: Path) -> Path:
+    """``NAME.mlpackage.zip`` holding ``NAME.mlpackage/`` (the pipeline's layout)."""
+    archive = shutil.make_archive(str(dest_dir / pkg.name), "zip", root_dir=pkg.parent, base_dir=pkg.name)
+    return Path(archive)
