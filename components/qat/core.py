@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.qat.settings import QAT
-from edgeship.detection import train_data
+from edgeship.detection import train_data as data_lib
 from edgeship.detection.model import build_detector, load_model
 from edgeship.detection.qat import (
     calibrate_ranges,
@@ -91,7 +91,7 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
         raise ValueError(f"epochs and batch_size must be >= 1, got epochs={epochs}, batch_size={batch_size}")
     out = Path(out_dir)
     float_model, config, anchors = load_model(model_dir)
-    labels = train_data.dataset_labels(dataset_uri)
+    labels = data_lib.dataset_labels(dataset_uri)
     if labels != list(config.labels):
         raise ValueError(f"dataset {dataset_uri} has classes {labels} but the model in {model_dir} was "
                          f"trained on {list(config.labels)}")
@@ -99,14 +99,14 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
     keras.utils.set_random_seed(seed)
     t_start = time.perf_counter()
     step_progress.emit(phase="loading data")
-    train_data = train_data.load_training_data(dataset_uri, "train", config.input_size, config.num_classes, fmt=fmt,
-                                       max_images=max_train_images)
-    val_data = train_data.load_training_data(dataset_uri, "val", config.input_size, config.num_classes, fmt=fmt,
-                                     max_images=max_val_images)
+    train_data = data_lib.load_training_data(dataset_uri, "train", config.input_size, config.num_classes,
+                                             resize=config.resize, fmt=fmt, max_images=max_train_images)
+    val_data = data_lib.load_training_data(dataset_uri, "val", config.input_size, config.num_classes,
+                                           resize=config.resize, fmt=fmt, max_images=max_val_images)
     loss_config = tc.LossConfig()
-    train_ds = train_data.make_dataset(train_data, anchors, config, batch_size=batch_size, training=True, seed=seed,
+    train_ds = data_lib.make_dataset(train_data, anchors, config, batch_size=batch_size, training=True, seed=seed,
                                loss_config=loss_config).repeat()
-    val_ds = train_data.make_dataset(val_data, anchors, config, batch_size=64, training=False, loss_config=loss_config)
+    val_ds = data_lib.make_dataset(val_data, anchors, config, batch_size=64, training=False, loss_config=loss_config)
 
     step_progress.emit(phase="building and calibrating the QAT model")
     qmodel = quantize_detector(float_model)

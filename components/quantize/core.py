@@ -256,7 +256,8 @@ def _one_variant(s: str, source: LoadedModel | None, out: Path, rep: Callable | 
              {k: par[k] for k in ("score_max_abs", "box_nmae")})
     return {
         "name": s, "source": SCHEMES[s][0], "scheme": s, "file": path.name,
-        "size_bytes": path.stat().st_size, "input": {k: v for k, v in spec["input"].items() if k != "index"},
+        "size_bytes": path.stat().st_size, "input": {**{k: v for k, v in spec["input"].items() if k != "index"},
+                  "resize": (source.config if source else {}).get("resize", "stretch")},
         "outputs": {k: {"index": v["index"], "name": v["name"], "position": v["position"]}
                     for k, v in spec["outputs"].items()},
         "op_report": f"{s}.ops.json",

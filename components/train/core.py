@@ -119,13 +119,17 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
         kwargs["anchor_scales"] = tuple(tuple(s) for s in anchor_scales)
     if aspect_ratios is not None:
         kwargs["aspect_ratios"] = tuple(aspect_ratios)
-    config = ModelConfig(input_size=size, alpha=alpha, num_classes=len(labels), labels=labels, **kwargs)
+    policy = info.resize.get("policy", "stretch")  # the dataset's resize policy, kept by the model
+    config = ModelConfig(input_size=size, alpha=alpha, num_classes=len(labels), labels=labels,
+                         resize=policy, **kwargs)
     device = configure_devices()
     keras.utils.set_random_seed(seed)
     t_start = time.perf_counter()
     step_progress.emit(phase="loading data")
-    train_data = load_training_data(dataset_uri, "train", size, len(labels), fmt=fmt, max_images=max_train_images)
-    val_data = load_training_data(dataset_uri, "val", size, len(labels), fmt=fmt, max_images=max_val_images)
+    train_data = load_training_data(dataset_uri, "train", size, len(labels), fmt=fmt,
+                                    max_images=max_train_images, resize=policy)
+    val_data = load_training_data(dataset_uri, "val", size, len(labels), fmt=fmt,
+                                  max_images=max_val_images, resize=policy)
     anchors = make_anchors(config)
     loss_config = LossConfig()
     model = build_detector(config)

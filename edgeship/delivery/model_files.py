@@ -142,18 +142,18 @@ def _named_output(name: str) -> str | None:
 
 
 def detection_outputs(info: TfliteInfo) -> dict[str, dict]:
-    """boxes/classes/scores/count -> {index, name, position} of a detector .tflite: by its
-    signature's output names, else the TFLite_Detection_PostProcess op's output order, else by
-    shape ([1, N, 4] boxes, [1] count) and name. ModelFileError when the outputs are not those of a
-    detector."""
+    """boxes/classes/scores/count -> {index, name, position} of a detector .tflite: the
+    TFLite_Detection_PostProcess op's output order (boxes, classes, scores, count), else its
+    signature's (or tensors') output names, else by shape ([1, N, 4] boxes, [1] count) and name.
+    ModelFileError when the outputs are not those of a detector."""
     by_index = {t["index"]: t for t in info.outputs}
     found: dict[str, dict] = {}
-    for t in info.outputs:
+    if len(info.postprocess_outputs) == 4 and all(i in by_index for i in info.postprocess_outputs):
+        found = {k: by_index[i] for k, i in zip(DETECTION_KEYS, info.postprocess_outputs)}
+    for t in info.outputs if len(found) != 4 else []:
         key = _named_output(info.signature_outputs.get(t["index"], "")) or _named_output(t["name"])
         if key and key not in found:
             found[key] = t
-    if len(found) != 4 and len(info.postprocess_outputs) == 4 and all(i in by_index for i in info.postprocess_outputs):
-        found = {k: by_index[i] for k, i in zip(DETECTION_KEYS, info.postprocess_outputs)}
     if len(found) != 4 and len(info.outputs) == 4:
         boxes = [t for t in info.outputs if len(t["shape"]) == 3 and t["shape"][-1] == 4]
         count = [t for t in info.outputs if len(t["shape"]) <= 1]

@@ -1,33 +1,28 @@
 """Distribution inside a training step: which tf.distribute strategy, at what batch and learning
 rate, in which precision, and the train/eval step functions that run under it.
 
-The strategy follows from what the step sees (:func:`choose_strategy`):
-
-- ``TF_CONFIG`` naming more than one training task (Vertex AI sets it on every replica of a
-  CustomJob with several replicas: ``chief`` for worker pool 0, ``worker`` for pool 1) →
-  ``MultiWorkerMirroredStrategy`` (NCCL between GPUs, RING on CPU). It is created before anything
-  initializes TensorFlow's runtime, as collective ops require.
-- more than one local GPU (or logical CPU device, which is how the tests run it) →
-  ``MirroredStrategy`` over them.
-- otherwise the default strategy: one device, exactly today's training.
+The strategy follows from what the step sees (:func:`choose_strategy`): ``TF_CONFIG`` naming more
+than one training task (Vertex AI sets it on each replica of a multi-replica CustomJob: ``chief``
+for worker pool 0, ``worker`` for pool 1) → ``MultiWorkerMirroredStrategy`` (NCCL between GPUs,
+RING on CPU; created before anything starts TensorFlow's runtime, as collectives require); more
+than one local GPU (or logical CPU device, as in the tests) → ``MirroredStrategy``; otherwise the
+default strategy: one device, exactly today's training.
 
 Scaling (:func:`scale_hyperparameters`): each replica keeps the configured batch, so the global
-batch is ``batch_size × replicas`` and the peak learning rate is scaled by the same factor (the
-linear rule; the warm-up of ``training.lr_schedule`` is what makes it safe). The dict it returns
-is what gets recorded in history.json.
+batch is ``batch_size × replicas`` and the peak learning rate grows by the same factor (linear
+rule; ``training.lr_schedule``'s warm-up makes it safe); the returned dict goes to history.json.
 
-Precision (:func:`precision_policy`): ``mixed_float16`` only for float training on GPUs with
-tensor cores (compute capability >= 7.0: T4, V100, A100, L4, H100); never for QAT (fake-quant
-ranges are float32 statistics) and never for conversion; ``float32`` everywhere else. A model
-trained in mixed precision is exported through :func:`float32_copy`, so the files the later
-steps load describe a float32 model. XLA stays off unless ``EDGESHIP_XLA=1`` (:func:`configure_xla`):
-it was not measured faster for this model.
+Precision (:func:`precision_policy`): ``mixed_float16`` only for float training on tensor-core
+GPUs (compute capability >= 7.0: T4, V100, A100, L4, H100); never for QAT (fake-quant ranges are
+float32 statistics) nor conversion. A model trained in mixed precision is exported through
+:func:`float32_copy`, so later steps load a float32 model. XLA stays off unless EDGESHIP_XLA=1
+(:func:`configure_xla`): nobody has measured it faster for this model yet.
 
 The step functions (:func:`make_distributed_step_fns`) compute exactly the loss of
 ``training.make_step_fns``: detection_loss divides each sum by the batch's positive anchors, so
 under several replicas each replica's sums are divided by the *global* positive count (an
 all-reduce), and the optimizer's sum of the replicas' gradients is the gradient of the one-device
-loss. Known difference: BatchNormalization normalizes with each replica's own half of the batch.
+loss. Known difference: BatchNormalization normalizes with each replica's own part of the batch.
 """
 from __future__ import annotations
 
@@ -43,11 +38,13 @@ from typing import Any, Callable, Iterator, Sequence
 log = logging.getLogger(__name__)
 
 ONE_DEVICE, MIRRORED, MULTI_WORKER = "one_device", "mirrored", "multi_worker"
-MIXED, FLOAT32 = "mixed_float16", "float32"
+MIXED, FLOAT32, MIN_TENSOR_CORE_CC = "mixed_float16", "float32", (7, 0)
 XLA_ENV = "EDGESHIP_XLA"                        # "1" turns XLA on for the train step
 MIXED_PRECISION_ENV = "EDGESHIP_MIXED_PRECISION"  # "0" keeps GPU training in float32
+RESUME_ENV = "EDGESHIP_RESUME"                  # "1": fit resumes from out_dir/checkpoints
 TRAINING_TASKS = ("chief", "master", "worker")  # TF_CONFIG task types that train
-MIN_TENSOR_CORE_CC = (7, 0)
+STRATEGY_NAMES = {ONE_DEVICE: "default strategy", MIRRORED: "MirroredStrategy",
+                  MULTI_WORKER: "MultiWorkerMirroredStrategy"}
 
 
 @dataclass(frozen=True)
@@ -121,16 +118,9 @@ def plan_devices(local_devices: Sequence[str], *, device_type: str, gpu_names: S
 
 
 def _gpu_details(tf: Any, gpus: Sequence[Any]) -> tuple[list[str], tuple[int, int] | None]:
-    names, caps = [], []
-    for gpu in gpus:
-        try:
-            details = tf.config.experimental.get_device_details(gpu)
-        except (RuntimeError, ValueError):
-            details = {}
-        names.append(str(details.get("device_name", gpu.name)))
-        if details.get("compute_capability"):
-            caps.append(tuple(int(v) for v in details["compute_capability"]))
-    return names, (min(caps) if caps else None)
+    details = [tf.config.experimental.get_device_details(gpu) for gpu in gpus]
+    caps = [tuple(int(v) for v in d["compute_capability"]) for d in details if d.get("compute_capability")]
+    return [str(d.get("device_name", g.name)) for d, g in zip(details, gpus)], (min(caps) if caps else None)
 
 
 def detect_plan(tf_config: str | None = None) -> DevicePlan:
@@ -166,12 +156,25 @@ class Distribution:
     def replicas(self) -> int:
         return int(self.strategy.num_replicas_in_sync)
 
-    @property
-    def is_chief(self) -> bool:
-        return self.plan.is_chief
+    is_chief = property(lambda self: self.plan.is_chief)
 
-    def scope(self):
+    def scope(self):  # variables (model, optimizer, checkpoint) are created in it
         return self.strategy.scope()
+
+
+def one_device() -> Distribution:
+    """The default strategy on one device: what training did before (nothing distributed)."""
+    from edgeship.base.tfcompat import tf
+
+    return Distribution(plan_devices(["/device:CPU:0"], device_type="CPU"), tf.distribute.get_strategy())
+
+
+def should_resume(dist: Distribution, env: dict | None = None) -> bool:
+    """Whether fit restores the newest checkpoint of its output folder: in a multi-worker CustomJob
+    (Vertex AI restarts every replica, same outputs, when one is preempted) or with
+    EDGESHIP_RESUME=1. Never by default: a reused --out folder must not silently resume."""
+    env = os.environ if env is None else env
+    return dist.plan.kind == MULTI_WORKER or str(env.get(RESUME_ENV, "0")).strip() == "1"
 
 
 def make_strategy(plan: DevicePlan) -> Any:
@@ -268,36 +271,32 @@ def configure_xla(env: dict | None = None) -> bool:
 def describe(dist: Distribution, *, scaling: dict | None = None, xla: bool = False) -> dict[str, Any]:
     """What the step used, as recorded in history.json ("distribution")."""
     p = dist.plan
-    return {"strategy": type(dist.strategy).__name__, "kind": p.kind, "replicas": dist.replicas,
+    return {"strategy": STRATEGY_NAMES[p.kind], "kind": p.kind, "replicas": dist.replicas,
             "workers": p.workers, "is_chief": p.is_chief, "device_type": p.device_type,
             "devices": list(p.devices), "gpus": list(p.gpu_names),
             "compute_capability": list(p.compute_capability) if p.compute_capability else None,
             "precision": dist.precision, "xla": bool(xla), "scaling": dict(scaling or {})}
 
 
-def device_line(dist: Distribution, *, scaling: dict | None = None, xla: bool = False) -> str:
-    """One line saying what the step used (strategy, devices, batch / lr, precision, XLA)."""
+def device_line(dist: Distribution, *, scaling: dict | None = None, xla: bool = False,
+                log_it: bool = False) -> str:
+    """One line saying what the step used (strategy, devices, batch / lr, precision, XLA);
+    ``log_it`` also logs it (INFO, which KFP's executor prints to the step's log)."""
     p = dist.plan
-    if p.gpu_names:
-        cap = f", cc {p.compute_capability[0]}.{p.compute_capability[1]}" if p.compute_capability else ""
-        hw = f"{len(p.gpu_names)}x GPU ({p.gpu_names[0]}{cap})"
-    else:
-        hw = f"{len(p.devices)}x CPU device" + ("s" if len(p.devices) > 1 else "")
-    text = (f"device: {type(dist.strategy).__name__} ({p.kind}), {dist.replicas} replica(s) on "
-            f"{hw}, worker {p.cluster.task_type}:{p.cluster.task_index} of {p.workers}"
-            if p.kind == MULTI_WORKER and p.cluster else
-            f"device: {type(dist.strategy).__name__} ({p.kind}), {dist.replicas} replica(s) on {hw}")
+    cap = f", cc {p.compute_capability[0]}.{p.compute_capability[1]}" if p.compute_capability else ""
+    hw = (f"{len(p.gpu_names)}x GPU ({p.gpu_names[0]}{cap})" if p.gpu_names else
+          f"{len(p.devices)}x CPU device" + ("s" if len(p.devices) > 1 else ""))
+    text = f"device: {STRATEGY_NAMES[p.kind]} ({p.kind}), {dist.replicas} replica(s) on {hw}"
+    if p.kind == MULTI_WORKER and p.cluster:
+        text += f", worker {p.cluster.task_type}:{p.cluster.task_index} of {p.workers}"
     if scaling:
         text += (f"; batch {scaling['per_replica_batch_size']}/replica = {scaling['global_batch_size']} "
                  f"global, lr {scaling['base_learning_rate']:g} -> {scaling['learning_rate']:g} "
                  f"({scaling['rule']})")
-    return text + f"; precision {dist.precision}; XLA {'on' if xla else 'off'}"
-
-
-def log_device_line(dist: Distribution, *, scaling: dict | None = None, xla: bool = False) -> str:
-    line = device_line(dist, scaling=scaling, xla=xla)
-    log.info("%s", line)
-    return line
+    text += f"; precision {dist.precision}; XLA {'on' if xla else 'off'}"
+    if log_it:
+        log.info("%s", text)
+    return text
 
 
 def worker_dir(path: str | Path, dist: Distribution) -> Path:

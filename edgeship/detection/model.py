@@ -59,6 +59,7 @@ class ModelConfig:
     prior_probability: float = 0.01
     bn_momentum: float = 0.97       # MobileNetV2's 0.999 lags far behind when training from scratch
     input: str = "raw RGB 0..255 float32; the model normalizes inside"
+    resize: str = "stretch"         # how any image becomes input_size: stretch | letterbox
 
     def __post_init__(self) -> None:
         self.input_size = tuple(int(v) for v in self.input_size)  # type: ignore[assignment]
@@ -101,6 +102,8 @@ class ModelConfig:
         if len(self.anchor_scales) != len(self.strides) or any(not s for s in self.anchor_scales):
             raise ValueError(f"ModelConfig.anchor_scales needs one non-empty list per stride "
                              f"{list(self.strides)}, got {[list(s) for s in self.anchor_scales]}")
+        if self.resize not in ("stretch", "letterbox"):
+            raise ValueError(f"ModelConfig.resize must be 'stretch' or 'letterbox', got {self.resize!r}")
         if not self.aspect_ratios or any(r <= 0 for r in self.aspect_ratios):
             raise ValueError(f"ModelConfig.aspect_ratios must be positive, got {list(self.aspect_ratios)}")
 

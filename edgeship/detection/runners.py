@@ -38,6 +38,27 @@ class Detector(Protocol):
     def __call__(self, image: np.ndarray) -> Detections: ...
 
 
+def fit_image(image: np.ndarray, size: tuple[int, int], policy: str = "stretch"):
+    """(float32 [H, W, 3] model input, transform or None) under the model's resize ``policy``:
+    ``stretch`` (:func:`resize_image`, no box change) or ``letterbox`` (aspect kept, padded; map
+    the detections back with ``boxes_from_input``)."""
+    if policy == "stretch":
+        return resize_image(image, size), None
+    from edgeship.detection.sources.images import resize_image as policy_resize
+
+    fitted, transform = policy_resize(np.asarray(image, np.uint8), size, policy)
+    return fitted.astype(np.float32), transform
+
+
+def to_source_boxes(detections: Detections, transform) -> Detections:
+    """Detections on the model input → on the source image (letterbox); unchanged for stretch."""
+    if transform is None or not len(detections.boxes):
+        return detections
+    from edgeship.detection.sources.images import boxes_from_input
+
+    return Detections(boxes_from_input(detections.boxes, transform), detections.labels, detections.scores)
+
+
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resize uint8 [H, W, 3] to (height, width) with bilinear filtering; float32 0..255 out.
 
@@ -152,10 +173,14 @@ class TFLiteDetector:
         if len(set(self._out.values())) != len(OUTPUT_KEYS):
             raise ValueError(f"{where}: output map sends two keys to one tensor: {self._out}")
         self.num_classes = num_classes
+        self.resize_policy = str((input_spec or {}).get("resize") or "stretch")
+        self._transform = None
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
-        """The model input for ``image``: resized, batched and typed/quantized as the input spec says."""
-        pixels = resize_image(image, self.input_size)[None]
+        """The model input for ``image``: resized (the model's resize policy), batched and
+        typed/quantized as the input spec says."""
+        pixels, self._transform = fit_image(image, self.input_size, self.resize_policy)
+        pixels = pixels[None]
         if self.input_dtype == np.float32:
             return pixels.astype(np.float32)
         if self.input_dtype in (np.dtype(np.uint8), np.dtype(np.int8)):
@@ -182,7 +207,8 @@ class TFLiteDetector:
         return Detections(np.clip(boxes[:count], 0.0, 1.0), labels, scores[:count])
 
     def __call__(self, image: np.ndarray) -> Detections:
-        return self.run(self.prepare(image))
+        model_input = self.prepare(image)
+        return to_source_boxes(self.run(model_input), self._transform)
 
 
 class KerasDetector:
@@ -216,11 +242,12 @@ class KerasDetector:
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[Detections]:
         """Detections for several images in one forward pass."""
-        batch = np.stack([resize_image(im, self.input_size) for im in images]).astype(np.float32)
+        fitted = [fit_image(im, self.input_size, self.model_config.resize) for im in images]
+        batch = np.stack([pixels for pixels, _ in fitted]).astype(np.float32)
         box_encodings, class_logits = self._det.model_outputs(self.model(batch, training=False))
         result = self._det.decode_and_nms(box_encodings, class_logits, self.anchors, self.model_config,
                                           **self._nms)
-        return _to_detections(result)
+        return [to_source_boxes(d, t) for d, (_, t) in zip(_to_detections(result), fitted)]
 
     def __call__(self, image: np.ndarray) -> Detections:
         return self.detect_batch([image])[0]

@@ -46,12 +46,15 @@ def dataset_labels(dataset_uri: str) -> list[str]:
 
 
 def load_training_data(dataset_uri: str, split: str, input_size: Sequence[int], num_classes: int,
-                       *, fmt: str = "coco", max_images: int | None = None) -> TrainData:
-    """Load a split and pack it into arrays at ``input_size``; raises ValueError for an empty split
-    or a label outside 1..num_classes (naming the image)."""
+                       *, fmt: str = "coco", max_images: int | None = None,
+                       resize: str = "stretch") -> TrainData:
+    """Load a split and pack it into arrays at ``input_size`` under the ``resize`` policy (stretch,
+    or letterbox: aspect kept, padded, boxes moved with the image); raises ValueError for an empty
+    split or a label outside 1..num_classes (naming the image)."""
     from PIL import Image
 
     from edgeship.detection.dataset import load_split
+    from edgeship.detection.sources.images import boxes_to_input, resize_image
 
     examples = load_split(dataset_uri, split, fmt)
     if max_images:
@@ -65,7 +68,11 @@ def load_training_data(dataset_uri: str, split: str, input_size: Sequence[int], 
     labels = np.zeros((len(examples), m), np.int32)
     for i, ex in enumerate(examples):
         img = np.asarray(ex.image, np.uint8)
-        if img.shape[:2] != (h, w):
+        ex_boxes = np.asarray(ex.boxes, np.float32).reshape(-1, 4)
+        if resize != "stretch":
+            img, transform = resize_image(img, (h, w), resize)
+            ex_boxes = boxes_to_input(ex_boxes, transform)
+        elif img.shape[:2] != (h, w):
             img = np.asarray(Image.fromarray(img).resize((w, h), Image.BILINEAR))
         images[i] = img
         n = len(ex.labels)
@@ -75,7 +82,7 @@ def load_training_data(dataset_uri: str, split: str, input_size: Sequence[int], 
                 raise ValueError(f"image {ex.image_id} of split {split!r} in {dataset_uri} has class id "
                                  f"{int(lab.max() if lab.max() > num_classes else lab.min())}; the label map has "
                                  f"ids 1..{num_classes}")
-            boxes[i, :n] = np.asarray(ex.boxes, np.float32).reshape(-1, 4)
+            boxes[i, :n] = ex_boxes
             labels[i, :n] = lab
     return TrainData(images, boxes, labels, examples)
 

@@ -14,6 +14,10 @@ It splits the CPU into two logical devices and trains the tiny detector (64x64, 
 - ``resume``: mirrored, checkpointed with tf.train.CheckpointManager after K steps, restored
   into a freshly built model and optimizer, continued to 2K, against an uninterrupted 2K run.
 
+``--worker INDEX --ports P0,P1`` runs one of two MultiWorkerMirroredStrategy workers on this
+machine (TF_CONFIG on localhost, as Vertex AI sets it on a CustomJob's replicas); the chief also
+trains the same steps on one device for reference.
+
 ``--measure`` instead times training steps of the real-size detector (160x160, batch 16) on one
 device and mirrored over two logical devices.
 """
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -217,13 +222,44 @@ def measure(steps: int, warmup: int = 3) -> dict:
     return out
 
 
+def run_worker(index: int, ports: list[int], steps: int, ckpt: str) -> dict:
+    """One replica of a two-worker MultiWorkerMirroredStrategy cluster on localhost."""
+    os.environ["TF_CONFIG"] = json.dumps({
+        "cluster": {"chief": [f"localhost:{ports[0]}"], "worker": [f"localhost:{ports[1]}"]},
+        "task": {"type": "chief" if index == 0 else "worker", "index": 0}})
+    from edgeship.base.tfcompat import keras
+    from edgeship.detection import distribute
+    from edgeship.detection.model import ModelConfig, build_detector
+
+    dist = distribute.choose_strategy()  # before anything else starts TensorFlow's runtime
+    keras.utils.set_random_seed(0)
+    config = ModelConfig(input_size=(64, 64), alpha=0.35, num_classes=3, labels=["a", "b", "c"])
+    init = build_detector(config).get_weights()
+    batches = batches_for(config, steps, 16, seed=1)
+    out = {"plan": distribute.describe(dist), "line": distribute.device_line(dist),
+           "write_dir": str(distribute.checkpoint_dirs(ckpt, dist)[1])}
+    out["multi_worker"], _ = train(dist, config, init, batches, steps=range(0, steps),
+                                   ckpt_dir=Path(ckpt), save_at=steps)
+    if dist.is_chief:
+        out["one_device"], _ = train(distribute.one_device(), config, init, batches,
+                                     steps=range(0, steps), reference=True)
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("out")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--measure", action="store_true")
+    parser.add_argument("--worker", type=int, default=None)
+    parser.add_argument("--ports", default="")
+    parser.add_argument("--checkpoints", default="")
     args = parser.parse_args()
-    result = measure(args.steps) if args.measure else run_checks(args.steps)
+    if args.worker is not None:
+        result = run_worker(args.worker, [int(p) for p in args.ports.split(",")], args.steps,
+                            args.checkpoints)
+    else:
+        result = measure(args.steps) if args.measure else run_checks(args.steps)
     Path(args.out).write_text(json.dumps(result, indent=2))
 
 

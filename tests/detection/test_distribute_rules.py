@@ -129,3 +129,13 @@ def test_only_the_chief_writes_to_the_real_folders(tmp_path):
     assert read == base and write != base and not str(write).startswith(str(tmp_path))
     assert "edgeship-worker0-" in str(write)
     assert D.worker_dir(tmp_path / "model", worker) != Path(tmp_path / "model")
+
+
+def test_resume_only_in_a_multi_worker_job_or_when_asked():
+    one = D.Distribution(D.plan_devices(["/device:CPU:0"], device_type="CPU"), FakeStrategy(1))
+    assert not D.should_resume(one, env={})  # a reused --out folder must not resume silently
+    assert D.should_resume(one, env={D.RESUME_ENV: "1"})
+    cluster = D.parse_tf_config(tf_config(chief=1, workers=1))
+    mw = D.Distribution(D.plan_devices(["/device:CPU:0"], device_type="CPU", cluster=cluster),
+                        MultiWorkerMirroredStrategy(2))
+    assert D.should_resume(mw, env={})

@@ -60,3 +60,27 @@ def zip_mlpackage(pkg: Path, dest_dir: Path) -> Path:
     """``NAME.mlpackage.zip`` holding ``NAME.mlpackage/`` (the pipeline's layout)."""
     archive = shutil.make_archive(str(dest_dir / pkg.name), "zip", root_dir=pkg.parent, base_dir=pkg.name)
     return Path(archive)
+
+
+def build_fused_detector(path: Path, classes: int = 3) -> Path:
+    """A tiny detector ending in the fused TFLite_Detection_PostProcess op (the pipeline's
+    post-processing module on a 2-layer tf_keras model), converted to fp32 .tflite."""
+    import tempfile
+
+    import numpy as np
+
+    from edgeship.base.tfcompat import keras, tf
+    from edgeship.detection import postprocess
+
+    anchors = np.array([[0.3, 0.3, 0.4, 0.4], [0.7, 0.7, 0.3, 0.3], [0.5, 0.2, 0.2, 0.2]], np.float32)
+    image = keras.Input([32, 32, 3], name="image")
+    pooled = keras.layers.GlobalAveragePooling2D()(image)
+    boxes = keras.layers.Reshape([len(anchors), 4])(keras.layers.Dense(len(anchors) * 4)(pooled))
+    logits = keras.layers.Reshape([len(anchors), classes + 1])(keras.layers.Dense(len(anchors) * (classes + 1))(pooled))
+    module = postprocess.detection_module(keras.Model(image, [boxes, logits]), anchors, classes, (32, 32))
+    with tempfile.TemporaryDirectory() as saved:
+        tf.saved_model.save(module, saved, signatures={"serving_default": module.detect.get_concrete_function()})
+        converter = tf.lite.TFLiteConverter.from_saved_model(saved)
+        converter.allow_custom_ops = True
+        path.write_bytes(converter.convert())
+    return path
