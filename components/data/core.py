@@ -34,7 +34,7 @@ from edgeship.detection.dataset import (
     validate,
 )
 from edgeship.detection.sources.importer import ImportOptions, import_dataset
-from edgeship.detection.tfrecord import detection_example, frame
+from edgeship.detection.tfrecord import ShardWriter, detection_example
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def generate_dataset(
     workers: int = 1,
     config: GeneratorConfig | None = None,
 ) -> DatasetInfo:
-    """Write the embedded synthetic dataset (COCO + JPEG, TFRecord, dataset.json) to out_dir.
+    """Write the embedded synthetic dataset (COCO + JPEG, TFRecord shards, dataset.json) to out_dir.
 
     Same arguments → identical bytes and fingerprint, in any process, with any ``workers``.
     ``config`` overrides the generator's knobs (its image_size is replaced by ``image_size``).
@@ -175,14 +175,14 @@ def _image_progress(total: int, *, enabled: bool) -> Iterator[Callable[[], None]
 
 def _write_split(out: Path, split: str, count: int, *, seed: int, cfg: GeneratorConfig,
                  categories: list[dict], workers: int, advance: Callable[[], None]) -> dict:
-    """Draw one split into its JPEGs, COCO JSON and TFRecord; returns its dataset.json entry."""
+    """Draw one split into its JPEGs, COCO JSON and TFRecord shards; returns its dataset.json entry."""
     names = [c["name"] for c in categories]
     img_dir = out / "coco" / "images" / split
     img_dir.mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     per_class: Counter = Counter()
     jobs = [(seed, split, i, cfg) for i in range(count)]
-    with open(out / "tfrecord" / f"{split}.tfrecord", "wb") as writer:
+    with ShardWriter(out, split) as writer:
         for i, drawn in enumerate(_drawn_images(jobs, workers)):
             file_name = f"{i:06d}.jpg"
             (img_dir / file_name).write_bytes(drawn.jpeg)
@@ -191,14 +191,14 @@ def _write_split(out: Path, split: str, count: int, *, seed: int, cfg: Generator
             for box, label, vis in zip(drawn.boxes_px, drawn.class_ids, drawn.visible):
                 annotations.append(_coco_annotation(len(annotations) + 1, i, box, label, vis))
                 per_class[names[label - 1]] += 1
-            writer.write(frame(_tf_example(i, file_name, drawn.jpeg, cfg.image_size,
-                                           drawn.boxes_px, drawn.class_ids, names)))
+            writer.write(_tf_example(i, file_name, drawn.jpeg, cfg.image_size,
+                                     drawn.boxes_px, drawn.class_ids, names))
             advance()
     coco = {"info": {"description": f"edgeship synthetic shapes, split {split}, seed {seed}"},
             "images": images, "annotations": annotations, "categories": categories}
     (out / "coco" / "annotations" / f"{split}.json").write_text(json.dumps(coco))
     return {"images": count, "objects": len(annotations),
-            "per_class": {n: per_class.get(n, 0) for n in names}}
+            "per_class": {n: per_class.get(n, 0) for n in names}, "shards": writer.shards}
 
 
 def _coco_annotation(ann_id: int, image_id: int, box: tuple[float, float, float, float], label: int,

@@ -16,6 +16,9 @@ def evaluate(
     report_md: Output[Markdown],
     latency_runs: int = 50,
     split: str = "val",
+    bootstrap_resamples: int = 200,
+    confidence: float = 0.95,
+    latency_blocks: int = 10,
 ):
     """Evaluate the float Keras model and every .tflite variant (run in LiteRT) on the val split.
 
@@ -23,8 +26,10 @@ def evaluate(
         dataset: the data step's Dataset artifact. float_model: the train step's Model artifact.
         variants: the quantize step's artifact (variants.json + .tflite files).
         latency_runs: timed runs per thread setting (after warm-up). split: the split to score.
+        bootstrap_resamples: resamples of the images for the mAP / ΔmAP intervals (0 = none).
+        confidence: the intervals' level. latency_blocks: rounds of the variants timed in turns.
     Outputs: evaluation (report.json, report.md, report.html, tradeoff.png), metrics (mAP, ΔmAP,
-    size and latency per variant), report_html / report_md (table + plot, shown by Vertex AI and
+    size and latency per variant, with their interval bounds), report_html / report_md (table + plot, shown by Vertex AI and
     kfp.local).
     """
     import shutil
@@ -33,7 +38,8 @@ def evaluate(
     from components.evaluate import core
 
     report = core.evaluate(variants.path, dataset.path, evaluation.path, float_model_dir=float_model.path,
-                           split=split, latency_runs=latency_runs, show_progress=False)
+                           split=split, latency_runs=latency_runs, bootstrap_resamples=bootstrap_resamples,
+                           confidence=confidence, latency_blocks=latency_blocks, show_progress=False)
     log_metrics(metrics, core.key_metrics(report))
     shutil.copyfile(report.files["report.html"], report_html.path)
     shutil.copyfile(report.files["report.md"], report_md.path)

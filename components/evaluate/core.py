@@ -5,7 +5,10 @@ the .tflite files) on the held-out split and compute:
 
 - COCO mAP@[.5:.95], mAP@.5 and per-class AP (pycocotools, `coco.py`);
 - file size, and its ratio to the fp32 .tflite;
-- latency with LiteRT/XNNPACK at 1 thread and at all threads (`latency.py`);
+- latency with LiteRT/XNNPACK at 1 thread and at all threads, every variant timed in turns, with
+  an interval of the median (`latency.py`, `intervals.py`);
+- bootstrap intervals over images of mAP, mAP@.5 and ΔmAP (paired: the same drawn images for
+  the float reference and the variant; `edgeship/detection/bootstrap.py`, `intervals.py`);
 - mAP on robustness slices of the split: dark, bright, blurred, occluded (`robustness.py`);
 - calibration: ECE, and the score shift of detections matched with the float model
   (`calibration.py`).
@@ -19,30 +22,23 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from components.evaluate import calibration as calib
+from components.evaluate.intervals import add_accuracy_intervals, latency_method, measure_latency
+from components.evaluate.outputs import autoquant_search, calibration_records, key_metrics  # noqa: F401 (re-export)
 from components.evaluate.report import write_reports
 from components.evaluate.robustness import SLICES, make_slices
+from components.evaluate.running import Run, progress_bar
 from components.evaluate.settings import EVALUATE
 from edgeship.contracts import evaluation
-from edgeship.contracts.evaluation import LATENCY_1T, LATENCY_NT, latency_median
+from edgeship.contracts.evaluation import LATENCY_1T, LATENCY_NT
 from edgeship.contracts.variants import VariantSpec, load_variants
-from edgeship.detection.coco import (
-    CocoResult,
-    Detections,
-    class_names_by_id,
-    coco_evaluate,
-    validate_examples,
-)
-from edgeship.detection.latency import LatencyStats, all_threads, tflite_latency
-from edgeship.detection.runners import (
-    check_label_maps,
-    load_examples,
-    run_detector,
-)
+from edgeship.detection.coco import CocoResult, Detections, class_names_by_id, validate_examples
+from edgeship.detection.latency import LatencyStats, all_threads
+from edgeship.detection.runners import check_label_maps, load_examples
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +67,10 @@ class ModelEval:
     delta_map_vs_float: float | None = None  # (float − this) × 100, mAP points; + = accuracy lost
     size_ratio_vs_fp32: float | None = None
     latency_ratio_vs_fp32: float | None = None
+    map_ci: tuple[float, float] | None = None    # bootstrap interval over images, 0..1
+    map50_ci: tuple[float, float] | None = None
+    delta_map_ci: tuple[float, float] | None = None  # paired bootstrap interval, points
+    calibration_set: dict[str, Any] | None = None  # quantize's record of the int8 calibration images
 
     @property
     def map(self) -> float:
@@ -84,9 +84,8 @@ class ModelEval:
         """The row of report.json for this model (contract keys first, then extras)."""
         latency = None
         if self.latency_1 is not None:
-            latency = {LATENCY_1T: {"median": self.latency_1.median, "p90": self.latency_1.p90},
-                       LATENCY_NT: ({"median": self.latency_n.median, "p90": self.latency_n.p90}
-                                     if self.latency_n else None),
+            latency = {LATENCY_1T: _latency_row(self.latency_1),
+                       LATENCY_NT: _latency_row(self.latency_n) if self.latency_n else None,
                        "N": self.latency_n.threads if self.latency_n else None,
                        "runs": self.latency_1.runs, "warmup": self.latency_1.warmup}
         cal = None
@@ -112,7 +111,18 @@ class ModelEval:
             "latency_ratio_vs_fp32": self.latency_ratio_vs_fp32,
             "file": self.file, "scheme": self.scheme, "source": self.source,
             "input_dtype": self.input_dtype, "detections": self.coco.detections,
+            evaluation.MAP_CI: _pair(self.map_ci), evaluation.MAP50_CI: _pair(self.map50_ci),
+            evaluation.DELTA_MAP_CI: _pair(self.delta_map_ci),
+            evaluation.CALIBRATION_SET: self.calibration_set,
         }
+
+
+def _pair(value: tuple[float, float] | None) -> list[float] | None:
+    return [float(value[0]), float(value[1])] if value is not None else None
+
+
+def _latency_row(stats: LatencyStats) -> dict[str, Any]:
+    return {"median": stats.median, "p90": stats.p90, "ci": _pair(stats.ci)}
 
 
 @dataclass
@@ -132,6 +142,7 @@ class EvalReport:
     out_dir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
     autoquant: dict[str, Any] | None = None  # the search behind an autoquant variants artifact
+    intervals: dict[str, Any] | None = None  # how the intervals were made (report.json "intervals")
 
     def to_dict(self) -> dict[str, Any]:
         doc = {
@@ -146,152 +157,116 @@ class EvalReport:
             LATENCY_NT: self.threads_n,
             "variants": {name: row.to_dict() for name, row in self.variants.items()},
             "float_keras": self.float_keras.to_dict() if self.float_keras is not None else None,
+            evaluation.INTERVALS: self.intervals,
         }
         if self.autoquant is not None:
             doc["autoquant"] = self.autoquant
         return doc
 
 
-# --------------------------------------------------------------------------- inputs
-
-
-
-
-
-
-
-
-
-
-
-
-
 # --------------------------------------------------------------------------- running
 
 
-
-def _measure_accuracy(detector: Any, sets: Mapping[str, Sequence[Any]], class_names: Sequence[str],
-                      progress: Any, task: Any) -> tuple[dict[str, CocoResult], dict[str, list[Detections]]]:
-    results, dets = {}, {}
-    for set_name, examples in sets.items():
-        if progress is not None:
-            progress.update(task, description=f"{detector.name}: {set_name}")
-        advance = (lambda: progress.advance(task)) if progress is not None else None
-        dets[set_name] = run_detector(detector, examples, on_image=advance)
-        results[set_name] = coco_evaluate(examples, dets[set_name], class_names,
-                                          where=f"{set_name} split", validate=False)
-    return results, dets
+def _float_row(run: Run, detector: Any) -> tuple[ModelEval, list[Detections]]:
+    cocos, dets = run.accuracy(detector, 1)
+    cal = calib.expected_calibration_error(run.examples, dets, min_score=run.ece_min_score)
+    weights = Path(getattr(detector, "model_dir", "") or "") / "weights.h5"
+    row = ModelEval(name=FLOAT_KERAS, coco=cocos[run.split],
+                    size_bytes=weights.stat().st_size if weights.is_file() else None,
+                    file=str(weights) if weights.is_file() else None, source="float",
+                    scheme="keras float32", input_dtype="float32", robustness=run.robustness(cocos),
+                    calibration=cal, shift=calib.ScoreShift(0.0, 0.0, cal.detections, 1.0))
+    return row, dets
 
 
-def _progress(enabled: bool):
-    from contextlib import nullcontext
+def _variant_row(run: Run, spec: VariantSpec, index: int) -> tuple[ModelEval, list[Detections], np.ndarray]:
+    from edgeship.detection.runners import TFLiteDetector
 
-    if not enabled:
-        return nullcontext(None)
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    detector = TFLiteDetector(spec.path, num_threads=run.threads_n, input_spec=spec.input,
+                              output_map=spec.outputs, name=spec.name, num_classes=len(run.class_names))
+    cocos, dets = run.accuracy(detector, index)
+    row = ModelEval(name=spec.name, coco=cocos[run.split], size_bytes=spec.size_bytes, file=spec.path.name,
+                    scheme=spec.scheme, source=spec.source, input_dtype=str(detector.input_dtype),
+                    robustness=run.robustness(cocos),
+                    calibration=calib.expected_calibration_error(run.examples, dets, min_score=run.ece_min_score))
+    return row, dets, detector.prepare(run.examples[0].image)
 
-    return Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    TimeElapsedColumn(), transient=False)
+
+def _compare(results: dict[str, ModelEval], float_eval: ModelEval | None,
+             dets: dict[str, list[Detections]], ece_min_score: float) -> str | None:
+    """ΔmAP, score shift and ratios against the float reference (the Keras model, else the fp32
+    .tflite) and fp32; returns the reference's name."""
+    reference = FLOAT_KERAS if float_eval is not None else ("fp32" if "fp32" in results else None)
+    reference_map = None
+    if float_eval is not None:
+        reference_map, float_eval.delta_map_vs_float = float_eval.map, 0.0
+    elif reference is not None:
+        reference_map = results["fp32"].map
+    fp32 = results.get("fp32")
+    for name, row in results.items():
+        if reference is not None:
+            row.delta_map_vs_float = round((reference_map - row.map) * 100.0, 4)
+            row.shift = calib.score_shift(dets[name], dets[reference], min_score=ece_min_score)
+        if fp32 is not None:
+            row.size_ratio_vs_fp32 = row.size_bytes / fp32.size_bytes if fp32.size_bytes else None
+            if row.latency_1 and fp32.latency_1 and fp32.latency_1.median > 0:
+                row.latency_ratio_vs_fp32 = row.latency_1.median / fp32.latency_1.median
+    return reference
 
 
 def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], class_names: Sequence[str],
                       *, float_detector: Any = None, split: str = "val",
-                      dataset_fingerprint: str | None = None, latency_runs: int = 50,
-                      latency_warmup: int = 5, threads: int | None = None,
+                      dataset_fingerprint: str | None = None, latency_runs: int = EVALUATE.latency_runs,
+                      latency_warmup: int = EVALUATE.latency_warmup, threads: int | None = None,
                       slices: Sequence[str] = SLICES, seed: int = 0, ece_min_score: float = 0.1,
+                      bootstrap_resamples: int = EVALUATE.bootstrap_resamples,
+                      confidence: float = EVALUATE.confidence, latency_blocks: int = EVALUATE.latency_blocks,
                       show_progress: bool = True) -> EvalReport:
     """Evaluate ``variants`` (and the optional float detector) on in-memory examples.
 
     The examples are validated first (non-empty, labels inside the label map). Raises ValueError
-    otherwise.
+    otherwise. ``bootstrap_resamples`` = 0 leaves the mAP intervals out.
     """
+    from edgeship.base import progress as step_progress
+
     names = class_names_by_id(list(class_names))
     validate_examples(examples, names, where=f"{split} split")
     unknown = [s for s in slices if s not in SLICES]
     if unknown:
         raise ValueError(f"unknown robustness slice(s) {unknown}; known: {list(SLICES)}")
-    sets: dict[str, Sequence[Any]] = {split: examples, **make_slices(examples, slices, seed=seed)}
-    n_threads = int(threads or all_threads())
-    k = len(names)
-
     results: dict[str, ModelEval] = {}
+    dets: dict[str, list[Detections]] = {}
+    samples: dict[str, tuple[Path, np.ndarray]] = {}
     float_eval: ModelEval | None = None
-    float_dets: list[Detections] | None = None
-    variant_dets: dict[str, list[Detections]] = {}
-    total = len(examples) * len(sets)
-    from edgeship.base import progress as step_progress
-
     count = len(variants) + (1 if float_detector is not None else 0)
-    accuracy = f"mAP on {split}" + (f" + {len(sets) - 1} robustness slices" if len(sets) > 1 else "")
-    with _progress(show_progress) as progress:
+    with progress_bar(show_progress) as progress:
+        run = Run(examples, {split: examples, **make_slices(examples, slices, seed=seed)}, list(class_names),
+                   split, ece_min_score, progress, count, int(threads or all_threads()))
         if float_detector is not None:
-            step_progress.emit(item=FLOAT_KERAS, index=1, count=count, phase=accuracy)
-            task = progress.add_task(f"{float_detector.name}", total=total) if progress else None
-            cocos, dets = _measure_accuracy(float_detector, sets, class_names, progress, task)
-            float_dets = dets[split]
-            cal = calib.expected_calibration_error(examples, float_dets, min_score=ece_min_score)
-            weights = Path(getattr(float_detector, "model_dir", "") or "") / "weights.h5"
-            float_eval = ModelEval(name=FLOAT_KERAS, coco=cocos[split],
-                                   size_bytes=weights.stat().st_size if weights.is_file() else None,
-                                   file=str(weights) if weights.is_file() else None, source="float",
-                                   scheme="keras float32", input_dtype="float32",
-                                   robustness={s: cocos[s] for s in sets if s != split},
-                                   calibration=cal, shift=calib.ScoreShift(0.0, 0.0, cal.detections, 1.0))
-            step_progress.emit(item=FLOAT_KERAS, index=1, count=count, map=float_eval.map, mark=True)
+            float_eval, dets[FLOAT_KERAS] = _float_row(run, float_detector)
         for index, spec in enumerate(variants, count - len(variants) + 1):
-            from edgeship.detection.runners import TFLiteDetector
-
-            step_progress.emit(item=spec.name, index=index, count=count, phase=accuracy)
-
-            detector = TFLiteDetector(spec.path, num_threads=n_threads, input_spec=spec.input,
-                                      output_map=spec.outputs, name=spec.name, num_classes=k)
-            task = progress.add_task(spec.name, total=total + 2) if progress else None
-            cocos, dets = _measure_accuracy(detector, sets, class_names, progress, task)
-            if progress is not None:
-                progress.update(task, description=f"{spec.name}: latency (1 thread)")
-            sample = detector.prepare(examples[0].image)
-            step_progress.emit(item=spec.name, index=index, count=count, phase="latency",
-                               map=cocos[split].map)
-            lat1 = tflite_latency(spec.path, sample, threads=1, runs=latency_runs, warmup=latency_warmup)
-            if progress is not None:
-                progress.advance(task)
-                progress.update(task, description=f"{spec.name}: latency ({n_threads} threads)")
-            latn = tflite_latency(spec.path, sample, threads=n_threads, runs=latency_runs, warmup=latency_warmup)
-            if progress is not None:
-                progress.advance(task)
-                progress.update(task, description=f"{spec.name}: done")
-            results[spec.name] = ModelEval(
-                name=spec.name, coco=cocos[split], size_bytes=spec.size_bytes, file=spec.path.name,
-                scheme=spec.scheme, source=spec.source, input_dtype=str(detector.input_dtype),
-                latency_1=lat1, latency_n=latn, robustness={s: cocos[s] for s in sets if s != split},
-                calibration=calib.expected_calibration_error(examples, dets[split], min_score=ece_min_score))
-            variant_dets[spec.name] = dets[split]  # kept for the score shift below
-            step_progress.emit(item=spec.name, index=index, count=count, map=cocos[split].map,
-                               phase=f"1-thread {lat1.median:.2f} ms", mark=True)
-            log.info("%s: mAP %.4f, mAP@.5 %.4f, %d B, 1-thread %.2f ms, %d-thread %.2f ms", spec.name,
-                     cocos[split].map, cocos[split].map50, spec.size_bytes, lat1.median, n_threads, latn.median)
-
-    # float reference: the Keras model, else the fp32 .tflite
-    reference_name, reference_map, reference_dets = None, None, None
-    if float_eval is not None:
-        reference_name, reference_map, reference_dets = FLOAT_KERAS, float_eval.map, float_dets
-        float_eval.delta_map_vs_float = 0.0
-    elif "fp32" in results:
-        reference_name, reference_map, reference_dets = "fp32", results["fp32"].map, variant_dets["fp32"]
-    fp32 = results.get("fp32")
-    for name, row in results.items():
-        if reference_map is not None:
-            row.delta_map_vs_float = round((reference_map - row.map) * 100.0, 4)
-        if reference_dets is not None:
-            row.shift = calib.score_shift(variant_dets[name], reference_dets, min_score=ece_min_score)
-        if fp32 is not None:
-            row.size_ratio_vs_fp32 = row.size_bytes / fp32.size_bytes if fp32.size_bytes else None
-            if row.latency_1 and fp32.latency_1 and fp32.latency_1.median > 0:
-                row.latency_ratio_vs_fp32 = row.latency_1.median / fp32.latency_1.median
+            results[spec.name], dets[spec.name], sample = _variant_row(run, spec, index)
+            samples[spec.name] = (spec.path, sample)
+    step_progress.emit(phase=f"latency of {len(samples)} variant(s), timed in turns")
+    lat1, latn = measure_latency(samples, threads_n=run.threads_n, runs=latency_runs, warmup=latency_warmup,
+                                 blocks=latency_blocks, confidence=confidence)
+    for index, (name, row) in enumerate(results.items(), count - len(variants) + 1):
+        row.latency_1, row.latency_n = lat1[name], latn[name]
+        step_progress.emit(item=name, index=index, count=count, map=row.map,
+                           phase=f"1-thread {row.latency_1.median:.2f} ms", mark=True)
+        log.info("%s: mAP %.4f, mAP@.5 %.4f, %d B, 1-thread %.2f ms, %d-thread %.2f ms", name, row.map,
+                 row.map50, row.size_bytes, row.latency_1.median, run.threads_n, row.latency_n.median)
+    reference = _compare(results, float_eval, dets, ece_min_score)
+    models = {**results, **({FLOAT_KERAS: float_eval} if float_eval is not None else {})}
+    intervals = add_accuracy_intervals(models, reference, resamples=bootstrap_resamples,
+                                       confidence=confidence, seed=seed)
+    if intervals is not None:
+        intervals["latency"] = latency_method(latency_blocks, latency_runs, confidence)
     return EvalReport(dataset_fingerprint=dataset_fingerprint, split=split, images=len(examples),
                       objects=int(sum(len(np.asarray(ex.labels).reshape(-1)) for ex in examples)),
                       classes=[names[i] for i in sorted(names)], variants=results, float_keras=float_eval,
-                      float_reference=reference_name, latency_runs=int(latency_runs), threads_n=n_threads)
+                      float_reference=reference, latency_runs=int(latency_runs), threads_n=run.threads_n,
+                      intervals=intervals)
 
 
 def write_report(report: EvalReport, out_dir: str | os.PathLike) -> dict[str, Path]:
@@ -309,7 +284,9 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
              float_model_dir: str | os.PathLike | None = None, split: str = EVALUATE.split,
              latency_runs: int = EVALUATE.latency_runs, latency_warmup: int = EVALUATE.latency_warmup, threads: int | None = None,
              slices: Sequence[str] = SLICES, seed: int = 0, max_images: int | None = None,
-             variants: Sequence[str] | None = None, show_progress: bool = True) -> EvalReport:
+             variants: Sequence[str] | None = None, bootstrap_resamples: int = EVALUATE.bootstrap_resamples,
+             confidence: float = EVALUATE.confidence, latency_blocks: int = EVALUATE.latency_blocks,
+             show_progress: bool = True) -> EvalReport:
     """Evaluate every variant in ``variants_dir`` (and the float Keras model) on ``split`` of the
     dataset at ``dataset_uri``; write report.json/.md/.html and tradeoff.png into ``out_dir``.
 
@@ -323,6 +300,9 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
         threads: the "all threads" count (default os.cpu_count()).
         slices: robustness slices to score. max_images: evaluate only the first N images.
         variants: evaluate only these variant names.
+        bootstrap_resamples / confidence: the intervals of mAP, mAP@.5 and ΔmAP (0 = none) and of
+            the latency median; seed: the robustness slices' and the resamples' seed.
+        latency_blocks: rounds the timed runs are split into (variants timed in turns).
     Raises FileNotFoundError / ValueError for missing or inconsistent inputs (empty split, labels
     outside the label map, label maps that disagree, corrupt models), naming the culprit.
     """
@@ -342,8 +322,12 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
     report = evaluate_examples(specs, examples, class_names, float_detector=float_detector, split=split,
                                dataset_fingerprint=fingerprint, latency_runs=latency_runs,
                                latency_warmup=latency_warmup, threads=threads, slices=slices, seed=seed,
-                               show_progress=show_progress)
+                               bootstrap_resamples=bootstrap_resamples, confidence=confidence,
+                               latency_blocks=latency_blocks, show_progress=show_progress)
     report.autoquant = search
+    for name, record in calibration_records(variants_dir).items():
+        if name in report.variants:
+            report.variants[name].calibration_set = record
     write_report(report, out_dir)
     if report.autoquant is not None:
         import shutil
@@ -354,40 +338,3 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
                 shutil.copyfile(Path(variants_dir) / name, target)
                 report.files[target.name] = target
     return report
-
-
-def autoquant_search(variants_dir: str | os.PathLike) -> dict[str, Any] | None:
-    """The part of an autoquant artifact's autoquant.json the evaluation report keeps (budget,
-    chosen, stop reason, every candidate's row); None for a quantize artifact."""
-    from edgeship.contracts.autoquant import load_result
-
-    if not (Path(variants_dir) / "autoquant.json").is_file():
-        return None
-    doc = load_result(variants_dir)
-    keep = ("budget_pt", "max_latency_ms", "max_size_bytes", "reference_metric", "chosen", "met_budget",
-            "partial", "stop_reason", "message", "seconds")
-    rows = [{k: c.get(k) for k in ("name", "scheme", "float_layers", "size_bytes", "latency_ms", "metric",
-                                    "delta_pt", "fits", "misses", "error")}
-            for c in doc.get("candidates") or []]
-    return {**{k: doc.get(k) for k in keep}, "candidates": rows}
-
-
-def key_metrics(report: EvalReport | Mapping[str, Any]) -> dict[str, float]:
-    """Flat {name: number} of the figures worth logging as KFP Metrics, per model."""
-    doc = report.to_dict() if isinstance(report, EvalReport) else report
-    out: dict[str, float] = {}
-    rows = dict(doc.get("variants") or {})
-    if doc.get("float_keras"):
-        rows[FLOAT_KERAS] = doc["float_keras"]
-    for name, row in rows.items():
-        for key, value in (("map", row.get("map")), ("map50", row.get("map50")),
-                           ("delta_map_pt", row.get("delta_map_vs_float")),
-                           ("size_kb", (row.get("size_bytes") or 0) / 1024 if row.get("size_bytes") else None),
-                           ("size_x_fp32", row.get("size_ratio_vs_fp32")),
-                           ("latency_1t_ms", latency_median(row, LATENCY_1T)),
-                           ("latency_nt_ms", latency_median(row, LATENCY_NT)),
-                           ("latency_x_fp32", row.get("latency_ratio_vs_fp32")),
-                           ("ece", (row.get("calibration") or {}).get("ece"))):
-            if value is not None:
-                out[f"{name}_{key}"] = float(value)
-    return out

@@ -1,5 +1,6 @@
 """Human-readable outputs of the evaluation: a Markdown table, an HTML page with the trade-off plot
-embedded, and the plot itself (mAP vs 1-thread latency, marker size = file size).
+embedded, and the plot itself (mAP vs 1-thread latency on a log axis, marker size = file size,
+error bars = the intervals, labels placed so they do not overlap: `tradeoff_plot.py`).
 
 Works on the report dictionary (docs/contracts.md "Evaluation artifact"), so it can render any
 report.json, not only one made in this process.
@@ -12,11 +13,13 @@ import math
 from pathlib import Path
 from typing import Any, Mapping
 
+from components.evaluate.tradeoff_plot import plot_tradeoff
+from edgeship.contracts import evaluation
 from edgeship.contracts.evaluation import LATENCY_1T, LATENCY_NT
 
-COLUMNS = ("variant", "size (KB)", "size ÷ fp32", "mAP@[.5:.95]", "mAP@.5", "ΔmAP vs float (pt)",
-           "1-thread median / p90 (ms)", "N-thread median / p90 (ms)", "latency ÷ fp32", "ECE",
-           "score shift")
+COLUMNS = ("variant", "size (KB)", "size ÷ fp32", "mAP@[.5:.95] [CI]", "mAP@.5 [CI]", "ΔmAP vs float (pt) [CI]",
+           "1-thread median [CI] / p90 (ms)", "N-thread median [CI] / p90 (ms)", "latency ÷ fp32", "ECE",
+           "score shift", "int8 calibration images")
 
 
 def _num(value: Any, fmt: str = ".4f") -> str:
@@ -27,6 +30,33 @@ def _num(value: Any, fmt: str = ".4f") -> str:
 
 def _ms(value: float) -> str:
     return f"{value:.2f}" if value >= 1.0 else f"{value:.3f}"
+
+
+def _with_ci(value: Any, pair: tuple[float, float] | None, fmt: str) -> str:
+    text = _num(value, fmt)
+    return text if pair is None or text == "—" else f"{text} [{format(pair[0], fmt)}, {format(pair[1], fmt)}]"
+
+
+def _latency_cell(row: Mapping[str, Any], key: str) -> str:
+    lat = _latency(row, key)
+    if not lat:
+        return "—"
+    pair = evaluation.latency_interval(dict(row), key)
+    ci = f" [{_ms(pair[0])}, {_ms(pair[1])}]" if pair else ""
+    return f"{_ms(lat['median'])}{ci} / {_ms(lat['p90'])}"
+
+
+def calibration_text(record: Mapping[str, Any] | None) -> str:
+    """quantize's record of a variant's calibration images, in words: "200 (calibration 150 +
+    train 50)"; "—" for a variant calibrated on nothing (float schemes)."""
+    if not isinstance(record, Mapping) or not record.get("images"):
+        return "—"
+    splits = record.get("splits")
+    if isinstance(splits, Mapping) and splits:
+        parts = " + ".join(f"{name} {n}" for name, n in splits.items())
+        short = record.get("requested") and int(record["requested"]) > int(record["images"])
+        return f"{record['images']} ({parts}{'; fewer than the ' + str(record['requested']) + ' asked' if short else ''})"
+    return f"{record['images']} ({record.get('from') or 'source not recorded'})"
 
 
 def _latency(row: Mapping[str, Any], key: str) -> Mapping[str, Any] | None:
@@ -49,21 +79,21 @@ def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
 
     entries.extend(sorted(variants.items(), key=lat_key))
     for name, row in entries:
-        t1, tn = _latency(row, LATENCY_1T), _latency(row, LATENCY_NT)
         size = row.get("size_bytes")
         calib = row.get("calibration") or {}
         rows.append([
             name,
             _num(size / 1024.0, ".1f") if size else "—",
             _num(row.get("size_ratio_vs_fp32"), ".3f"),
-            _num(row.get("map")),
-            _num(row.get("map50")),
-            _num(row.get("delta_map_vs_float"), "+.2f"),
-            f"{_ms(t1['median'])} / {_ms(t1['p90'])}" if t1 else "—",
-            f"{_ms(tn['median'])} / {_ms(tn['p90'])}" if tn else "—",
+            _with_ci(row.get("map"), evaluation.interval(dict(row), evaluation.MAP_CI), ".4f"),
+            _with_ci(row.get("map50"), evaluation.interval(dict(row), evaluation.MAP50_CI), ".4f"),
+            _with_ci(row.get("delta_map_vs_float"), evaluation.interval(dict(row), evaluation.DELTA_MAP_CI), "+.2f"),
+            _latency_cell(row, LATENCY_1T),
+            _latency_cell(row, LATENCY_NT),
             _num(row.get("latency_ratio_vs_fp32"), ".3f"),
             _num(calib.get("ece"), ".3f"),
             _num(calib.get("score_shift"), "+.3f"),
+            calibration_text(row.get(evaluation.CALIBRATION_SET)),
         ])
     return rows
 
@@ -87,18 +117,19 @@ def robustness_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str
     return header, rows
 
 
-def per_class_rows(report: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
-    """Header and rows of AP@[.5:.95] per class (one column per class)."""
+def per_class_rows(report: Mapping[str, Any], key: str = "per_class_ap") -> tuple[list[str], list[list[str]]]:
+    """Header and rows of AP per class (one column per class): ``key`` = "per_class_ap"
+    (AP@[.5:.95]) or "per_class_ap50" (AP@.5)."""
     entries = []
     if isinstance(report.get("float_keras"), Mapping):
         entries.append(("float (Keras)", report["float_keras"]))
     entries.extend(sorted((report.get("variants") or {}).items()))
     classes: list[str] = list(report.get("classes") or [])
     for _, row in entries:
-        for name in (row.get("per_class_ap") or {}):
+        for name in (row.get(key) or {}):
             if name not in classes:
                 classes.append(name)
-    rows = [[name, *(_num((row.get("per_class_ap") or {}).get(c)) for c in classes)] for name, row in entries]
+    rows = [[name, *(_num((row.get(key) or {}).get(c)) for c in classes)] for name, row in entries]
     return ["variant", *classes], rows
 
 
@@ -120,7 +151,16 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
              f"{report.get('latency_runs', '?')} timed runs after warm-up; every .tflite is the converted "
              "model itself",
              "- ECE: expected calibration error of detections (score vs IoU ≥ 0.5 hit); score shift: mean "
-             "(variant − float) score of matched detections"]
+             "(variant − float) score of matched detections",
+             "- int8 calibration images: how many images the variant's int8 ranges were calibrated on and "
+             "from which split(s) (the calibration split, topped up from train when it is smaller)"]
+    iv = report.get(evaluation.INTERVALS)
+    if isinstance(iv, Mapping):
+        lines.append(f"- [CI]: {float(iv.get('confidence') or 0):.0%} intervals: {iv.get('method')}, "
+                     f"{iv.get('resamples')} resamples of the {iv.get('images')} images (seed {iv.get('seed')}); "
+                     f"latency: {iv.get('latency') or 'not stated'}")
+    else:
+        lines.append("- no intervals in this report (bootstrap off)")
     return lines
 
 
@@ -160,45 +200,12 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         _md_table(COLUMNS, table_rows(report)), "",
         "## Robustness (mAP@[.5:.95] per slice of val)", "", _md_table(header, rob), "",
         "## AP@[.5:.95] per class", "", _md_table(*per_class_rows(report)), "",
+        "## AP@.5 per class", "", _md_table(*per_class_rows(report, "per_class_ap50")), "",
     ]
     if report.get("autoquant"):
         parts += ["## Auto-quantize search (the trade-off curve: autoquant_tradeoff.png)", "",
                   _autoquant_summary(report), "", _md_table(AUTOQUANT_COLUMNS, autoquant_rows(report)), ""]
     return "\n".join(parts)
-
-
-def plot_tradeoff(report: Mapping[str, Any], path: str | Path) -> Path:
-    """Save mAP@[.5:.95] vs 1-thread median latency (marker area ∝ file size), labelled points."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    variants = report.get("variants") or {}
-    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=110)
-    sizes = [row.get("size_bytes") or 0 for row in variants.values()]
-    biggest = max(sizes) if sizes and max(sizes) > 0 else 1
-    for name, row in variants.items():
-        t1 = _latency(row, LATENCY_1T)
-        if not t1 or row.get("map") is None:
-            continue
-        area = 60 + 1200 * (row.get("size_bytes") or 0) / biggest
-        ax.scatter([t1["median"]], [row["map"]], s=area, alpha=0.55, edgecolors="black")
-        ax.annotate(name, (t1["median"], row["map"]), textcoords="offset points", xytext=(6, 6), fontsize=9)
-    keras_row = report.get("float_keras")
-    if isinstance(keras_row, Mapping) and keras_row.get("map") is not None:
-        ax.axhline(keras_row["map"], linestyle="--", color="grey", linewidth=1)
-        ax.annotate("float (Keras)", (ax.get_xlim()[0], keras_row["map"]), textcoords="offset points",
-                    xytext=(4, 4), fontsize=8, color="grey")
-    ax.set_xlabel("latency, 1 thread, median (ms)")
-    ax.set_ylabel("mAP@[.5:.95] (val)")
-    ax.set_title("accuracy vs latency (marker size = file size)")
-    ax.grid(True, alpha=0.3)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, format="png")
-    plt.close(fig)
-    return path
 
 
 def render_html(report: Mapping[str, Any], png_path: str | Path | None) -> str:
@@ -221,6 +228,7 @@ def render_html(report: Mapping[str, Any], png_path: str | Path | None) -> str:
             f"<style>{style}</style></head><body><h1>edgeship evaluation</h1><ul>{summary}</ul>"
             f"{table(COLUMNS, table_rows(report))}{img}<h2>Robustness (mAP@[.5:.95] per slice of val)</h2>"
             f"{table(header, rob)}<h2>AP@[.5:.95] per class</h2>{table(*per_class_rows(report))}"
+            f"<h2>AP@.5 per class</h2>{table(*per_class_rows(report, 'per_class_ap50'))}"
             f"{_autoquant_html(report, table)}</body></html>")
 
 

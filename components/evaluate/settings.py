@@ -10,6 +10,12 @@ class EvaluateSettings:
     split: str = "val"
     latency_runs: int = 50      # timed runs per thread setting
     latency_warmup: int = 5
+    # intervals: mAP / mAP@.5 / ΔmAP by a paired bootstrap over images (0 resamples = none), the
+    # latency median by a block bootstrap over latency_blocks rounds of variants timed in turns.
+    # 200 resamples: ~1 s per model on 300 images (docs/contracts.md "Evaluation artifact")
+    bootstrap_resamples: int = 200
+    confidence: float = 0.95
+    latency_blocks: int = 10
 
 
 EVALUATE = EvaluateSettings()

@@ -18,8 +18,9 @@ import datetime as _dt
 import logging
 import os
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from components.publish.settings import PUBLISH
 from components.publish.upload import (

@@ -160,10 +160,10 @@ def import_firebase(export_json: str | os.PathLike, files_dir: str | os.PathLike
     """Publish every model of a Firebase ML export to ``channel``; one summary dict per model
     ({model, display_name, firebase_id, published, task, version, version_name, status}).
 
-    Checks everything first (read_export, then each model's manifest: LiteRT, task, schema) and
-    stops there when ``check_only``; then, per model: skipped when its version name is already
-    taken (imported before), else an unpublished model's channel is unpublished first, and the
-    version is uploaded."""
+    Checks everything first — read_export, each model's manifest (LiteRT, task, schema), then the
+    read-only remote checks (version name taken = imported before: skipped; another task served
+    under the name: refused) — and stops there when ``check_only``; only then writes, per model:
+    an unpublished model's channel is unpublished first, then the version is uploaded."""
     if not bucket or "/" in bucket:
         raise ValueError(f"bucket {bucket!r} is not a bucket name")
     mf.check_channel(channel)
@@ -181,8 +181,19 @@ def import_firebase(export_json: str | os.PathLike, files_dir: str | os.PathLike
         if check_only:
             return [{**_summary(m), "file": str(m.file), "tags": m.tags, "status": "checked"}
                     for m, _, _ in plans]
-        return [_import_one(m, manifest, uploads, bucket=bucket, channel=channel,
-                            storage_client=storage_client, db=db) for m, manifest, uploads in plans]
+        done = [_imported_before(m, bucket, storage_client) for m, _, _ in plans]
+        for (m, manifest, _), owner in zip(plans, done):
+            if owner is None:
+                manifest["parent_version"] = channel_parent(m.model, channel, m.task, bucket)
+                if not m.published and manifest["parent_version"] is not None:
+                    raise ValueError(f"{m.display_name} ({m.model_id}) is unpublished in Firebase, but {m.model} "
+                                     f"on channel {channel!r} serves version {manifest['parent_version']}: "
+                                     "importing it would unpublish that; set \"edgeship_model\" or --channel")
+                mf.validate(manifest, source=f"manifest of {m.model}")
+        return [{**_summary(m), "version": owner, "status": "already imported"} if owner is not None else
+                _import_one(m, manifest, uploads, bucket=bucket, channel=channel,
+                            storage_client=storage_client, db=db)
+                for (m, manifest, uploads), owner in zip(plans, done)]
 
 
 def _summary(m: FirebaseModel) -> dict:
@@ -190,21 +201,21 @@ def _summary(m: FirebaseModel) -> dict:
             "published": m.published, "task": m.task, "version_name": m.version_name}
 
 
-def _import_one(m: FirebaseModel, manifest: dict, uploads: list, *, bucket: str, channel: str,
-                storage_client: Any, db: Any) -> dict:
-    summary = _summary(m)
+def _imported_before(m: FirebaseModel, bucket: str, storage_client: Any) -> str | None:
+    """The version an earlier import published for ``m`` (its version name is taken), or None."""
     owner = version_name_owner(bucket, m.model, m.version_name, storage_client) if m.version_name else None
     if owner is not None:
         log.info("%s (%s): already imported as version %s: skipped", m.display_name, m.model_id, owner)
-        return {**summary, "version": owner, "status": "already imported"}
-    parent = channel_parent(m.model, channel, m.task, bucket)
-    if not m.published:
+    return owner
+
+
+def _import_one(m: FirebaseModel, manifest: dict, uploads: list, *, bucket: str, channel: str,
+                storage_client: Any, db: Any) -> dict:
+    if not m.published:  # before any file lands, so no client ever sees it served
         registry.channel_action("unpublish", m.model, channel, db=db,
                                 reason=f"imported from Firebase ML, where model {m.model_id} "
                                        f"({m.display_name}) was not published")
-    manifest["parent_version"] = parent
-    mf.validate(manifest, source=f"manifest of {m.model}")
     result = upload_version(manifest, uploads, bucket=bucket, model=m.model, version=manifest["version"],
                             channel=channel, lookup_parent=False, storage_client=storage_client)
-    return {**summary, "version": result.version, "uri": result.uri,
+    return {**_summary(m), "version": result.version, "uri": result.uri,
             "status": "published" if m.published else "imported, unpublished"}

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.qat.settings import QAT
+from edgeship.detection import stream
 from edgeship.detection import train_data as data_lib
 from edgeship.detection.model import build_detector, load_model
 from edgeship.detection.qat import (
@@ -73,7 +74,7 @@ class QatResult:
 def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs: int = QAT.epochs,
         batch_size: int = QAT.batch_size, learning_rate: float = QAT.learning_rate,
         seed: int = QAT.seed, patience: int = QAT.patience,
-        timing_steps: int = 10, fmt: str = "coco", max_train_images: int | None = None,
+        timing_steps: int = 10, fmt: str = "tfrecord", max_train_images: int | None = None,
         max_val_images: int | None = None, evaluate: bool = True, saved_model: bool = True,
         progress: bool = True) -> QatResult:
     """Quantization-aware fine-tuning of the float detector in ``model_dir`` on ``dataset_uri``;
@@ -99,18 +100,18 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
     keras.utils.set_random_seed(seed)
     t_start = time.perf_counter()
     step_progress.emit(phase="loading data")
-    train_data = data_lib.load_training_data(dataset_uri, "train", config.input_size, config.num_classes,
-                                             resize=config.resize, fmt=fmt, max_images=max_train_images)
-    val_data = data_lib.load_training_data(dataset_uri, "val", config.input_size, config.num_classes,
-                                           resize=config.resize, fmt=fmt, max_images=max_val_images)
+    train_src = stream.open_split(dataset_uri, "train", fmt=fmt, max_images=max_train_images,
+                                  num_classes=config.num_classes, policy=config.resize)
+    val_src = stream.open_split(dataset_uri, "val", fmt=fmt, max_images=max_val_images,
+                                num_classes=config.num_classes, policy=config.resize)
     loss_config = tc.LossConfig()
-    train_ds = data_lib.make_dataset(train_data, anchors, config, batch_size=batch_size, training=True, seed=seed,
-                               loss_config=loss_config).repeat()
-    val_ds = data_lib.make_dataset(val_data, anchors, config, batch_size=64, training=False, loss_config=loss_config)
+    train_ds = stream.training_dataset(train_src, anchors, config, batch_size=batch_size, training=True,
+                                       seed=seed, loss_config=loss_config, repeat=True)
+    val_ds = stream.training_dataset(val_src, anchors, config, batch_size=64, training=False, loss_config=loss_config)
 
     step_progress.emit(phase="building and calibrating the QAT model")
     qmodel = quantize_detector(float_model)
-    n_ranges = calibrate_ranges(qmodel, float_model, train_data.images[:64])
+    n_ranges = calibrate_ranges(qmodel, float_model, stream.first_images(train_src, config.input_size, 64))
     log.info("QAT model: %d layers, %d activation ranges calibrated on 64 train images",
              len(qmodel.layers), n_ranges)
     # step time: float vs QAT on the same batches, in this run (each on a throwaway copy)
@@ -129,14 +130,15 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
     log.info("step time on %s, batch %d: float %.1f ms, QAT %.1f ms (%.2fx)", device, batch_size,
              1000 * float_s, 1000 * qat_s, qat_s / float_s)
 
-    steps = max(1, len(train_data) // batch_size)
+    steps = max(1, train_src.images // batch_size)
     history = tc.fit(qmodel, train_ds, val_ds, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size,
                      learning_rate=learning_rate, num_classes=config.num_classes, out_dir=out,
                      loss_config=loss_config, patience=patience, warmup_epochs=0.0, weight_decay=0.0,
                      progress=progress, title="qat")
     qat_seconds = time.perf_counter() - t_start
     step_progress.emit(phase="val mAP of the QAT model")
-    metrics = tc.evaluate_map(qmodel, val_data, config, anchors) if evaluate else {}
+    metrics = tc.evaluate_map(qmodel, stream.eval_dataset(val_src, config.input_size), config, anchors) \
+        if evaluate else {}
     step_progress.emit(phase="exporting", map=metrics.get("map"), map50=metrics.get("map50"))
     history.update({"device": device, "qat_seconds": qat_seconds, "seed": seed, "step_time": step_time,
                     "source_model": str(model_dir), "val_map": metrics.get("map"), "val_map50": metrics.get("map50"),

@@ -41,10 +41,10 @@ from edgeship.detection.convert import (
     LoadedModel,
     QuantizeError,
     convert_variant,
-    load_calibration_images,
     load_model_artifact,
     make_converter,
     representative_dataset,
+    select_calibration,
 )
 from edgeship.detection.postprocess import PostprocessConfig
 from edgeship.detection.verify import check_outputs, inspect_tflite, parity, run_detection
@@ -132,7 +132,9 @@ def quantize(float_model_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
 
     Writes into ``out_dir`` (created): ``<variant>.tflite``, ``<variant>.ops.json/.txt``,
     ``variants.json``, ``labels.txt`` and Core ML ``*.mlpackage.zip``. ``calibration`` is the
-    dataset URI (its ``calibration`` split) or a list of examples; ``schemes`` defaults to all
+    dataset URI (``num_calibration`` images drawn from its ``calibration`` split, topped up from
+    train when the split is smaller; recorded per variant and as ``calibration_set``) or a list of
+    examples; ``schemes`` defaults to all
     (qat_int8 only when ``qat_model_dir`` is given). Raises QuantizeError (a ValueError) naming
     the stage and variant; with ``strict_parity`` a parity miss is an error, else it is recorded.
     """
@@ -166,7 +168,9 @@ def quantize(float_model_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             raise QuantizeError("validate-before", "qat_int8", f"QAT model {qat_model_dir} (input "
                                 f"{qat_loaded.input_size}, {len(qat_loaded.anchors)} anchors) does not "
                                 f"match the float model (input {loaded.input_size}, {len(loaded.anchors)})")
-    images, where = load_calibration_images(calibration, loaded.input_size, num_calibration)
+    chosen = select_calibration(calibration, loaded.input_size, num_calibration)
+    images, where = chosen.images, chosen.where
+    calibration_record = {k: v for k, v in chosen.record.items() if k != "image_ids"}
     for s in schemes:
         if SCHEMES[s][2] and not images:
             raise QuantizeError("validate-before", s, f"{s} needs calibration data: "
@@ -187,6 +191,8 @@ def quantize(float_model_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             try:
                 entry = _one_variant(s, qat_loaded if SCHEMES[s][0] == "qat" else loaded, out, rep,
                                      cfg, check_images, images, where, strict_parity, converter_factory, errors)
+                if entry.get("calibration") is not None:
+                    entry["calibration"] = calibration_record  # how many images, which splits
             except QuantizeError as exc:
                 if s not in OPTIONAL_SCHEMES:
                     raise
@@ -213,7 +219,7 @@ def quantize(float_model_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
         "input_size": list(loaded.input_size), "num_classes": loaded.num_classes,
         "anchors": len(loaded.anchors), "float_model_dir": str(float_model_dir),
         "qat_model_dir": str(qat_model_dir) if qat_model_dir else None},
-        "parity_tolerances": PARITY_TOLERANCES}, out)
+        "parity_tolerances": PARITY_TOLERANCES, "calibration_set": chosen.record}, out)
     return result
 
 

@@ -1,8 +1,8 @@
 """Train the SSDLite MobileNetV2 detector from scratch on a Dataset artifact.
 
-The pieces the QAT step reuses live here too: :func:`load_training_data` (examples → padded
-arrays, checked against the label map), :func:`make_dataset` (tf.data with augmentation and
-anchor matching), :func:`detection_loss` (sigmoid focal + smooth-L1), :func:`fit` (the training
+The pieces the QAT step reuses live in edgeship.detection: ``stream`` (the split streamed from its
+TFRecord shards with tf.data: decoding, resize policy, augmentation and anchor matching; nothing
+held whole in memory), :func:`detection_loss` (sigmoid focal + smooth-L1), :func:`fit` (the training
 loop: progress display, TensorBoard, checkpoints, early stopping on val loss) and
 :func:`evaluate_map` (COCO mAP of the Keras model with ``decode_and_nms`` + pycocotools).
 
@@ -26,7 +26,8 @@ from edgeship.detection.model import (
     build_detector,
     make_anchors,
 )
-from edgeship.detection.train_data import dataset_labels, load_training_data, make_dataset
+from edgeship.detection import stream
+from edgeship.detection.train_data import dataset_labels
 from edgeship.detection.training import (
     LossConfig,
     configure_devices,
@@ -93,7 +94,7 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
           input_size: Sequence[int] | None = None, learning_rate: float = TRAIN.learning_rate,
           seed: int = TRAIN.seed, patience: int = TRAIN.patience, weight_decay: float = 1e-4, warmup_epochs: float = 1.0,
           strides: Sequence[int] | None = None, anchor_scales: Sequence[Sequence[float]] | None = None,
-          aspect_ratios: Sequence[float] | None = None, fmt: str = "coco",
+          aspect_ratios: Sequence[float] | None = None, fmt: str = "tfrecord",
           max_train_images: int | None = None, max_val_images: int | None = None,
           evaluate: bool = True, saved_model: bool = True, progress: bool = True) -> TrainResult:
     """Train a detector from scratch on ``dataset_uri`` and write a Model artifact to ``out_dir``
@@ -126,26 +127,26 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     keras.utils.set_random_seed(seed)
     t_start = time.perf_counter()
     step_progress.emit(phase="loading data")
-    train_data = load_training_data(dataset_uri, "train", size, len(labels), fmt=fmt,
-                                    max_images=max_train_images, resize=policy)
-    val_data = load_training_data(dataset_uri, "val", size, len(labels), fmt=fmt,
-                                  max_images=max_val_images, resize=policy)
+    train_src = stream.open_split(dataset_uri, "train", fmt=fmt, max_images=max_train_images,
+                                  num_classes=len(labels), policy=policy)
+    val_src = stream.open_split(dataset_uri, "val", fmt=fmt, max_images=max_val_images,
+                                num_classes=len(labels), policy=policy)
     anchors = make_anchors(config)
     loss_config = LossConfig()
     model = build_detector(config)
     log.info("training %s (%d params, %d anchors) on %s: %d train / %d val images, %d epochs, batch %d",
-             model.name, model.count_params(), len(anchors), device, len(train_data), len(val_data), epochs, batch_size)
-    train_ds = make_dataset(train_data, anchors, config, batch_size=batch_size, training=True, seed=seed,
-                            loss_config=loss_config).repeat()
-    val_ds = make_dataset(val_data, anchors, config, batch_size=64, training=False, loss_config=loss_config)
-    steps = max(1, len(train_data) // batch_size)
+             model.name, model.count_params(), len(anchors), device, train_src.images, val_src.images, epochs, batch_size)
+    train_ds = stream.training_dataset(train_src, anchors, config, batch_size=batch_size, training=True, seed=seed,
+                                       loss_config=loss_config, repeat=True)
+    val_ds = stream.training_dataset(val_src, anchors, config, batch_size=64, training=False, loss_config=loss_config)
+    steps = max(1, train_src.images // batch_size)
     history = fit(model, train_ds, val_ds, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size,
                   learning_rate=learning_rate, num_classes=config.num_classes, out_dir=out,
                   loss_config=loss_config, patience=patience, warmup_epochs=warmup_epochs,
                   weight_decay=weight_decay, progress=progress, title="train")
     train_seconds = time.perf_counter() - t_start
     step_progress.emit(phase="val mAP of the Keras model")
-    metrics = evaluate_map(model, val_data, config, anchors) if evaluate else {}
+    metrics = evaluate_map(model, stream.eval_dataset(val_src, size), config, anchors) if evaluate else {}
     history.update({"device": device, "train_seconds": train_seconds, "seed": seed,
                     "hyperparameters": {"epochs": epochs, "batch_size": batch_size, "alpha": alpha,
                                         "input_size": list(size), "learning_rate": learning_rate,

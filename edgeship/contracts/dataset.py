@@ -16,6 +16,10 @@ FORMAT_VERSION = 1
 DATASET_JSON = "dataset.json"
 LABELS_TXT = "labels.txt"
 
+TFRECORD_DIR = "tfrecord"
+SHARD_MAX_EXAMPLES = 1000          # a TFRecord shard is closed at this many records...
+SHARD_MAX_BYTES = 100 * 1024 * 1024  # ...or once it holds this many bytes, whichever comes first
+
 SOURCE_FORMATS = ("coco", "voc", "tfod")     # dataset.json "source.format" of an imported dataset
 RESIZE_POLICIES = ("stretch", "letterbox")   # dataset.json "resize.policy"; absent = stretch
 DEFAULT_RESIZE = {"policy": "stretch"}
@@ -56,6 +60,29 @@ class DatasetInfo:
         """{training id: the user's own category id (or None when the source had no ids)}."""
         return {int(c["id"]): c.get("source_id") for c in self.classes}
 
+    def images(self, split: str) -> int:
+        """The number of images dataset.json gives for ``split`` (0 when it lists no such split)."""
+        return int((self.splits.get(split) or {}).get("images", 0))
+
+    def shards(self, split: str) -> list[str]:
+        """The split's TFRecord files, relative to the dataset root, in record order: the shard
+        list dataset.json gives (``splits.{split}.shards``), or the single ``tfrecord/{split}.tfrecord``
+        of an artifact written before shards."""
+        return list((self.splits.get(split) or {}).get("shards") or [legacy_tfrecord(split)])
+
+    def shard_uris(self, split: str) -> list[str]:
+        return [join_uri(self.uri, rel) for rel in self.shards(split)]
+
+
+def shard_name(split: str, index: int, count: int) -> str:
+    """``tfrecord/{split}-{index:05d}-of-{count:05d}.tfrecord``: shard ``index`` (0-based) of ``count``."""
+    return f"{TFRECORD_DIR}/{split}-{index:05d}-of-{count:05d}.tfrecord"
+
+
+def legacy_tfrecord(split: str) -> str:
+    """The one TFRecord file per split of artifacts written before shards (still read)."""
+    return f"{TFRECORD_DIR}/{split}.tfrecord"
+
 
 def join_uri(uri: str, *parts: str) -> str:
     base = str(uri).rstrip("/")
@@ -71,6 +98,20 @@ def fingerprint_dir(root: str | Path) -> str:
         h.update(b"\0")
         h.update(hashlib.sha256(path.read_bytes()).digest())
     return "sha256:" + h.hexdigest()
+
+
+def _check_shards(raw: dict, path: str) -> None:
+    """Raise ValueError naming dataset.json when a split's ``shards`` is not a list of files under
+    tfrecord/ (a path leaving the dataset is refused)."""
+    for split, entry in (raw.get("splits") or {}).items():
+        shards = entry.get("shards") if isinstance(entry, dict) else None
+        if shards is None:
+            continue
+        if not isinstance(shards, list) or not shards or not all(
+                isinstance(s, str) and s.startswith(TFRECORD_DIR + "/") and ".." not in s.split("/")
+                and s.endswith(".tfrecord") for s in shards):
+            raise ValueError(f"{path}: splits.{split}.shards must be a non-empty list of "
+                             f"{TFRECORD_DIR}/*.tfrecord files, got {shards!r}")
 
 
 def _check_source(raw: dict, path: str) -> None:
@@ -109,6 +150,7 @@ def read_dataset_info(uri: str | Path) -> DatasetInfo:
     if sorted(ids) != list(range(1, len(ids) + 1)):
         raise ValueError(f"{path}: class ids must be 1..K, got {ids}")
     _check_source(raw, path)
+    _check_shards(raw, path)
     return DatasetInfo(uri=str(uri), name=raw.get("name", ""), image_size=raw["image_size"],
                        classes=raw["classes"], splits=raw["splits"],
                        fingerprint=raw.get("fingerprint", ""), raw=raw)

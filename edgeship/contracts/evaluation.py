@@ -3,7 +3,9 @@ the main job read it (docs/contracts.md "Evaluation artifact").
 
 Rows are per model (``variants[name]``, and ``float_keras``), each with ``map``, ``map50``,
 ``per_class_ap``, ``delta_map_vs_float`` (points, + = accuracy lost), ``size_bytes`` and
-``latency_ms`` = {``threads_1``: {median, p90}, ``threads_N``: {...}, N, runs, warmup}.
+``latency_ms`` = {``threads_1``: {median, p90, ci}, ``threads_N``: {...}, N, runs, warmup}, and the
+intervals: ``map_ci`` / ``map50_ci`` ([low, high], 0..1), ``delta_map_ci`` ([low, high], points),
+``latency_ms.threads_1.ci`` ([low, high] ms); the top-level ``intervals`` says how they were made.
 :class:`EvaluationReport` is the one reader: it validates the document and answers the questions
 the readers ask (a row, its 1-thread latency, the float reference), so no other module spells the
 keys.
@@ -23,6 +25,32 @@ ROW_KEYS = ("size_bytes", "map", "map50", "per_class_ap", "delta_map_vs_float", 
 LATENCY_1T = "threads_1"
 LATENCY_NT = "threads_N"
 FLOAT_KERAS = "float_keras"
+# intervals (bootstrap over images; latency: block bootstrap of the median), each [low, high]
+MAP_CI = "map_ci"
+MAP50_CI = "map50_ci"
+DELTA_MAP_CI = "delta_map_ci"
+CI_KEYS = (MAP_CI, MAP50_CI, DELTA_MAP_CI)
+INTERVALS = "intervals"  # top level: method, resamples, confidence, seed, images, latency method
+CALIBRATION_SET = "calibration_set"  # per row: the int8 calibration images (quantize's record)
+
+
+def interval(row: dict | None, key: str) -> tuple[float, float] | None:
+    """A row's interval ``key`` (MAP_CI, MAP50_CI, DELTA_MAP_CI) as (low, high), None when absent."""
+    value = row.get(key) if isinstance(row, dict) else None
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or any(v is None for v in value):
+        return None
+    return float(value[0]), float(value[1])
+
+
+def latency_interval(row: dict | None, threads: str = LATENCY_1T) -> tuple[float, float] | None:
+    """A row's interval of the median latency in ms, None when absent (older reports)."""
+    try:
+        value = row["latency_ms"][threads]["ci"]  # type: ignore[index]
+    except (KeyError, TypeError):
+        return None
+    if not isinstance(value, (list, tuple)) or len(value) != 2 or any(v is None for v in value):
+        return None
+    return float(value[0]), float(value[1])
 
 
 def latency_median(row: dict | None, threads: str = LATENCY_1T) -> float | None:
@@ -64,6 +92,18 @@ class EvaluationReport:
     def latency_ms(self, name: str, threads: str = LATENCY_1T) -> float | None:
         return latency_median(self.row(name), threads)
 
+    @property
+    def images(self) -> int | None:
+        """How many images of the split were evaluated (None in reports that do not say)."""
+        value = self.doc.get("images")
+        return int(value) if isinstance(value, int) and not isinstance(value, bool) else None
+
+    @property
+    def intervals(self) -> dict:
+        """How the intervals were made (method, resamples, confidence, ...); {} when absent."""
+        value = self.doc.get(INTERVALS)
+        return value if isinstance(value, dict) else {}
+
     def float_reference(self) -> tuple[str, float]:
         """(name, mAP) of the float reference: the Keras float model, else the fp32 variant."""
         if self.float_keras is not None and self.float_keras.get("map") is not None:
@@ -90,7 +130,19 @@ class EvaluationReport:
                                           or not math.isfinite(value)):
                     raise ValueError(f"{where}: variants[{name!r}].{key} must be a finite number, "
                                      f"got {value!r}")
+            for key in CI_KEYS:
+                _check_interval(row.get(key), f"{where}: variants[{name!r}].{key}")
         return self
+
+
+def _check_interval(value: Any, where: str) -> None:
+    if value is None:
+        return
+    ok = (isinstance(value, (list, tuple)) and len(value) == 2
+          and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in value)
+          and value[0] <= value[1])
+    if not ok:
+        raise ValueError(f"{where} must be [low, high] finite numbers with low <= high, got {value!r}")
 
 
 def save(doc: dict[str, Any], out_dir: str | Path) -> Path:

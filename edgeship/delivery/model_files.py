@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import os
 import re
 import shutil
@@ -25,6 +26,7 @@ DETECTION_KEYS = ("boxes", "classes", "scores", "count")
 COREML_MANIFEST = "Manifest.json"
 UPLOAD_NAME_RE = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")   # the schema's file path
 MAX_LABELS = 10000
+log = logging.getLogger(__name__)
 
 
 class ModelFileError(ValueError):
@@ -99,7 +101,7 @@ def inspect_tflite(path: str | os.PathLike) -> TfliteInfo:
         interp = Interpreter(model_path=str(path), num_threads=1,
                              experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
         interp.allocate_tensors()
-    except Exception as exc:  # noqa: BLE001 - any load failure means clients could not run it either
+    except Exception as exc:  # any load failure means clients could not run it either
         raise ModelFileError(f"LiteRT cannot load {path}: {str(exc)[:300]}") from exc
     inputs = [_tensor(d, i) for i, d in enumerate(interp.get_input_details())]
     outputs = [_tensor(d, i) for i, d in enumerate(interp.get_output_details())]
@@ -108,12 +110,12 @@ def inspect_tflite(path: str | os.PathLike) -> TfliteInfo:
                              "a model needs at least one of each")
     ops, post = set(), []
     try:
-        for op in interp._get_ops_details():  # noqa: SLF001 - LiteRT's only op listing
+        for op in interp._get_ops_details():  # LiteRT's only op listing (a private method)
             ops.add(str(op.get("op_name", "")))
             if op.get("op_name") == "TFLite_Detection_PostProcess":
                 post = [int(i) for i in op.get("outputs", [])]
-    except Exception:  # noqa: BLE001 - op listing is a hint only
-        pass
+    except Exception as exc:  # noqa: BLE001 - the op listing is a hint only: names and shapes still map outputs
+        log.debug("cannot list the ops of %s: %s", path, exc)
     return TfliteInfo(path, inputs, outputs, ops, _signature_outputs(interp), post, _quantization(interp))
 
 
@@ -253,7 +255,7 @@ def read_labels(path: str | os.PathLike) -> list[str]:
 
 def is_coreml_path(path: str | os.PathLike) -> bool:
     name = Path(path).name.lower()
-    return name.endswith(".mlpackage") or name.endswith(".mlpackage.zip")
+    return name.endswith((".mlpackage", ".mlpackage.zip"))
 
 
 def coreml_package(path: str | os.PathLike, work_dir: str | os.PathLike) -> Path:

@@ -60,6 +60,9 @@ class CocoResult:
     images: int = 0
     objects: int = 0
     detections: int = 0
+    # per-image matches for bootstrap intervals (edgeship.detection.bootstrap.MatchTable); only
+    # with coco_evaluate(..., keep_matches=True); never serialized
+    matches: Any = field(default=None, repr=False, compare=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {"map": self.map, "map50": self.map50, "per_class_ap": dict(self.per_class_ap),
@@ -132,8 +135,11 @@ def _coco(dataset: dict) -> Any:
 
 def coco_evaluate(examples: Sequence[Any], detections: Sequence[Detections],
                   class_names: Sequence[str] | Mapping[int, str], *, where: str = "val split",
-                  validate: bool = True) -> CocoResult:
+                  validate: bool = True, keep_matches: bool = False) -> CocoResult:
     """COCO bbox mAP of ``detections`` (one per example, same order) against the examples' ground truth.
+
+    ``keep_matches`` keeps the per-image matches in ``result.matches`` (a
+    :class:`edgeship.detection.bootstrap.MatchTable`, image i = example i) for bootstrap intervals.
 
     Raises ValueError for an empty set, labels outside the label map, or a length mismatch.
     """
@@ -183,6 +189,10 @@ def coco_evaluate(examples: Sequence[Any], detections: Sequence[Detections],
     result = CocoResult(map=_clean(stats[0]), map50=_clean(stats[1]), per_class_ap=per_class,
                         per_class_ap50=per_class50, images=len(images), objects=len(gts),
                         detections=len(dts))
+    if keep_matches:
+        from edgeship.detection.bootstrap import match_table
+
+        result.matches = match_table(ev)
     return result
 
 

@@ -168,36 +168,102 @@ def _check_outputs(loaded: LoadedModel, what: str) -> None:
                          f"(num_classes {k} + background)")
 
 
+TOP_UP_SPLIT = "train"  # where calibration images come from when the calibration split is small
+
+
+@dataclass
+class CalibrationSet:
+    """Calibration images (uint8 [H, W, 3] at the model's input size) and the record of how they
+    were chosen: ``images``, ``requested``, ``splits`` ({split: count}), ``seed``, ``method``,
+    ``from`` (in words), ``image_ids`` ("split/image_id", in order) and ``ids_sha256``."""
+
+    images: list[np.ndarray]
+    record: dict[str, Any]
+
+    @property
+    def where(self) -> str:
+        return str(self.record.get("from"))
+
+
+def select_calibration(calibration: Any, input_size: Sequence[int], num: int, *,
+                       split: str = CALIBRATION_SPLIT, top_up: str | None = TOP_UP_SPLIT,
+                       seed: int = 0) -> CalibrationSet:
+    """Choose ``num`` calibration images.
+
+    From a dataset URI: a seeded random draw (without replacement, kept in split order) from its
+    ``split``; when that split holds fewer than ``num`` images, all of them plus a seeded draw of
+    the rest from ``top_up`` (train). A missing or empty ``split`` gives no images (the dataset
+    contract always has one: an error upstream, not a reason to calibrate on train alone). From a
+    sequence of Examples / uint8 arrays: the first ``num``. Images are resized as they are read.
+    """
+    want = max(0, int(num))
+    if calibration is None:
+        return _calibration_set([], [], {}, want, seed, "no calibration data given")
+    if not isinstance(calibration, (str, os.PathLike)):
+        examples = list(calibration)[:want]
+        images = [_calibration_image(ex, "given examples", input_size) for ex in examples]
+        ids = [f"given/{getattr(ex, 'image_id', i)}" for i, ex in enumerate(examples)]
+        return _calibration_set(images, ids, {"given": len(images)} if images else {}, want, seed,
+                                "given examples" if images else "given examples is empty")
+    uri = str(calibration)
+    rng = np.random.default_rng(seed)
+    images, ids, note = _draw(uri, split, want, input_size, rng)
+    splits = {split: len(images)} if images else {}
+    if images and len(images) < want and top_up and top_up != split:
+        more, more_ids, _ = _draw(uri, top_up, want - len(images), input_size, rng)
+        images, ids = images + more, ids + more_ids
+        if more:
+            splits[top_up] = len(more)
+    where = (" + ".join(f"{n} from split {name!r}" for name, n in splits.items()) + f" in {uri}"
+             if images else note)
+    return _calibration_set(images, ids, splits, want, seed, where)
+
+
+def _draw(uri: str, split: str, need: int, input_size: Sequence[int],
+          rng: np.random.Generator) -> tuple[list[np.ndarray], list[str], str]:
+    """Up to ``need`` images of ``split`` drawn at random (kept in split order), streamed."""
+    from edgeship.contracts.dataset import read_dataset_info
+    from edgeship.detection.dataset import iter_split
+
+    try:
+        total = read_dataset_info(uri).images(split)
+        if total <= 0 or need <= 0:
+            return [], [], f"split {split!r} in {uri} is empty/missing"
+        chosen = set(rng.choice(total, size=need, replace=False).tolist()) if need < total else None
+        images, ids = [], []
+        for i, ex in enumerate(iter_split(uri, split)):
+            if chosen is None or i in chosen:
+                images.append(_calibration_image(ex, f"split {split!r} in {uri}", input_size))
+                ids.append(f"{split}/{ex.image_id}")
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        return [], [], f"split {split!r} in {uri} is missing ({exc})"
+    return images, ids, "" if images else f"split {split!r} in {uri} is empty"
+
+
+def _calibration_image(example: Any, where: str, input_size: Sequence[int]) -> np.ndarray:
+    img = np.asarray(getattr(example, "image", example))
+    if img.ndim != 3 or img.shape[-1] != 3:
+        raise ValueError(f"calibration image from {where} has shape {img.shape}, expected [H, W, 3]")
+    return resize_uint8(img, input_size)
+
+
+def _calibration_set(images: list[np.ndarray], ids: list[str], splits: dict[str, int], want: int,
+                     seed: int, where: str) -> CalibrationSet:
+    import hashlib
+
+    record = {"images": len(images), "requested": want, "splits": splits, "seed": int(seed),
+              "method": "seeded draw without replacement from the calibration split, topped up from "
+                        "train when it holds fewer than requested; kept in split order",
+              "from": where, "ids_sha256": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+              "image_ids": ids}
+    return CalibrationSet(images, record)
+
+
 def load_calibration_images(calibration: Any, input_size: Sequence[int], num: int,
                             split: str = CALIBRATION_SPLIT) -> tuple[list[np.ndarray], str]:
-    """Calibration images as uint8 [H, W, 3] at the model's input size, and where they came from.
-
-    ``calibration`` is a dataset URI (dir or gs:// prefix; its ``calibration`` split is read with
-    ``components.data.core.load_split``), a sequence of Examples / uint8 arrays, or None.
-    Returns ([], reason) when there is none.
-    """
-    if calibration is None:
-        return [], "no calibration data given"
-    if isinstance(calibration, (str, os.PathLike)):
-        uri = str(calibration)
-        try:
-            from edgeship.detection.dataset import load_split
-
-            examples = load_split(uri, split)
-        except (FileNotFoundError, KeyError, ValueError) as exc:
-            return [], f"split {split!r} in {uri} is missing ({exc})"
-        where = f"split {split!r} in {uri}"
-    else:
-        examples, where = list(calibration), "given examples"
-    images = []
-    for ex in examples[: max(0, int(num))]:
-        img = np.asarray(getattr(ex, "image", ex))
-        if img.ndim != 3 or img.shape[-1] != 3:
-            raise ValueError(f"calibration image from {where} has shape {img.shape}, expected [H, W, 3]")
-        images.append(resize_uint8(img, input_size))
-    if not images:
-        return [], f"{where} is empty"
-    return images, where
+    """(images, where they came from) of :func:`select_calibration`; ([], reason) when none."""
+    chosen = select_calibration(calibration, input_size, num, split=split)
+    return chosen.images, chosen.where
 
 
 def resize_uint8(image: np.ndarray, size: Sequence[int]) -> np.ndarray:

@@ -1,4 +1,6 @@
-"""Reading a Dataset artifact (docs/contracts.md): COCO JSON + images, or TFRecords, into Examples.
+"""Reading a Dataset artifact (docs/contracts.md): COCO JSON + images, or TFRecord shards, into
+Examples: ``iter_split`` one at a time (nothing else of the split held), ``load_split`` whole.
+The tf.data input pipeline for training is edgeship.detection.stream.
 
 Crowd regions (COCO ``iscrowd: 1``, TF OD API ``image/object/is_crowd``) are not training targets:
 they are kept apart in ``Example.crowd_boxes`` / ``crowd_labels`` for evaluation, where pycocotools
@@ -9,15 +11,16 @@ from __future__ import annotations
 
 import io
 import json
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
 from edgeship.base import storage
 from edgeship.contracts.dataset import SPLITS, DatasetInfo, join_uri, read_dataset_info
-from edgeship.detection.tfrecord import iter_records
+from edgeship.detection.tfrecord import iter_record_stream, iter_records
 
 
 def _no_boxes() -> np.ndarray:
@@ -77,7 +80,7 @@ def _check_boxes(boxes_px: np.ndarray, labels: np.ndarray, width: int, height: i
             raise ValueError(f"class id {int(label)} in {where} is not in the label map (1..{num_classes})")
 
 
-def _read_coco(uri: str, split: str) -> tuple[str, dict]:
+def read_coco(uri: str, split: str) -> tuple[str, dict]:
     ann_path = join_uri(uri, "coco", "annotations", f"{split}.json")
     try:
         coco = json.loads(storage.read_bytes(ann_path))
@@ -92,9 +95,10 @@ def _read_coco(uri: str, split: str) -> tuple[str, dict]:
 
 
 def _read_many(uris: list[str]) -> Iterator[bytes | FileNotFoundError]:
-    """The bytes of each URI in order (a FileNotFoundError in place of a missing one).
+    """The bytes of each URI in order (a FileNotFoundError in place of a missing one), lazily.
 
-    gs:// objects are fetched 16 at a time (one request each would otherwise be serial).
+    gs:// objects are fetched 16 at a time, 64 per chunk (one request each would otherwise be
+    serial); no more than a chunk is held at once.
     """
     def one(u: str) -> bytes | FileNotFoundError:
         try:
@@ -103,15 +107,17 @@ def _read_many(uris: list[str]) -> Iterator[bytes | FileNotFoundError]:
             return exc
 
     if not uris or not storage.is_gcs(uris[0]):
-        return map(one, uris)
+        yield from map(one, uris)
+        return
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(16) as pool:
-        return iter(list(pool.map(one, uris)))
+        for start in range(0, len(uris), 64):
+            yield from list(pool.map(one, uris[start:start + 64]))
 
 
-def _load_coco(uri: str, split: str, info: DatasetInfo) -> list[Example]:
-    ann_path, coco = _read_coco(uri, split)
+def _iter_coco(uri: str, split: str, info: DatasetInfo) -> Iterator[Example]:
+    ann_path, coco = read_coco(uri, split)
     image_ids = {img["id"] for img in coco["images"]}
     by_image: dict[int, list[dict]] = {}
     for ann in coco["annotations"]:
@@ -119,7 +125,6 @@ def _load_coco(uri: str, split: str, info: DatasetInfo) -> list[Example]:
             raise ValueError(f"annotation {ann.get('id')} in {ann_path} refers to image id "
                              f"{ann.get('image_id')!r}, which is not in its images")
         by_image.setdefault(ann["image_id"], []).append(ann)
-    out = []
     rels = [f"coco/images/{split}/{img['file_name']}" for img in coco["images"]]
     blobs = _read_many([join_uri(uri, rel) for rel in rels])
     for img, rel, data in zip(coco["images"], rels, blobs):
@@ -142,9 +147,8 @@ def _load_coco(uri: str, split: str, info: DatasetInfo) -> list[Example]:
         _check_boxes(boxes_px, labels, w, h, info.num_classes, rel)
         crowd = np.array([bool(a.get("iscrowd", 0)) for a in anns], bool)
         difficult = np.array([bool(a.get("difficult", 0)) for a in anns], bool)
-        out.append(_example(str(img["id"]), image, boxes_px[:, [1, 0, 3, 2]] / np.array([h, w, h, w]),
-                            labels, crowd, difficult))
-    return out
+        yield _example(str(img["id"]), image, boxes_px[:, [1, 0, 3, 2]] / np.array([h, w, h, w]),
+                       labels, crowd, difficult)
 
 
 def _example(image_id: str, image: np.ndarray, boxes: np.ndarray, labels: np.ndarray,
@@ -161,37 +165,72 @@ def iter_tfrecord(data: bytes, where: str):
     return iter_records(data, where)
 
 
-def _load_tfrecord(uri: str, split: str, info: DatasetInfo) -> list[Example]:
+@contextmanager
+def open_shard(uri: str) -> Iterator[BinaryIO]:
+    """An open binary reader of a local file or gs:// object (streamed, never read whole);
+    raises FileNotFoundError naming it when absent."""
+    if not storage.is_gcs(uri):
+        if not Path(uri).is_file():
+            raise FileNotFoundError(f"no such file: {uri}")
+        with open(uri, "rb") as f:
+            yield f
+        return
+    from google.api_core import exceptions
+
+    loc = storage.parse_gcs(uri)
+    blob = storage.gcs_client().bucket(loc.bucket).blob(loc.name)
+    try:
+        reader = blob.open("rb", chunk_size=8 * 1024 * 1024)
+    except exceptions.NotFound as exc:
+        raise FileNotFoundError(f"no such object: {uri}") from exc
+    except exceptions.GoogleAPICallError as exc:
+        raise FileNotFoundError(f"cannot read {uri}: {exc}") from exc
+    with reader:
+        yield reader
+
+
+def iter_split_records(uri: str | Path, split: str) -> Iterator[tuple[str, bytes]]:
+    """(where, serialized tf.train.Example) of every record of a split, shard after shard, one
+    record in memory at a time (local or gs://; old single-file artifacts too)."""
+    info = read_dataset_info(uri)
+    for path in info.shard_uris(split):
+        with open_shard(path) as stream:
+            for n, record in enumerate(iter_record_stream(stream, path)):
+                yield f"{path} record {n}", record
+
+
+def example_from_record(record: bytes, where: str, num_classes: int, index: int = 0) -> Example:
+    """Parse and decode one serialized tf.train.Example (TF OD API keys) into an Example, with the
+    checks of :func:`load_split` (errors name ``where`` and the image's file name)."""
     from edgeship.base.tfcompat import tf
 
-    path = join_uri(uri, "tfrecord", f"{split}.tfrecord")
-    data = storage.read_bytes(path)
-    out = []
-    for n, record in enumerate(iter_tfrecord(data, path)):
-        where = f"{path} record {n}"
-        ex = tf.train.Example.FromString(record)
-        f = ex.features.feature
+    f = tf.train.Example.FromString(record).features.feature
 
-        def fl(key):
-            return np.array(f[key].float_list.value, np.float32)
+    def fl(key):
+        return np.array(f[key].float_list.value, np.float32)
 
-        image = decode_jpeg(f["image/encoded"].bytes_list.value[0], where)
-        h, w = image.shape[:2]
-        xmin, ymin, xmax, ymax = fl("image/object/bbox/xmin"), fl("image/object/bbox/ymin"), \
-            fl("image/object/bbox/xmax"), fl("image/object/bbox/ymax")
-        labels = np.array(f["image/object/class/label"].int64_list.value, np.int32)
-        if not (len(xmin) == len(ymin) == len(xmax) == len(ymax) == len(labels)):
-            raise ValueError(f"{where}: bbox and label lists have different lengths")
-        boxes_px = np.stack([xmin * w, ymin * h, xmax * w, ymax * h], 1).reshape(-1, 4)
-        source = f["image/source_id"].bytes_list.value
-        name = f["image/filename"].bytes_list.value
-        label = name[0].decode() if name else where
-        _check_boxes(boxes_px, labels, w, h, info.num_classes, f"{path} ({label})")
-        crowd, difficult = (_flags(f, key, len(labels), where)
-                            for key in ("image/object/is_crowd", "image/object/difficult"))
-        out.append(_example(source[0].decode() if source else str(n), image,
-                            np.stack([ymin, xmin, ymax, xmax], 1), labels, crowd, difficult))
-    return out
+    image = decode_jpeg(f["image/encoded"].bytes_list.value[0], where)
+    h, w = image.shape[:2]
+    xmin, ymin, xmax, ymax = fl("image/object/bbox/xmin"), fl("image/object/bbox/ymin"), \
+        fl("image/object/bbox/xmax"), fl("image/object/bbox/ymax")
+    labels = np.array(f["image/object/class/label"].int64_list.value, np.int32)
+    if not (len(xmin) == len(ymin) == len(xmax) == len(ymax) == len(labels)):
+        raise ValueError(f"{where}: bbox and label lists have different lengths")
+    boxes_px = np.stack([xmin * w, ymin * h, xmax * w, ymax * h], 1).reshape(-1, 4)
+    source = f["image/source_id"].bytes_list.value
+    name = f["image/filename"].bytes_list.value
+    label = name[0].decode() if name else where
+    shard = where.rsplit(" record ", 1)[0]
+    _check_boxes(boxes_px, labels, w, h, num_classes, f"{shard} ({label})")
+    crowd, difficult = (_flags(f, key, len(labels), where)
+                        for key in ("image/object/is_crowd", "image/object/difficult"))
+    return _example(source[0].decode() if source else str(index), image,
+                    np.stack([ymin, xmin, ymax, xmax], 1), labels, crowd, difficult)
+
+
+def _iter_tfrecord_examples(uri: str, split: str, info: DatasetInfo) -> Iterator[Example]:
+    for n, (where, record) in enumerate(iter_split_records(uri, split)):
+        yield example_from_record(record, where, info.num_classes, n)
 
 
 def _flags(features, key: str, n: int, where: str) -> np.ndarray:
@@ -204,35 +243,46 @@ def _flags(features, key: str, n: int, where: str) -> np.ndarray:
     return np.array(values, bool)
 
 
-def load_split(uri: str | Path, split: str, fmt: str = "coco") -> list[Example]:
-    """Read one split (train, val, calibration) of a dataset in COCO or TFRecord form.
-
-    Raises ValueError/FileNotFoundError naming the file for a missing or corrupt image, a box
-    outside the image or inverted, a class id outside the label map, or an empty split.
-    """
+def iter_split(uri: str | Path, split: str, fmt: str = "coco") -> Iterator[Example]:
+    """The Examples of one split (train, val, calibration, ...), decoded one at a time: nothing
+    but the split's annotations (COCO) or one record (TFRecord) is held besides the Example being
+    yielded. Same checks and errors as :func:`load_split`, raised when the bad image is reached
+    (an empty split raises ValueError after the first look)."""
     uri = str(uri)
     info = read_dataset_info(uri)
     if info.splits and split not in info.splits:
         raise ValueError(f"no split {split!r} in {uri}; its dataset.json lists {sorted(info.splits)}")
     if fmt == "coco":
-        examples = _load_coco(uri, split, info)
+        examples = _iter_coco(uri, split, info)
     elif fmt == "tfrecord":
-        examples = _load_tfrecord(uri, split, info)
+        examples = _iter_tfrecord_examples(uri, split, info)
     else:
         raise ValueError(f"unknown dataset format {fmt!r}; expected 'coco' or 'tfrecord'")
-    if not examples:
+    empty = True
+    for ex in examples:
+        empty = False
+        yield ex
+    if empty:
         raise ValueError(f"split {split!r} of {uri} ({fmt}) is empty")
-    return examples
+
+
+def load_split(uri: str | Path, split: str, fmt: str = "coco") -> list[Example]:
+    """Read one split (train, val, calibration) of a dataset in COCO or TFRecord form, whole, into
+    memory (for small splits; :func:`iter_split` streams, edgeship.detection.stream feeds tf.data).
+
+    Raises ValueError/FileNotFoundError naming the file for a missing or corrupt image, a box
+    outside the image or inverted, a class id outside the label map, or an empty split.
+    """
+    return list(iter_split(uri, split, fmt))
 
 
 def tf_dataset(uri: str | Path, split: str, fmt: str = "coco", examples: list[Example] | None = None):
-    """A tf.data.Dataset of {"image": uint8 [H,W,3], "boxes": float32 [None,4], "labels": int32 [None]}."""
+    """A tf.data.Dataset of {"image": uint8 [H,W,3], "boxes": float32 [None,4], "labels": int32 [None]},
+    read lazily (one image at a time) unless ``examples`` are given."""
     from edgeship.base.tfcompat import tf
 
-    examples = examples if examples is not None else load_split(uri, split, fmt)
-
     def gen():
-        for ex in examples:
+        for ex in (examples if examples is not None else iter_split(uri, split, fmt)):
             yield {"image": ex.image, "boxes": ex.boxes, "labels": ex.labels}
 
     sig = {"image": tf.TensorSpec([None, None, 3], tf.uint8),
@@ -263,5 +313,6 @@ def validate(uri: str | Path, fmt: str = "coco") -> DatasetInfo:
         if split not in info.splits:
             raise ValueError(f"{uri}: dataset.json lists no {split!r} split")
     for split in [*SPLITS, *sorted(set(info.splits) - set(SPLITS))]:
-        load_split(uri, split, fmt)
+        for _ in iter_split(uri, split, fmt):  # one image at a time
+            pass
     return info

@@ -4,6 +4,13 @@ The same input is set once; then ``warmup`` untimed invocations, then ``runs`` t
 (``time.perf_counter`` around ``invoke()`` only). Figures are wall-clock milliseconds on *this*
 machine; on a shared CPU they carry noise, which is why the median and the 90th percentile are
 reported rather than the mean.
+
+Interval of the median: the timed runs are split into ``blocks`` consecutive blocks; the median
+is recomputed on blocks drawn with replacement (a block bootstrap: runs close in time share the
+machine's load, so whole blocks are resampled, not single runs), and the central ``confidence``
+share of those medians is the interval. :func:`interleaved_latency` times several models in
+turns (block 1 of every model, then block 2, ..., the order rotated each round), so a slow
+stretch of the machine falls on every model rather than on whichever was timed then.
 """
 from __future__ import annotations
 
@@ -11,7 +18,7 @@ import logging
 import os
 import time
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import numpy as np
 
@@ -29,31 +36,100 @@ class LatencyStats:
     threads: int
     mean: float
     min: float
+    ci: tuple[float, float] | None = None  # interval of the median (block bootstrap), ms
+    blocks: int = 0
+    confidence: float | None = None
 
-    def to_dict(self) -> dict[str, float | int]:
+    def to_dict(self) -> dict[str, Any]:
         return {"median": self.median, "p90": self.p90, "runs": self.runs, "warmup": self.warmup,
-                "threads": self.threads, "mean": self.mean, "min": self.min}
+                "threads": self.threads, "mean": self.mean, "min": self.min,
+                "ci": list(self.ci) if self.ci else None, "blocks": self.blocks,
+                "confidence": self.confidence}
 
 
-def time_calls(fn: Callable[[], object], *, runs: int = 50, warmup: int = 5, threads: int = 1) -> LatencyStats:
-    """Call ``fn`` ``warmup`` times untimed, then ``runs`` times timed; return the statistics.
+DEFAULT_BLOCKS = 10
+DEFAULT_CONFIDENCE = 0.95
 
-    Raises ValueError when runs < 1 or warmup < 0.
-    """
+
+def median_interval(times_ms: np.ndarray, *, blocks: int = DEFAULT_BLOCKS,
+                    confidence: float = DEFAULT_CONFIDENCE, resamples: int = 1000,
+                    seed: int = 0) -> tuple[float, float]:
+    """The ``confidence`` interval of the median of ``times_ms`` (in the order they were taken) by a
+    block bootstrap over ``blocks`` consecutive blocks (fewer when there are fewer runs)."""
+    times = np.asarray(times_ms, np.float64).reshape(-1)
+    if times.size == 0:
+        raise ValueError("no timed runs")
+    parts = np.array_split(times, max(1, min(int(blocks), times.size)))
+    rng = np.random.default_rng(seed)
+    medians = np.empty(int(resamples))
+    for b in range(int(resamples)):
+        picks = rng.integers(0, len(parts), size=len(parts))
+        medians[b] = np.median(np.concatenate([parts[i] for i in picks]))
+    tail = (1.0 - confidence) / 2.0 * 100.0
+    lo, hi = np.percentile(medians, [tail, 100.0 - tail])
+    return float(lo), float(hi)
+
+
+def stats_of(times_ms: np.ndarray, *, warmup: int, threads: int, blocks: int = DEFAULT_BLOCKS,
+             confidence: float = DEFAULT_CONFIDENCE) -> LatencyStats:
+    """The statistics of timed runs (ms, in the order taken), with the interval of the median."""
+    times = np.asarray(times_ms, np.float64)
+    return LatencyStats(median=float(np.median(times)), p90=float(np.percentile(times, 90)),
+                        runs=int(times.size), warmup=int(warmup), threads=int(threads),
+                        mean=float(times.mean()), min=float(times.min()),
+                        ci=median_interval(times, blocks=blocks, confidence=confidence),
+                        blocks=min(int(blocks), int(times.size)), confidence=float(confidence))
+
+
+def _check_counts(runs: int, warmup: int) -> None:
     if isinstance(runs, bool) or int(runs) != runs or runs < 1:
         raise ValueError(f"latency runs must be an integer >= 1, got {runs!r}")
     if isinstance(warmup, bool) or int(warmup) != warmup or warmup < 0:
         raise ValueError(f"latency warm-up must be an integer >= 0, got {warmup!r}")
-    for _ in range(int(warmup)):
-        fn()
+
+
+def _timed(fn: Callable[[], object], runs: int) -> np.ndarray:
     times = np.empty(int(runs), np.float64)
     for i in range(int(runs)):
         start = time.perf_counter()
         fn()
         times[i] = (time.perf_counter() - start) * 1000.0
-    return LatencyStats(median=float(np.median(times)), p90=float(np.percentile(times, 90)),
-                        runs=int(runs), warmup=int(warmup), threads=int(threads),
-                        mean=float(times.mean()), min=float(times.min()))
+    return times
+
+
+def time_calls(fn: Callable[[], object], *, runs: int = 50, warmup: int = 5, threads: int = 1,
+               blocks: int = DEFAULT_BLOCKS, confidence: float = DEFAULT_CONFIDENCE) -> LatencyStats:
+    """Call ``fn`` ``warmup`` times untimed, then ``runs`` times timed; return the statistics
+    (with the block-bootstrap interval of the median).
+
+    Raises ValueError when runs < 1 or warmup < 0.
+    """
+    _check_counts(runs, warmup)
+    for _ in range(int(warmup)):
+        fn()
+    return stats_of(_timed(fn, runs), warmup=warmup, threads=threads, blocks=blocks, confidence=confidence)
+
+
+def interleaved_calls(fns: Mapping[str, Callable[[], object]], *, runs: int = 50, warmup: int = 5,
+                      threads: int = 1, blocks: int = DEFAULT_BLOCKS,
+                      confidence: float = DEFAULT_CONFIDENCE) -> dict[str, LatencyStats]:
+    """Time several callables in turns: each is warmed up, then ``runs`` timed calls each are made
+    in ``blocks`` rounds (a block of each callable per round; the order rotates every round).
+    Returns each one's statistics, the interval of the median from a bootstrap over its blocks."""
+    _check_counts(runs, warmup)
+    names = list(fns)
+    for name in names:
+        for _ in range(int(warmup)):
+            fns[name]()
+    rounds = max(1, min(int(blocks), int(runs)))
+    sizes = [len(part) for part in np.array_split(np.arange(int(runs)), rounds)]
+    times: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    for r, size in enumerate(sizes):
+        for j in range(len(names)):
+            name = names[(r + j) % len(names)]
+            times[name].append(_timed(fns[name], size))
+    return {name: stats_of(np.concatenate(times[name]), warmup=warmup, threads=threads, blocks=rounds,
+                           confidence=confidence) for name in names}
 
 
 def all_threads() -> int:
@@ -65,6 +141,13 @@ def tflite_latency(model_path: str | os.PathLike, model_input: np.ndarray, *, th
                    runs: int = 50, warmup: int = 5) -> LatencyStats:
     """Latency of one .tflite with LiteRT/XNNPACK at ``threads`` threads on ``model_input``
     (already shaped and typed like the model's input 0)."""
+    interpreter = _interpreter(model_path, model_input, threads)
+    stats = time_calls(interpreter.invoke, runs=runs, warmup=warmup, threads=threads)
+    log.debug("%s @%d threads: median %.3f ms, p90 %.3f ms", model_path, threads, stats.median, stats.p90)
+    return stats
+
+
+def _interpreter(model_path: str | os.PathLike, model_input: np.ndarray, threads: int) -> Any:
     from ai_edge_litert.interpreter import Interpreter
 
     if threads < 1:
@@ -76,6 +159,18 @@ def tflite_latency(model_path: str | os.PathLike, model_input: np.ndarray, *, th
         raise ValueError(f"latency input {model_input.dtype}{list(model_input.shape)} does not match "
                          f"{model_path}'s input {np.dtype(detail['dtype'])}{list(detail['shape'])}")
     interpreter.set_tensor(detail["index"], model_input)
-    stats = time_calls(interpreter.invoke, runs=runs, warmup=warmup, threads=threads)
-    log.debug("%s @%d threads: median %.3f ms, p90 %.3f ms", model_path, threads, stats.median, stats.p90)
+    return interpreter
+
+
+def interleaved_tflite_latency(models: Mapping[str, tuple[str | os.PathLike, np.ndarray]], *,
+                               threads: int = 1, runs: int = 50, warmup: int = 5,
+                               blocks: int = DEFAULT_BLOCKS,
+                               confidence: float = DEFAULT_CONFIDENCE) -> dict[str, LatencyStats]:
+    """Latency of several .tflite files (name -> (path, input)) at ``threads`` threads, timed in
+    turns (:func:`interleaved_calls`); every interpreter is loaded before the first timed run."""
+    interpreters = {name: _interpreter(path, x, threads) for name, (path, x) in models.items()}
+    stats = interleaved_calls({name: it.invoke for name, it in interpreters.items()}, runs=runs,
+                              warmup=warmup, threads=threads, blocks=blocks, confidence=confidence)
+    for name, st in stats.items():
+        log.debug("%s @%d threads: median %.3f ms [%.3f, %.3f]", name, threads, st.median, *st.ci)
     return stats

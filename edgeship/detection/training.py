@@ -3,10 +3,12 @@
 Model artifact export."""
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -163,10 +165,15 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
     with Progress(*cols, disable=not progress, transient=False) as bar:
         task = bar.add_task(title, total=total, info="")
         step = 0
+        # a repeated stream is iterated once across epochs (no restart, no shuffle-buffer refill
+        # at each epoch); a finite one is started again every epoch
+        endless = int(train_ds.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
+        train_iter = iter(train_ds) if endless else None
         for epoch in range(1, epochs + 1):
             t0 = time.perf_counter()
             sums, n, t_first = np.zeros(2), 0, None
-            for images, targets in train_ds.take(steps_per_epoch):
+            batches = itertools.islice(train_iter, steps_per_epoch) if endless else train_ds.take(steps_per_epoch)
+            for images, targets in batches:
                 c, b = train_step(images, targets)
                 sums += (float(c), float(b))
                 n += 1
@@ -253,12 +260,37 @@ def predict_detections(model: Any, images: np.ndarray, config: ModelConfig, anch
     return out
 
 
-def evaluate_map(model: Any, data: TrainData, config: ModelConfig, anchors: np.ndarray) -> dict[str, float]:
-    """COCO mAP@[.5:.95] and mAP@.5 of the Keras model on ``data`` (pycocotools)."""
+@dataclass
+class _GroundTruth:
+    """What coco_evaluate reads of an Example: id, image size (a zero-stride view: no pixels are
+    kept), target boxes and labels."""
+
+    image_id: str
+    image: np.ndarray
+    boxes: np.ndarray
+    labels: np.ndarray
+
+
+def evaluate_map(model: Any, data: TrainData | Any, config: ModelConfig, anchors: np.ndarray) -> dict[str, float]:
+    """COCO mAP@[.5:.95] and mAP@.5 of the Keras model (pycocotools) on ``data``: a TrainData, or
+    a stream of (images, {"image_id", "boxes", "labels"}) batches (edgeship.detection.stream
+    .eval_dataset; ground truth on the input, as the images). A stream keeps only each image's
+    boxes, labels and detections, never its pixels."""
     from edgeship.detection.coco import coco_evaluate
 
-    dets = predict_detections(model, data.images, config, anchors)
-    res = coco_evaluate(data.examples, dets, config.labels, validate=False)
+    if isinstance(data, TrainData):
+        dets = predict_detections(model, data.images, config, anchors)
+        res = coco_evaluate(data.examples, dets, config.labels, validate=False)
+        return {"map": float(res.map), "map50": float(res.map50)}
+    truths, dets = [], []
+    for images, gt in data:
+        images = np.asarray(images, np.float32)
+        dets.extend(predict_detections(model, images, config, anchors, batch_size=len(images)))
+        shape = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), images.shape[1:])
+        for image_id, boxes, labels in zip(gt["image_id"].numpy(), gt["boxes"].numpy(), gt["labels"].numpy()):
+            keep = labels > 0
+            truths.append(_GroundTruth(image_id.decode(), shape, boxes[keep], labels[keep]))
+    res = coco_evaluate(truths, dets, config.labels, validate=False)
     return {"map": float(res.map), "map50": float(res.map50)}
 
 

@@ -182,7 +182,37 @@ def run_checks(steps: int) -> dict:
     out["qat_one_device"], _ = train(one, config, qinit, dup, steps=range(0, 2), reference=True,
                                      sgd=True, qat=True)
     out["qat_mirrored"], _ = train(mirrored, config, qinit, dup, steps=range(0, 2), sgd=True, qat=True)
+    out["mixed"] = mixed_precision_path(config, init, dup)
     return out
+
+
+def mixed_precision_path(config, init, batches) -> dict:
+    """The GPU float-training path, forced on CPU (slow there, but the same code): built under
+    mixed_float16, loss-scaled, two steps, then exported through a float32 copy."""
+    from edgeship.base.tfcompat import keras
+    from edgeship.detection import distribute
+    from edgeship.detection.model import build_detector
+    from edgeship.detection.training import LossConfig
+
+    dist = distribute.one_device()
+    dist.precision = distribute.MIXED
+    with distribute.precision_scope(dist.precision), dist.scope():
+        model = build_detector(config)
+    model.set_weights(init)
+    optimizer = distribute.wrap_optimizer(optimizer_like_fit(keras), dist.precision)
+    step_fn, eval_fn = distribute.make_distributed_step_fns(dist, model, optimizer, config.num_classes,
+                                                            LossConfig())
+    losses = [sum(float(v) for v in step_fn(*batches[i])) for i in range(2)]
+    val = sum(float(v) for v in eval_fn(*batches[0]))
+    exported = distribute.float32_copy(model, lambda: build_detector(config))
+    return {"losses": losses, "val": val, "compute_dtype": model.layers[3].compute_dtype,
+            "output_dtype": str(model.outputs[0].dtype.name),
+            "exported_policy": exported.layers[3].dtype_policy.name,
+            "exported_output_dtype": str(exported.outputs[0].dtype.name),
+            "loss_scale": float(optimizer.loss_scale.numpy()),
+            "weights_equal": all(bool((a == b).all()) for a, b in
+                                 zip(model.get_weights(), exported.get_weights())),
+            "global_policy_after": keras.mixed_precision.global_policy().name}
 
 
 def measure(steps: int, warmup: int = 3) -> dict:

@@ -130,3 +130,13 @@ def test_only_the_chief_checkpoints_to_the_shared_folder(workers):
     assert chief["write_dir"] == str(tmp / "checkpoints")
     assert (tmp / "checkpoints" / f"ckpt-{STEPS}.index").is_file()
     assert worker["write_dir"] != chief["write_dir"] and worker["write_dir"].startswith(str(tmp))
+
+
+def test_mixed_precision_path_runs_and_exports_float32(run):
+    mixed, one = run["mixed"], run["one_device_dup"]["losses"][0]
+    assert mixed["compute_dtype"] == "float16" and mixed["output_dtype"] == "float16"
+    assert relative(mixed["losses"][0], one) < 0.02  # float16 compute, float32 loss
+    assert all(v == v and abs(v) < 1e4 for v in mixed["losses"] + [mixed["val"]])  # finite
+    assert mixed["loss_scale"] > 1  # dynamic loss scaling on
+    assert mixed["exported_policy"] == "float32" and mixed["exported_output_dtype"] == "float32"
+    assert mixed["weights_equal"] and mixed["global_policy_after"] == "float32"

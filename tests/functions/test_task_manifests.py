@@ -64,7 +64,7 @@ def test_classifier_registers_with_its_task_and_names(fn, stores, classifier, mo
 ])
 def test_manifests_breaking_the_task_rules_are_refused(fn, stores, classifier, servers, capsys, mutate, field,
                                                        tmp_path, monkeypatch):
-    db, gcs, bucket = stores
+    _, gcs, bucket = stores
     monkeypatch.setattr(any_model, "current_release_manifest", lambda *a, **k: None)
     model, labels = classifier
     manifest, uploads = any_model.build_model_manifest(

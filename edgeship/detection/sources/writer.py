@@ -22,22 +22,22 @@ from edgeship.base import storage
 from edgeship.contracts.dataset import DATASET_JSON, LABELS_TXT, fingerprint_dir
 from edgeship.detection.sources.prepare import Prepared
 from edgeship.detection.sources.records import Category
-from edgeship.detection.tfrecord import detection_example, frame
+from edgeship.detection.tfrecord import ShardWriter, detection_example
 
 log = logging.getLogger(__name__)
 
 
 def write_split(root: Path, split: str, items: list[Prepared], names: list[str],
                 categories: list[dict]) -> dict:
-    """coco/images/{split}/*.jpg, coco/annotations/{split}.json and tfrecord/{split}.tfrecord;
-    returns the split's dataset.json entry (targets only: crowd regions are not objects)."""
+    """coco/images/{split}/*.jpg, coco/annotations/{split}.json and the split's TFRecord shards
+    (tfrecord/{split}-{i:05d}-of-{n:05d}.tfrecord); returns the split's dataset.json entry
+    (targets only: crowd regions are not objects; ``shards``: the shard files in order)."""
     img_dir = root / "coco" / "images" / split
     img_dir.mkdir(parents=True, exist_ok=True)
     (root / "coco" / "annotations").mkdir(parents=True, exist_ok=True)
-    (root / "tfrecord").mkdir(parents=True, exist_ok=True)
     images, annotations = [], []
     per_class = {n: 0 for n in names}
-    with open(root / "tfrecord" / f"{split}.tfrecord", "wb") as tfr:
+    with ShardWriter(root, split) as tfr:
         for i, p in enumerate(items):
             file_name = f"{i:06d}.jpg"
             jpeg = p.staged.read_bytes()
@@ -53,13 +53,13 @@ def write_split(root: Path, split: str, items: list[Prepared], names: list[str],
                                     "source_id": p.ann_ids[k]})
                 if not p.iscrowd[k]:
                     per_class[names[label - 1]] += 1
-            tfr.write(frame(detection_example(i, file_name, jpeg, p.height, p.width, p.boxes,
-                                              p.labels, names, is_crowd=p.iscrowd,
-                                              difficult=p.difficult)))
+            tfr.write(detection_example(i, file_name, jpeg, p.height, p.width, p.boxes,
+                                        p.labels, names, is_crowd=p.iscrowd, difficult=p.difficult))
     coco = {"info": {"description": f"imported by edgeship, split {split}"}, "images": images,
             "annotations": annotations, "categories": categories}
     (root / "coco" / "annotations" / f"{split}.json").write_text(json.dumps(coco))
-    return {"images": len(items), "objects": sum(per_class.values()), "per_class": per_class}
+    return {"images": len(items), "objects": sum(per_class.values()), "per_class": per_class,
+            "shards": tfr.shards}
 
 
 def write_artifact(root: Path, by_split: dict[str, list[Prepared]], categories: list[Category],

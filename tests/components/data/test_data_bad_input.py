@@ -59,9 +59,9 @@ def test_empty_split(dataset_copy):
 
 
 def test_truncated_tfrecord(dataset_copy):
-    path = dataset_copy / "tfrecord/val.tfrecord"
+    path = dataset_copy / "tfrecord/val-00000-of-00001.tfrecord"
     path.write_bytes(path.read_bytes()[:-100])
-    with pytest.raises(ValueError, match=r"val\.tfrecord: truncated record"):
+    with pytest.raises(ValueError, match=r"val-00000-of-00001\.tfrecord: truncated record"):
         dataset_reader.load_split(dataset_copy, "val", "tfrecord")
 
 
@@ -70,7 +70,7 @@ def test_tfrecord_unknown_class_names_the_record(dataset_copy, monkeypatch):
     raw = info.raw
     raw["classes"] = raw["classes"][:1]  # label map now disagrees with the data
     (dataset_copy / "dataset.json").write_text(json.dumps(raw))
-    with pytest.raises(ValueError, match=r"val\.tfrecord \(\d{6}\.jpg\).*not in the label map \(1\.\.1\)"):
+    with pytest.raises(ValueError, match=r"val-00000-of-00001\.tfrecord \(\d{6}\.jpg\).*not in the label map \(1\.\.1\)"):
         dataset_reader.load_split(dataset_copy, "val", "tfrecord")
 
 
@@ -85,11 +85,11 @@ def test_missing_dataset_json(tmp_path):
 
 
 def test_corrupt_tfrecord_names_the_record(dataset_copy):
-    path = dataset_copy / "tfrecord/val.tfrecord"
+    path = dataset_copy / "tfrecord/val-00000-of-00001.tfrecord"
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF  # one flipped byte inside some record's data
     path.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match=r"val\.tfrecord: corrupt record \d+ at byte \d+ \(data checksum"):
+    with pytest.raises(ValueError, match=r"val-00000-of-00001\.tfrecord: corrupt record \d+ at byte \d+ \(data checksum"):
         dataset_reader.load_split(dataset_copy, "val", "tfrecord")
 
 

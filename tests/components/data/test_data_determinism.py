@@ -20,9 +20,11 @@ def test_fingerprint_is_the_same_in_a_fresh_process(small_dataset, tmp_path, SMA
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path / "fresh")], cwd=ROOT,
                          capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == dataset_contract.read_dataset_info(small_dataset).fingerprint
+    info = dataset_contract.read_dataset_info(small_dataset)
     for split in dataset_contract.SPLITS:
-        assert (tmp_path / f"fresh/tfrecord/{split}.tfrecord").read_bytes() == \
-            (small_dataset / f"tfrecord/{split}.tfrecord").read_bytes()
+        assert info.shards(split) == [f"tfrecord/{split}-00000-of-00001.tfrecord"]
+        for rel in info.shards(split):
+            assert (tmp_path / "fresh" / rel).read_bytes() == (small_dataset / rel).read_bytes()
 
 
 def test_worker_processes_write_the_same_bytes(small_dataset, tmp_path, SMALL):
@@ -55,7 +57,7 @@ def test_tensorflow_reads_our_tfrecords(small_dataset, SMALL):
     }
     coco = json.loads((small_dataset / "coco/annotations/val.json").read_text())
     names = {c["id"]: c["name"] for c in coco["categories"]}
-    records = list(tf.data.TFRecordDataset(str(small_dataset / "tfrecord/val.tfrecord")))
+    records = list(tf.data.TFRecordDataset(str(small_dataset / "tfrecord/val-00000-of-00001.tfrecord")))
     assert len(records) == SMALL["val"]
     for n, record in enumerate(records):
         ex = tf.io.parse_single_example(record, spec)

@@ -33,7 +33,7 @@ def test_materialize_copies_a_users_gcs_dataset(small_dataset, clean_stack, tmp_
     storage.upload_dir(small_dataset, uri)
     info = core.materialize(uri, tmp_path / "artifact")
     assert info.fingerprint == dataset_contract.read_dataset_info(small_dataset).fingerprint
-    assert (tmp_path / "artifact/tfrecord/train.tfrecord").exists()
+    assert (tmp_path / "artifact/tfrecord/train-00000-of-00001.tfrecord").exists()
 
 
 def test_cli_upload_then_inspect_from_the_bucket(small_dataset, clean_stack, capsys):

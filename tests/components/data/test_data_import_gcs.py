@@ -56,7 +56,7 @@ def test_gcs_upload_puts_dataset_json_last_and_removes_a_failed_upload(tmp_path,
     monkeypatch.setattr(importer, "read_dataset_info", lambda uri: uri)
     importer.import_dataset(src, "gs://b/ds", core.import_options())
     assert len(calls) == 2 and calls[1] == ["dataset.json"]
-    assert "dataset.json" not in calls[0] and "tfrecord/train.tfrecord" in calls[0]
+    assert "dataset.json" not in calls[0] and "tfrecord/train-00000-of-00001.tfrecord" in calls[0]
 
     def failing(local_dir, uri, *, overwrite=False):
         raise OSError("connection reset")

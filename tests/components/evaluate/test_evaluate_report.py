@@ -49,11 +49,20 @@ def test_report_json_follows_the_contract(evaluated):
                     "robustness", "calibration"):
             assert key in row
         assert set(row["latency_ms"]) >= {"threads_1", "threads_N", "N"}
-        assert set(row["latency_ms"]["threads_1"]) == {"median", "p90"}
+        assert set(row["latency_ms"]["threads_1"]) == {"median", "p90", "ci"}
+        low, high = row["latency_ms"]["threads_1"]["ci"]
+        assert low <= row["latency_ms"]["threads_1"]["median"] <= high
         assert row["latency_ms"]["N"] == 2
+        for key in ("map_ci", "map50_ci", "delta_map_ci", "per_class_ap50", "calibration_set"):
+            assert key in row
+        assert row["map_ci"][0] <= row["map"] <= row["map_ci"][1]
+        assert row["delta_map_ci"] == [0.0, 0.0]  # identical detections: every resample agrees
         assert set(row["robustness"]["dark"]) == {"map", "map50"}
         assert set(row["calibration"]) >= {"ece", "score_shift"}
         assert set(row["per_class_ap"]) == set(CLASSES)
+    assert doc["intervals"]["resamples"] == 200 and doc["intervals"]["confidence"] == 0.95
+    assert doc["intervals"]["images"] == 4 and "paired" in doc["intervals"]["method"]
+    assert "in turns" in doc["intervals"]["latency"]
 
 
 def test_markdown_html_and_plot(evaluated):
@@ -63,6 +72,8 @@ def test_markdown_html_and_plot(evaluated):
     assert any(line.startswith("| fp32 |") for line in table)
     assert any(line.startswith("| full_int8 |") for line in table)
     assert "ΔmAP vs float (pt)" in md and "Robustness" in md
+    assert "## AP@.5 per class" in md and "95% intervals" in md
+    assert "| fp32 | " in md and "1.0000 [1.0000, 1.0000]" in md
     png = (out / "tradeoff.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     page = (out / "report.html").read_text()
@@ -76,6 +87,9 @@ def test_key_metrics_per_variant(evaluated):
     for name in ("fp32", "full_int8"):
         assert metrics[f"{name}_map"] == pytest.approx(1.0)
         assert metrics[f"{name}_latency_1t_ms"] > 0
+        assert metrics[f"{name}_map_lo"] <= metrics[f"{name}_map"] <= metrics[f"{name}_map_hi"]
+        assert metrics[f"{name}_latency_1t_ms_lo"] <= metrics[f"{name}_latency_1t_ms_hi"]
+        assert f"{name}_delta_map_pt_hi" in metrics and f"{name}_map50_lo" in metrics
     assert all(isinstance(v, float) for v in metrics.values())
 
 

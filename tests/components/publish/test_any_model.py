@@ -31,8 +31,8 @@ def _labels(tmp_path, n: int, name: str = "labels.txt"):
 
 
 def _build(paths, tmp_path, **kw):
-    args = dict(task="classifier", model="flowers", channel="stable", version=mf.new_version(),
-                created_at="2026-11-24T12:00:00.000000Z", work_dir=tmp_path)
+    args = {"task": "classifier", "model": "flowers", "channel": "stable", "version": mf.new_version(),
+            "created_at": "2026-11-24T12:00:00.000000Z", "work_dir": tmp_path}
     args.update(kw)
     return any_model.build_model_manifest(paths, **args)
 

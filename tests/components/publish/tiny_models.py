@@ -84,3 +84,27 @@ def build_fused_detector(path: Path, classes: int = 3) -> Path:
         converter.allow_custom_ops = True
         path.write_bytes(converter.convert())
     return path
+
+
+def firebase_export(root: Path, models: list[dict]) -> tuple[Path, Path]:
+    """A Firebase ML export as docs/firebase-migration.md makes it: ``models.json`` (each model as
+    ``firebase_admin.ml.Model.as_dict()`` returns it, REST field names) and ``files/`` holding
+    ``{model_id}.tflite``. Each item of ``models``: {id, display_name, tags, published, tflite}."""
+    import hashlib
+
+    files = root / "files"
+    files.mkdir(parents=True, exist_ok=True)
+    entries = []
+    for m in models:
+        data = Path(m["tflite"]).read_bytes()
+        (files / f"{m['id']}.tflite").write_bytes(data)
+        entries.append({
+            "name": f"projects/demo-project/models/{m['id']}", "displayName": m["display_name"],
+            "tags": m.get("tags", []), "state": {"published": m.get("published", True)},
+            "createTime": "2024-05-01T10:00:00.000000Z", "updateTime": "2024-05-02T10:00:00.000000Z",
+            "etag": "AAAAAAAAAAA=", "modelHash": hashlib.sha256(data).hexdigest(),
+            "tfliteModel": {"gcsTfliteUri": f"gs://demo-project.appspot.com/Firebase/ML/Models/{m['display_name']}.tflite",
+                            "sizeBytes": str(len(data))}})
+    export = root / "models.json"
+    export.write_text(json.dumps({"models": entries}, indent=2))
+    return export, files
