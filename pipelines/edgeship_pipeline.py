@@ -93,7 +93,8 @@ class Placement:
 
 def evaluate_gate_publish(step: Placement, *, variants, dataset, float_model, model_name: str,
                           channel: str, bucket: str, accuracy_budget: str, latency_budget_ms: float,
-                          tolerance: float, force_promote: bool, min_app_version: str) -> None:
+                          tolerance: float, force_promote: bool, min_app_version: str,
+                          min_map: float = SELECT.min_map, min_map50: float = SELECT.min_map50) -> None:
     """evaluate → select → dsl.If(publish) publish / dsl.Else not_published, on a Variants artifact
     (quantize's or autoquant's). Called inside the pipeline function only."""
     evaluate_task = step("evaluate", dataset=dataset, float_model=float_model, variants=variants)
@@ -102,7 +103,7 @@ def evaluate_gate_publish(step: Placement, *, variants, dataset, float_model, mo
     select_task = step("select", 
         evaluation=evaluation, model_name=model_name, channel=channel, bucket=bucket,
         accuracy_budget=accuracy_budget, latency_budget_ms=latency_budget_ms,
-        tolerance=tolerance, force_promote=force_promote)
+        tolerance=tolerance, force_promote=force_promote, min_map=min_map, min_map50=min_map50)
     select_task.set_caching_options(False)  # the champion can change between runs
 
     with dsl.If(select_task.outputs["publish"] == True, name="gate-passed"):  # noqa: E712
@@ -140,6 +141,8 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
         latency_budget_ms: float = SELECT.latency_budget_ms,
         tolerance: float = SELECT.tolerance,
         force_promote: bool = SELECT.force_promote,
+        min_map: float = SELECT.min_map,
+        min_map50: float = SELECT.min_map50,
         min_app_version: str = PUBLISH.min_app_version,
         auto_quantize: bool = False,
         autoquant_max_candidates: int = AUTOQUANT.max_candidates,
@@ -156,6 +159,8 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
         accuracy_budget: max ΔmAP@[.5:.95] vs float, in points; "none" = not configured.
         latency_budget_ms: max 1-thread median latency (0 = none). tolerance: max mAP drop vs the
             champion, points. force_promote: publish even when the gate fails (recorded).
+        min_map, min_map50: quality floor (mAP@[.5:.95], mAP@.5 in 0..1) every release must pass,
+            the first one included; 0 = off.
         min_app_version: the lowest client app version that can run the model (in the manifest).
         auto_quantize: candidates from the autoquant search (fastest within accuracy_budget, with
             selective int8) instead of the fixed set of schemes.
@@ -175,7 +180,8 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
         gate = dict(dataset=dataset, float_model=float_model, model_name=model_name,
                     channel=channel, bucket=bucket, accuracy_budget=accuracy_budget,
                     latency_budget_ms=latency_budget_ms, tolerance=tolerance,
-                    force_promote=force_promote, min_app_version=min_app_version)
+                    force_promote=force_promote, min_app_version=min_app_version,
+                    min_map=min_map, min_map50=min_map50)
         with dsl.If(auto_quantize == False, name="fixed-variants"):  # noqa: E712
             quantize_task = step("quantize", dataset=dataset, float_model=float_model,
                                  qat_model=qat_model)

@@ -5,8 +5,8 @@ the .tflite files) on the held-out split and compute:
 
 - COCO mAP@[.5:.95], mAP@.5 and per-class AP (pycocotools, `coco.py`);
 - file size, and its ratio to the fp32 .tflite;
-- latency with LiteRT/XNNPACK at 1 thread and at all threads, every variant timed in turns, with
-  an interval of the median (`latency.py`, `intervals.py`);
+- latency with LiteRT/XNNPACK at 1 thread (every variant timed in turns) and at all threads (one
+  at a time), with an interval of the median (`latency.py`, `intervals.py`);
 - bootstrap intervals over images of mAP, mAP@.5 and ΔmAP (paired: the same drawn images for
   the float reference and the variant; `edgeship/detection/bootstrap.py`, `intervals.py`);
 - mAP on robustness slices of the split: dark, bright, blurred, occluded (`robustness.py`);

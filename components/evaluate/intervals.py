@@ -10,7 +10,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgeship.detection.bootstrap import bootstrap_intervals
-from edgeship.detection.latency import LatencyStats, interleaved_tflite_latency
+from edgeship.detection.latency import LatencyStats, interleaved_tflite_latency, tflite_latency
 
 log = logging.getLogger(__name__)
 
@@ -39,18 +39,20 @@ def add_accuracy_intervals(models: Mapping[str, Any], reference: str | None, *, 
 def measure_latency(models: Mapping[str, tuple[Any, np.ndarray]], *, threads_n: int, runs: int,
                     warmup: int, blocks: int, confidence: float
                     ) -> tuple[dict[str, LatencyStats], dict[str, LatencyStats]]:
-    """1-thread and ``threads_n``-thread latency of every .tflite (name -> (path, input)), each
-    setting timed with the models in turns."""
+    """1-thread latency of every .tflite (name -> (path, input)) with the models timed in turns,
+    and ``threads_n``-thread latency one model at a time (interpreters with thread pools alive at
+    once slow each other down: edgeship/detection/latency.py)."""
     if not models:
         return {}, {}
     one = interleaved_tflite_latency(models, threads=1, runs=runs, warmup=warmup, blocks=blocks,
                                      confidence=confidence)
-    many = interleaved_tflite_latency(models, threads=threads_n, runs=runs, warmup=warmup,
-                                      blocks=blocks, confidence=confidence)
+    many = {name: tflite_latency(path, x, threads=threads_n, runs=runs, warmup=warmup, blocks=blocks,
+                                 confidence=confidence) for name, (path, x) in models.items()}
     return one, many
 
 
 def latency_method(blocks: int, runs: int, confidence: float) -> str:
-    return (f"every variant timed in turns ({min(blocks, runs)} rounds of a block of runs each, order "
-            f"rotated per round; {runs} timed runs per variant after warm-up); interval of the median: "
-            f"{confidence:.0%} block bootstrap over its blocks")
+    return (f"1 thread: every variant timed in turns ({min(blocks, runs)} rounds of a block of runs each, "
+            f"order rotated per round; {runs} timed runs per variant after warm-up); N threads: one "
+            f"variant at a time; interval of the median: {confidence:.0%} block bootstrap over "
+            f"{min(blocks, runs)} blocks of runs")

@@ -14,8 +14,10 @@ from typing import Any, Mapping
 from edgeship.contracts import evaluation
 from edgeship.contracts.evaluation import LATENCY_1T
 
-# label offsets in points around a marker, tried in order (then farther out with a leader line)
-_OFFSETS = [(7, 7), (7, -13), (-7, 7), (-7, -13), (0, 16), (0, -22), (14, 0), (-14, 0)]
+# label directions (degrees) around a marker, tried in order at growing distances (points from
+# the marker's edge); beyond the first ring a leader line joins label and marker
+_ANGLES = (45, -45, 135, -135, 0, 180, 90, -90, 20, -20, 160, -160)
+_RINGS = (4.0, 14.0, 26.0, 40.0, 58.0)
 
 
 def _points(report: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -45,39 +47,49 @@ def _overlap(box: Any, others: list[Any]) -> float:
     return total
 
 
+def _candidates(radius_pt: float):
+    """(offset in points, ha, va, leader?) around a marker of ``radius_pt``, nearest first."""
+    for ring, gap in enumerate(_RINGS):
+        for angle in _ANGLES:
+            c, s = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+            r = radius_pt + gap
+            ha = "left" if c > 0.1 else ("right" if c < -0.1 else "center")
+            va = "bottom" if s > 0.1 else ("top" if s < -0.1 else "center")
+            yield (r * c, r * s), ha, va, ring > 0
+
+
 def place_labels(ax: Any, points: list[dict[str, Any]], fontsize: float = 9,
                  obstacles: tuple[Any, ...] = ()) -> list[Any]:
     """Annotate each point with its name where the text box overlaps no placed label, marker or
-    other text artist in ``obstacles``."""
+    other text artist in ``obstacles`` (the least crowded spot when there is none)."""
     from matplotlib.transforms import Bbox
 
     fig = ax.figure
     renderer = fig.canvas.get_renderer()
     taken: list[Any] = [artist.get_window_extent(renderer) for artist in obstacles]
+    radius = {}
     for p in points:  # the markers themselves are obstacles
         cx, cy = ax.transData.transform((p["x"], p["y"]))
-        r = math.sqrt(p["area"] / math.pi) * fig.dpi / 72.0
+        radius[p["name"]] = math.sqrt(p["area"]) / 2.0  # scatter s = diameter² in points²
+        r = radius[p["name"]] * fig.dpi / 72.0
         taken.append(Bbox.from_extents(cx - r, cy - r, cx + r, cy + r))
+    frame = ax.get_window_extent(renderer)
     labels = []
     for p in points:
         best = None
-        for ring, scale in enumerate((1.0, 2.2, 3.4)):
-            for dx, dy in _OFFSETS:
-                offset = (dx * scale, dy * scale)
-                ann = ax.annotate(p["name"], (p["x"], p["y"]), textcoords="offset points", xytext=offset,
-                                  fontsize=fontsize, ha="left" if dx >= 0 else "right",
-                                  arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6} if ring else None)
-                box = ann.get_window_extent(renderer).expanded(1.04, 1.1)
-                crowd = _overlap(box, taken)
-                if best is None or crowd < best[0]:
-                    if best is not None:
-                        best[1].remove()
-                    best = (crowd, ann, box)
-                else:
-                    ann.remove()
-                if crowd == 0.0:
-                    break
-            if best[0] == 0.0:
+        for offset, ha, va, leader in _candidates(radius[p["name"]]):
+            ann = ax.annotate(p["name"], (p["x"], p["y"]), textcoords="offset points", xytext=offset,
+                              fontsize=fontsize, ha=ha, va=va,
+                              arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.6} if leader else None)
+            box = ann.get_window_extent(renderer).expanded(1.04, 1.1)
+            crowd = _overlap(box, taken) + box.width * box.height - _overlap(box, [frame])  # + outside
+            if best is None or crowd < best[0]:
+                if best is not None:
+                    best[1].remove()
+                best = (crowd, ann, box)
+            else:
+                ann.remove()
+            if crowd == 0.0:
                 break
         taken.append(best[2])
         labels.append(best[1])

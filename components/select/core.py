@@ -1,24 +1,34 @@
 """The quality gate: choose one variant under an accuracy budget and decide whether to publish it.
 
-Like TFX's Evaluator "blessing", but multi-criteria and explicit. Every rule below is applied in
-order and every outcome carries its reasons, which end up in decision.json / decision.md and in
-the published manifest.
+Like TFX's Evaluator "blessing", but multi-criteria, explicit and aware that figures measured on
+a val split carry noise. Every rule below is applied in order, written out in words in the
+decision (``rules``), and every outcome carries its reasons, which end up in decision.json /
+decision.md and in the published manifest. The rules that know noise live in ``rules.py``.
 
 1. **Eligibility.** A variant is eligible when its mAP@[.5:.95] loss against the float model
-   (ΔmAP, in mAP *points*: 1 pt = 0.01 mAP) is within ``accuracy_budget`` and, when
-   ``latency_budget_ms`` > 0, its 1-thread median latency is within that budget.
-   The float reference is the Keras float model's mAP (``report["float_keras"]``), or the fp32
-   .tflite when the report has no Keras row.
-2. **Choice.** Among eligible variants, the fastest (1-thread median latency); ties go to the
-   smaller file, then the more accurate.
-3. **No budget configured** (``accuracy_budget`` is None / "" / "none"): nothing is traded
+   (ΔmAP, in mAP *points*: 1 pt = 0.01 mAP) is within ``accuracy_budget`` — judged by the upper
+   bound of the report's paired bootstrap interval of ΔmAP (the point estimate when the report
+   has none; an interval straddling the budget is "undecided", not within) —, when
+   ``latency_budget_ms`` > 0 its 1-thread median latency is within that budget, and it passes the
+   quality floor (``min_map``, ``min_map50``; off at 0), which holds for every release, the first
+   included. The float reference is the Keras float model's mAP (``report["float_keras"]``), or
+   the fp32 .tflite when the report has no Keras row.
+2. **Choice.** Among eligible variants, the fastest (1-thread median latency); variants whose
+   latency intervals overlap the fastest one's are tied, and ties go to the smaller file, then the
+   more accurate.
+3. **Too small to decide.** When a variant faster than the choice (or any, when nothing is
+   eligible) is undecided only because its ΔmAP interval is wider than the budget, the val split
+   cannot decide: the outcome is "cannot decide", with the val images that would be needed. The
+   choice stays the variant shown within the budget (safe, perhaps slower than necessary); with
+   none, nothing is published unless forced.
+4. **No budget configured** (``accuracy_budget`` is None / "" / "none"): nothing is traded
    silently: the gate picks the *most accurate* variant (ties: the fastest) and says so.
-4. **Champion.** The chosen variant is compared with the model currently on the target channel:
+5. **Champion.** The chosen variant is compared with the model currently on the target channel:
    it passes if its mAP is not lower than the champion's by more than ``tolerance`` points.
    With no champion (first run on the channel) the comparison is skipped and recorded as such.
    When the champion was measured on another dataset (different fingerprint) the comparison still
    runs and the reasons say that the figures are not strictly comparable.
-5. **Force-promote** publishes the choice even when a rule failed (if no variant is within the
+6. **Force-promote** publishes the choice even when a rule failed (if no variant is within the
    budget, the most accurate one), and records which rules were overridden.
 
 Plain Python; never imports kfp.
@@ -30,7 +40,10 @@ import math
 from pathlib import Path
 from typing import Any, Callable
 
+from components.select import rules
 from components.select.report import render_html, render_markdown
+from components.select.rules import Evidence
+from components.select.settings import SELECT
 from edgeship.contracts import decision as decision_contract
 from edgeship.contracts import evaluation
 from edgeship.contracts.budget import parse_budget
@@ -64,39 +77,53 @@ def decide(report: dict, config: GateConfig, champion: Champion | None) -> Decis
     if not isinstance(variants, dict) or not variants:
         raise ValueError("evaluation report lists no variants: nothing to select from")
     float_name, float_map = _float_reference(report)
+    evidence = Evidence.of(report)
     reasons: list[str] = []
-    candidates = [_candidate(name, variants[name], float_map, config) for name in sorted(variants)]
+    candidates = [_candidate(name, variants[name], float_map, config, evidence) for name in sorted(variants)]
     chosen, rule_failed = _choose(candidates, config, reasons)
+    outcome = "refused" if rule_failed else "passed"
+    needed = None
+    certified = chosen if chosen is not None and chosen.eligible else None  # not a forced pick
+    undecided = rules.too_small_to_decide(candidates, certified, config)
+    if undecided:  # said plainly; the choice (if any) is the variant shown within the budget
+        text, needed = rules.cannot_decide_reason(undecided, certified, config, evidence)
+        reasons.append(text)
+        outcome = "cannot_decide"
     if chosen is not None and _champion_rule_fails(chosen, champion, report, config, reasons):
         rule_failed = True
-    publish, forced = _verdict(chosen, rule_failed, config, reasons)
+        outcome = "refused" if outcome == "passed" else outcome
+    publish, forced = _verdict(chosen, rule_failed, config, reasons, outcome)
     return Decision(publish=publish, chosen=chosen.name if chosen else None, reasons=reasons,
                     candidates=candidates, config=config, float_map=float_map,
                     float_reference=float_name, champion=champion, forced=forced,
-                    dataset_fingerprint=report.get("dataset_fingerprint"))
+                    dataset_fingerprint=report.get("dataset_fingerprint"), outcome=outcome,
+                    rules=rules.rules_text(config, evidence, float_name),
+                    evidence={**evidence.to_dict(), "images_needed": needed})
 
 
-def _candidate(name: str, row: Any, float_map: float, config: GateConfig) -> Candidate:
-    """One variant's row as a Candidate: its ΔmAP vs float, latency and why it is not eligible."""
+def _candidate(name: str, row: Any, float_map: float, config: GateConfig, evidence: Evidence) -> Candidate:
+    """One variant's row as a Candidate: its ΔmAP vs float (and interval), latency, and why it is
+    not eligible."""
     if not isinstance(row, dict) or row.get("map") is None:
         raise ValueError(f"evaluation report: variant {name!r} has no 'map'")
-    budget = config.accuracy_budget
     vmap = float(row["map"])
-    delta = round((float_map - vmap) * 100.0, 4)
-    latency = _latency(row)
-    why = []
-    eligible = True
-    if budget is not None and delta > budget:
-        eligible = False
-        why.append(f"ΔmAP {delta:.2f} pt > budget {budget:.2f} pt")
+    delta_ci = evaluation.interval(row, evaluation.DELTA_MAP_CI)
+    latency_ci = evaluation.latency_interval(row)
+    c = Candidate(name, vmap, round((float_map - vmap) * 100.0, 4), _latency(row), row.get("size_bytes"),
+                  True, [], map50=float(row["map50"]) if row.get("map50") is not None else None,
+                  delta_map_ci=list(delta_ci) if delta_ci else None,
+                  latency_ci=list(latency_ci) if latency_ci else None)
+    rules.judge_accuracy(c, config, evidence)
+    c.eligible = c.accuracy in ("within", "")
     if config.latency_budget_ms > 0:
-        if latency is None:
-            eligible = False
-            why.append("no 1-thread latency measured")
-        elif latency > config.latency_budget_ms:
-            eligible = False
-            why.append(f"latency {latency:.2f} ms > budget {config.latency_budget_ms:.2f} ms")
-    return Candidate(name, vmap, delta, latency, row.get("size_bytes"), eligible, why)
+        if c.latency_ms is None:
+            c.eligible = False
+            c.why.append("no 1-thread latency measured")
+        elif c.latency_ms > config.latency_budget_ms:
+            c.eligible = False
+            c.why.append(f"latency {c.latency_ms:.2f} ms > budget {config.latency_budget_ms:.2f} ms")
+    rules.check_floor(c, config)
+    return c
 
 
 def _speed_key(c: Candidate) -> tuple:
@@ -110,9 +137,16 @@ def _accuracy_key(c: Candidate) -> tuple:
     return (-c.map, *_speed_key(c))
 
 
+def _lat(c: Candidate) -> str:
+    if c.latency_ms is None:
+        return "unmeasured latency"
+    ci = f" [{c.latency_ci[0]:.3f}, {c.latency_ci[1]:.3f}]" if c.latency_ci else ""
+    return f"{c.latency_ms:.3f} ms{ci}"
+
+
 def _choose(candidates: list[Candidate], config: GateConfig,
             reasons: list[str]) -> tuple[Candidate | None, bool]:
-    """Rules 2, 3 and 5: the chosen variant (or None) and whether a rule failed; appends the reasons."""
+    """Rules 2, 4 and 6: the chosen variant (or None) and whether a rule failed; appends the reasons."""
     budget = config.accuracy_budget
     eligible = [c for c in candidates if c.eligible]
     if budget is None:
@@ -121,41 +155,61 @@ def _choose(candidates: list[Candidate], config: GateConfig,
                        f"{chosen.name!r} (ΔmAP {chosen.delta_map_pts:.2f} pt) rather than trade "
                        "accuracy for speed without being told")
         if not eligible:
-            reasons.append(f"no variant meets the latency budget {config.latency_budget_ms:.2f} ms")
+            reasons.append(_none_eligible(candidates, budget, config))
             return chosen, True
         return chosen, False
     if eligible:
-        chosen = min(eligible, key=_speed_key)
-        lat = f"{chosen.latency_ms:.2f} ms" if chosen.latency_ms is not None else "unmeasured latency"
-        reasons.append(f"{len(eligible)} of {len(candidates)} variants within ΔmAP ≤ {budget:.2f} pt"
-                       + (f" and latency ≤ {config.latency_budget_ms:.2f} ms"
-                          if config.latency_budget_ms > 0 else "")
-                       + f"; fastest: {chosen.name!r} ({lat}, ΔmAP {chosen.delta_map_pts:.2f} pt)")
+        chosen, fastest, tied = rules.fastest_with_ties(eligible)
+        text = (f"{len(eligible)} of {len(candidates)} variants within ΔmAP ≤ {budget:.2f} pt"
+                + (f" and latency ≤ {config.latency_budget_ms:.2f} ms" if config.latency_budget_ms > 0 else "")
+                + (" and the quality floor" if config.min_map > 0 or config.min_map50 > 0 else "")
+                + f"; fastest: {fastest.name!r} ({_lat(fastest)}, ΔmAP {fastest.delta_map_pts:.2f} pt)")
+        if len(tied) > 1:
+            others = ", ".join(f"{c.name!r} ({_lat(c)}, {(c.size_bytes or 0) / 1024:.0f} KB)"
+                               for c in tied if c is not fastest)
+            text += (f"; tied on latency with {others} (intervals overlap): chose {chosen.name!r}, "
+                     f"{(chosen.size_bytes or 0) / 1024:.0f} KB, the smaller file, then the more accurate")
+        reasons.append(text)
         return chosen, False
-    reasons.append(_none_within_budget(candidates, budget, config))
+    reasons.append(_none_eligible(candidates, budget, config))
     return (min(candidates, key=_accuracy_key) if config.force_promote else None), True
 
 
-def _none_within_budget(candidates: list[Candidate], budget: float, config: GateConfig) -> str:
-    """The reason when no variant is eligible: which budget (accuracy or latency) ruled them out."""
-    best = min(candidates, key=lambda c: c.delta_map_pts)
-    accurate = [c for c in candidates if c.delta_map_pts <= budget]
-    if accurate and config.latency_budget_ms > 0:
+def _none_eligible(candidates: list[Candidate], budget: float | None, config: GateConfig) -> str:
+    """The reason when no variant is eligible: which rule (accuracy, latency, floor) ruled them out."""
+    accurate = [c for c in candidates if c.accuracy in ("within", "")]
+    floor = [w for c in candidates for w in c.why if "quality floor" in w]
+    accuracy_text = f"meet ΔmAP ≤ {budget:.2f} pt" if budget is not None else "are candidates (no accuracy budget)"
+    if budget is not None and not accurate:
+        best = min(candidates, key=lambda c: c.delta_map_pts)
+        upper = f" (upper bound {best.delta_map_ci[1]:.2f} pt)" if best.delta_map_ci else ""
+        return (f"no variant within the budget: the smallest ΔmAP is "
+                f"{best.delta_map_pts:.2f} pt ({best.name!r}){upper} against a budget of "
+                f"{budget:.2f} pt")
+    fast = [c for c in accurate if config.latency_budget_ms <= 0 or
+            (c.latency_ms is not None and c.latency_ms <= config.latency_budget_ms)]
+    if not fast:
         quick = min(accurate, key=_speed_key)
         lat = f"{quick.latency_ms:.2f} ms" if quick.latency_ms is not None else "unmeasured"
-        return (f"no variant within the budget: {len(accurate)} meet ΔmAP ≤ {budget:.2f} pt "
+        return (f"no variant within the budget: {len(accurate)} {accuracy_text} "
                 f"but none the latency budget {config.latency_budget_ms:.2f} ms "
                 f"(fastest of them: {quick.name!r}, {lat})")
-    return (f"no variant within the budget: the smallest ΔmAP is "
-            f"{best.delta_map_pts:.2f} pt ({best.name!r}) against a budget of "
-            f"{budget:.2f} pt")
+    best = min(fast, key=_accuracy_key)
+    return (f"no variant meets the quality floor: the best that fits the other rules, {best.name!r}, "
+            f"has mAP {best.map:.4f}, mAP@.5 {best.map50 if best.map50 is not None else float('nan'):.4f} "
+            f"({'; '.join(floor[:1])})")
 
 
 def _champion_rule_fails(chosen: Candidate, champion: Champion | None, report: dict,
                          config: GateConfig, reasons: list[str]) -> bool:
     """Rule 4: True when ``chosen`` is worse than the champion beyond tolerance; appends the reasons."""
     if champion is None:
-        reasons.append("no champion on the channel yet (first release): nothing to compare with")
+        floor = config.min_map > 0 or config.min_map50 > 0
+        reasons.append("no champion on the channel yet (first release): nothing to compare with"
+                       + ("; the quality floor still applied" if floor else
+                          "; warning: no quality floor configured (min_map, min_map50), so nothing "
+                          f"bounds its absolute quality (mAP {chosen.map:.4f}"
+                          + (f", mAP@.5 {chosen.map50:.4f}" if chosen.map50 is not None else "") + ")"))
         return False
     if champion.map is None:
         reasons.append(f"champion {champion.version} has no mAP in its manifest: comparison skipped")
@@ -177,17 +231,18 @@ def _champion_rule_fails(chosen: Candidate, champion: Champion | None, report: d
 
 
 def _verdict(chosen: Candidate | None, rule_failed: bool, config: GateConfig,
-             reasons: list[str]) -> tuple[bool, bool]:
-    """Rule 5 and the decision: ``(publish, forced)``; appends the closing reasons."""
+             reasons: list[str], outcome: str) -> tuple[bool, bool]:
+    """Rule 6 and the decision: ``(publish, forced)``; appends the closing reasons."""
     forced = False
     if rule_failed and config.force_promote:
         forced = True
         publish = chosen is not None
-        reasons.append(f"force-promote: publishing {chosen.name!r} although the gate failed")
+        reasons.append(f"force-promote: publishing {chosen.name!r} although the gate "
+                       + ("could not decide" if outcome == "cannot_decide" else "failed"))
     else:
         publish = chosen is not None and not rule_failed
     if not publish:
-        reasons.append("decision: NOT publishing")
+        reasons.append("decision: NOT publishing" + (" (cannot decide)" if outcome == "cannot_decide" else ""))
     else:
         reasons.append(f"decision: publish {chosen.name!r}")
     return publish, forced
@@ -277,10 +332,22 @@ def find_champion(bucket: str, model_name: str, channel: str) -> Champion | None
                         source=f"{champion.source} (Firestore unavailable)")
 
 
+def _fraction(value: Any, name: str) -> float:
+    """A quality floor given as a number or text: an mAP in 0..1 (ValueError naming it otherwise)."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an mAP in 0..1, got {value!r}") from None
+    if isinstance(value, bool) or not 0.0 <= number <= 1.0:
+        raise ValueError(f"{name} must be an mAP in 0..1 (not points), got {value!r}")
+    return number
+
+
 def select_step(*, evaluation_dir: str, model_name: str, channel: str, bucket: str,
                 accuracy_budget: Any, latency_budget_ms: float, tolerance: float,
                 force_promote: bool, out_json: str, out_md: str, out_html: str | None = None,
-                champion_lookup: ChampionLookup | None = None) -> Decision:
+                champion_lookup: ChampionLookup | None = None, min_map: float = SELECT.min_map,
+                min_map50: float = SELECT.min_map50) -> Decision:
     """The select step end to end: validate parameters, find the champion, decide, write outputs.
 
     ``champion_lookup(model_name, channel)`` replaces the registry lookup (tests, offline runs).
@@ -289,7 +356,8 @@ def select_step(*, evaluation_dir: str, model_name: str, channel: str, bucket: s
         accuracy_budget=parse_budget(accuracy_budget, name="accuracy_budget"),
         latency_budget_ms=float(parse_budget(latency_budget_ms, name="latency_budget_ms") or 0.0),
         tolerance=float(parse_budget(tolerance, name="tolerance") or 0.0),
-        force_promote=bool(force_promote))
+        force_promote=bool(force_promote), min_map=_fraction(min_map, "min_map"),
+        min_map50=_fraction(min_map50, "min_map50"))
     if champion_lookup is None:
         def champion_lookup(model: str, chan: str) -> Champion | None:
             return find_champion(bucket, model, chan) if bucket else None

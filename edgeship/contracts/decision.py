@@ -1,5 +1,10 @@
 """The gate decision artifact (select's ``decision.json``): the verdict, its reasons, the gate's
-configuration, the champion it was compared with and every candidate's row.
+configuration, the rules as applied (in words), the evidence they rested on (val images,
+intervals), the champion it was compared with and every candidate's row.
+
+Format 2 adds ``outcome`` ("passed" | "refused" | "cannot_decide"), ``rules``, ``evidence``, the
+quality floor (``config.min_map`` / ``config.min_map50``) and the candidates' intervals; format 1
+decisions still load (the new fields take the values that describe what the old gate did).
 
 ``Decision.to_dict`` / :func:`save` write it; :func:`load` reads and validates it (the one
 reader: the pipeline's not-published step, the main job and publish use it).
@@ -14,7 +19,9 @@ from pathlib import Path
 FILE_NAME = "decision.json"
 KEYS = ("format_version", "publish", "chosen", "forced", "reasons", "config", "float_reference",
         "champion", "dataset_fingerprint", "inputs", "candidates")
-DECISION_FORMAT_VERSION = 1
+DECISION_FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
+OUTCOMES = ("passed", "refused", "cannot_decide")
 
 
 @dataclass(frozen=True)
@@ -25,8 +32,15 @@ class GateConfig:
     latency_budget_ms: float = 0.0  # max 1-thread median latency; 0 = no latency budget
     tolerance: float = 0.5  # max mAP drop vs the champion, points
     force_promote: bool = False
+    min_map: float = 0.0    # quality floor: min mAP@[.5:.95] (0..1) of any release; 0 = off
+    min_map50: float = 0.0  # quality floor: min mAP@.5 (0..1); 0 = off
 
     def __post_init__(self) -> None:
+        for name in ("min_map", "min_map50"):
+            value = getattr(self, name)
+            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value)
+                    or not 0.0 <= value <= 1.0):
+                raise ValueError(f"gate {name} must be a number in 0..1 (mAP, not points), got {value!r}")
         for name in ("accuracy_budget", "latency_budget_ms", "tolerance"):
             value = getattr(self, name)
             if value is None and name == "accuracy_budget":
@@ -57,6 +71,11 @@ class Candidate:
     size_bytes: int | None
     eligible: bool
     why: list[str] = field(default_factory=list)
+    map50: float | None = None
+    delta_map_ci: list[float] | None = None  # [low, high] points (paired bootstrap), None = not measured
+    latency_ci: list[float] | None = None    # [low, high] ms of the 1-thread median
+    accuracy: str = ""  # vs the budget: "within" | "over" | "undecided" | "" (no budget)
+    images_to_settle: int | None = None  # val images that would put the interval on one side of the budget
 
 
 @dataclass
@@ -74,6 +93,9 @@ class Decision:
     forced: bool = False
     dataset_fingerprint: str | None = None
     inputs: dict = field(default_factory=dict)  # provenance: where the report was read
+    outcome: str = ""  # "passed" | "refused" | "cannot_decide" (before force-promote)
+    rules: list[str] = field(default_factory=list)  # every rule as applied, in words
+    evidence: dict = field(default_factory=dict)  # val images, intervals, images needed
 
     def to_dict(self) -> dict:
         return {
@@ -88,6 +110,9 @@ class Decision:
             "dataset_fingerprint": self.dataset_fingerprint,
             "inputs": dict(self.inputs),
             "candidates": [asdict(c) for c in self.candidates],
+            "outcome": self.outcome,
+            "rules": list(self.rules),
+            "evidence": dict(self.evidence),
         }
 
     @classmethod
@@ -98,9 +123,9 @@ class Decision:
         missing = [k for k in KEYS if k not in doc]
         if missing:
             raise ValueError(f"{where}: missing key(s) {missing}")
-        if doc["format_version"] != DECISION_FORMAT_VERSION:
-            raise ValueError(f"{where}: format_version {doc['format_version']!r} is not "
-                             f"{DECISION_FORMAT_VERSION}")
+        if doc["format_version"] not in READABLE_FORMATS:
+            raise ValueError(f"{where}: format_version {doc['format_version']!r} is not one of "
+                             f"{list(READABLE_FORMATS)}")
         if not isinstance(doc["publish"], bool):
             raise ValueError(f"{where}: 'publish' must be true or false, got {doc['publish']!r}")
         if not isinstance(doc["reasons"], list) or not all(isinstance(r, str) for r in doc["reasons"]):
@@ -113,9 +138,15 @@ class Decision:
                        config=GateConfig(**doc["config"]), float_map=float(ref["map"]),
                        float_reference=str(ref["name"]), champion=champion,
                        forced=bool(doc["forced"]), dataset_fingerprint=doc["dataset_fingerprint"],
-                       inputs=dict(doc["inputs"]))
+                       inputs=dict(doc["inputs"]), outcome=str(doc.get("outcome") or _old_outcome(doc)),
+                       rules=list(doc.get("rules") or []), evidence=dict(doc.get("evidence") or {}))
         except (TypeError, KeyError) as exc:
             raise ValueError(f"{where}: malformed decision ({type(exc).__name__}: {exc})") from exc
+
+
+def _old_outcome(doc: dict) -> str:
+    """The outcome of a format-1 decision (which had none): passed unless forced or refused."""
+    return "passed" if doc["publish"] and not doc.get("forced") else "refused"
 
 
 def save(decision: Decision, path: str | Path) -> Path:

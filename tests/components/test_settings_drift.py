@@ -28,6 +28,8 @@ from components.qat.settings import PIPELINE_QAT, QAT
 from components.quantize import component as quantize_component
 from components.quantize import core as quantize_core
 from components.quantize.settings import QUANTIZE
+from components.select import component as select_component
+from components.select import core as select_core
 from components.select.settings import SELECT
 from components.train import component as train_component
 from components.train import core as train_core
@@ -87,7 +89,11 @@ def test_quantize_component_takes_every_scheme_by_default():
 @pytest.mark.parametrize("func, settings, names", [
     (train_core.train, TRAIN, ("epochs", "batch_size", "alpha", "learning_rate", "seed", "patience")),
     (qat_core.qat, QAT, ("epochs", "batch_size", "learning_rate", "seed", "patience")),
-    (evaluate_core.evaluate, EVALUATE, ("split", "latency_runs", "latency_warmup")),
+    (evaluate_core.evaluate, EVALUATE, ("split", "latency_runs", "latency_warmup", "bootstrap_resamples",
+                                        "confidence", "latency_blocks")),
+    (evaluate_core.evaluate_examples, EVALUATE, ("latency_runs", "latency_warmup", "bootstrap_resamples",
+                                                 "confidence", "latency_blocks")),
+    (select_core.select_step, SELECT, ("min_map", "min_map50")),
     (autoquant_core.autoquant, AUTOQUANT, ("max_candidates", "seed", "step", "max_float_layers", "latency_runs")),
     (publish_core.publish, PUBLISH, ("channel", "min_app_version")),
 ])
@@ -149,7 +155,7 @@ def test_pipeline_parameters_read_the_settings():
     assert got["data_uri"] == DATA.data_uri and got["input_size"] == DATA.image_size
     assert got["epochs"] == PIPELINE_TRAIN.epochs and got["learning_rate"] == PIPELINE_TRAIN.learning_rate
     assert got["qat_epochs"] == PIPELINE_QAT.epochs
-    for name in ("accuracy_budget", "latency_budget_ms", "tolerance", "force_promote"):
+    for name in ("accuracy_budget", "latency_budget_ms", "tolerance", "force_promote", "min_map", "min_map50"):
         assert got[name] == getattr(SELECT, name), name
     for name in ("model_name", "channel", "bucket", "min_app_version"):
         assert got[name] == getattr(PUBLISH, name), name
@@ -162,6 +168,22 @@ def test_gate_config_defaults_are_the_select_settings():
     assert config.accuracy_budget == parse_budget(SELECT.accuracy_budget)
     assert config.latency_budget_ms == SELECT.latency_budget_ms
     assert config.tolerance == SELECT.tolerance and config.force_promote == SELECT.force_promote
+    assert config.min_map == SELECT.min_map and config.min_map50 == SELECT.min_map50
+
+
+def test_select_component_floor_defaults_are_the_settings():
+    """The gate's new inputs have defaults (older pipelines that do not pass them keep working)."""
+    got = defaults(select_component.select)
+    assert got["min_map"] == SELECT.min_map and got["min_map50"] == SELECT.min_map50
+
+
+def test_run_flags_reach_the_floor_parameters():
+    from edgeship.cli.commands.pipeline import _collect_params
+
+    args = subparser("run").parse_args(["--min-map50", "0.3", "--min-map", "0.2"])
+    assert _collect_params(args) == {"min_map50": "0.3", "min_map": "0.2"}
+    with pytest.raises(ValueError, match="--min-map50 must be an mAP in 0..1"):
+        _collect_params(subparser("run").parse_args(["--min-map50", "30"]))
 
 
 def test_a_drifted_literal_is_caught(monkeypatch):

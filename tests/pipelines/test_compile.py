@@ -116,6 +116,7 @@ def test_parameters_types_and_defaults(spec):
         "qat_epochs": ("NUMBER_INTEGER", None), "accuracy_budget": ("STRING", "1.0"),
         "latency_budget_ms": ("NUMBER_DOUBLE", 0.0), "tolerance": ("NUMBER_DOUBLE", 0.5),
         "force_promote": ("BOOLEAN", False), "min_app_version": ("STRING", None),
+        "min_map": ("NUMBER_DOUBLE", 0.0), "min_map50": ("NUMBER_DOUBLE", 0.0),
         "auto_quantize": ("BOOLEAN", False), "autoquant_max_candidates": ("NUMBER_INTEGER", None),
         "autoquant_max_seconds": ("NUMBER_DOUBLE", 0.0),
     }

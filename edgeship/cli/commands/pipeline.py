@@ -19,7 +19,7 @@ _PARAM_FLAGS = {
     "input_size": "input_size", "epochs": "epochs", "learning_rate": "learning_rate",
     "qat_epochs": "qat_epochs",
     "budget": "accuracy_budget", "latency_budget": "latency_budget_ms", "tolerance": "tolerance",
-    "min_app_version": "min_app_version",
+    "min_map": "min_map", "min_map50": "min_map50", "min_app_version": "min_app_version",
 }
 
 
@@ -36,6 +36,10 @@ def _add_param_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--budget", help="accuracy budget: max ΔmAP@[.5:.95] vs float, in mAP points; 'none' = not configured")
     g.add_argument("--latency-budget", help="max 1-thread median latency in ms (0 = none)")
     g.add_argument("--tolerance", help="max mAP drop vs the channel's current model, points")
+    g.add_argument("--min-map", help="quality floor: min mAP@[.5:.95] (0..1) of any release, the first "
+                                     "included; 0 = off")
+    g.add_argument("--min-map50", help="quality floor: min mAP@.5 (0..1) of any release, the first "
+                                       "included; 0 = off")
     g.add_argument("--min-app-version", help="lowest client app version that can run the model")
     g.add_argument("--force-promote", action="store_true", default=None,
                    help="publish even if the gate fails (recorded in the decision and manifest)")
@@ -55,6 +59,14 @@ def _collect_params(args: argparse.Namespace) -> dict[str, str]:
         value = getattr(args, flag, None)
         if value is not None:
             values[name] = value
+    for name in ("min_map", "min_map50"):  # a floor is an mAP, not points: refuse 30 before running
+        if name in values:
+            try:
+                ok = 0.0 <= float(values[name]) <= 1.0
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ValueError(f"--{name.replace('_', '-')} must be an mAP in 0..1, got {values[name]!r}")
     if getattr(args, "force_promote", None):
         values["force_promote"] = True
     if getattr(args, "auto_quantize", None):
