@@ -154,9 +154,19 @@ def coco_evaluate(examples: Sequence[Any], detections: Sequence[Detections],
         height, width = int(ex.image.shape[0]), int(ex.image.shape[1])
         image_num = idx + 1
         images.append({"id": image_num, "height": height, "width": width, "file_name": str(ex.image_id)})
-        for box, label in zip(_to_xywh(ex.boxes, height, width), np.asarray(ex.labels).reshape(-1)):
+        labels = np.asarray(ex.labels).reshape(-1)
+        difficult = np.asarray(getattr(ex, "difficult", None) if getattr(ex, "difficult", None) is not None
+                               else np.zeros(len(labels), bool)).reshape(-1)
+        crowd_boxes = np.asarray(getattr(ex, "crowd_boxes", np.zeros((0, 4))), np.float32).reshape(-1, 4)
+        crowd_labels = np.asarray(getattr(ex, "crowd_labels", np.zeros((0,))), np.int64).reshape(-1)
+        # crowd regions (COCO iscrowd) and Pascal VOC "difficult" objects are ignore regions: a
+        # detection on one is neither a hit nor a false positive (pycocotools' iscrowd semantics)
+        for box, label, ignore in [*zip(_to_xywh(ex.boxes, height, width), labels, difficult),
+                                   *((b, c, True) for b, c in zip(_to_xywh(crowd_boxes, height, width),
+                                                                  crowd_labels))]:
             gts.append({"id": len(gts) + 1, "image_id": image_num, "category_id": int(label),
-                        "bbox": [float(v) for v in box], "area": float(box[2] * box[3]), "iscrowd": 0})
+                        "bbox": [float(v) for v in box], "area": float(box[2] * box[3]),
+                        "iscrowd": int(bool(ignore))})
         for box, label, score in zip(_to_xywh(det.boxes, height, width), det.labels, det.scores):
             if int(label) not in names:
                 raise ValueError(f"detector returned class id {int(label)} on image {ex.image_id!r}, "
@@ -187,7 +197,8 @@ def coco_evaluate(examples: Sequence[Any], detections: Sequence[Detections],
         per_class50[names[cat_id]] = float(np.mean(p50[p50 > -1])) if np.any(p50 > -1) else None
     stats = ev.stats
     result = CocoResult(map=_clean(stats[0]), map50=_clean(stats[1]), per_class_ap=per_class,
-                        per_class_ap50=per_class50, images=len(images), objects=len(gts),
+                        per_class_ap50=per_class50, images=len(images),
+                        objects=sum(1 for g in gts if not g["iscrowd"]),
                         detections=len(dts))
     if keep_matches:
         from edgeship.detection.bootstrap import match_table

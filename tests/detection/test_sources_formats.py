@@ -252,3 +252,29 @@ def test_roboflow_export_layout_with_its_placeholder_category(tmp_path):
     assert info.raw["report"]["warnings"]["by_kind"] == {"placeholder_category": 1}
     assert_same_kind_of_artifact(tmp_path / "art")
     assert len(dataset_reader.load_split(tmp_path / "art", "test")) == 2
+
+
+def test_edgeship_evaluation_ignores_crowd_regions_and_difficult_objects(coco_artifact):
+    """coco_evaluate (what evaluate and the gate use) treats crowd regions and VOC 'difficult'
+    objects as pycocotools ignore regions: a detection there is no false positive, and a missed
+    one is no miss."""
+    _, art = coco_artifact
+    train = dataset_reader.load_split(art, "train")
+    names = dataset_contract.read_dataset_info(art).class_names
+    with_crowd = [ex for ex in train if len(ex.crowd_boxes)]
+    assert with_crowd, "the fixture has a crowd region"
+    perfect = perfect_detections(with_crowd)
+    on_crowd = [Detections(np.concatenate([d.boxes, ex.crowd_boxes]).astype(np.float32),
+                           np.concatenate([d.labels, ex.crowd_labels]).astype(np.int32),
+                           np.concatenate([d.scores, np.ones(len(ex.crowd_boxes), np.float32)]))
+                for d, ex in zip(perfect, with_crowd)]
+    result = coco_evaluate(with_crowd, on_crowd, names)
+    assert result.map == pytest.approx(1.0) and result.objects == sum(len(ex.labels) for ex in with_crowd)
+    # a difficult object missed costs nothing; the same object not flagged difficult does
+    ex = with_crowd[0]
+    ex.difficult = np.zeros(len(ex.labels), bool)
+    ex.difficult[0] = True
+    dropped = [Detections(d.boxes[1:], d.labels[1:], d.scores[1:]) for d in perfect[:1]]
+    assert coco_evaluate([ex], dropped, names).map == pytest.approx(1.0)
+    ex.difficult[0] = False
+    assert coco_evaluate([ex], dropped, names).map < 1.0
