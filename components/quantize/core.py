@@ -168,7 +168,8 @@ def quantize(float_model_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             raise QuantizeError("validate-before", "qat_int8", f"QAT model {qat_model_dir} (input "
                                 f"{qat_loaded.input_size}, {len(qat_loaded.anchors)} anchors) does not "
                                 f"match the float model (input {loaded.input_size}, {len(loaded.anchors)})")
-    chosen = select_calibration(calibration, loaded.input_size, num_calibration)
+    chosen = select_calibration(calibration, loaded.input_size, num_calibration,
+                                resize=loaded.config.get("resize", "stretch"))
     images, where = chosen.images, chosen.where
     calibration_record = {k: v for k, v in chosen.record.items() if k != "image_ids"}
     for s in schemes:

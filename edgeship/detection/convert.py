@@ -187,30 +187,31 @@ class CalibrationSet:
 
 def select_calibration(calibration: Any, input_size: Sequence[int], num: int, *,
                        split: str = CALIBRATION_SPLIT, top_up: str | None = TOP_UP_SPLIT,
-                       seed: int = 0) -> CalibrationSet:
+                       seed: int = 0, resize: str = "stretch") -> CalibrationSet:
     """Choose ``num`` calibration images.
 
     From a dataset URI: a seeded random draw (without replacement, kept in split order) from its
     ``split``; when that split holds fewer than ``num`` images, all of them plus a seeded draw of
     the rest from ``top_up`` (train). A missing or empty ``split`` gives no images (the dataset
     contract always has one: an error upstream, not a reason to calibrate on train alone). From a
-    sequence of Examples / uint8 arrays: the first ``num``. Images are resized as they are read.
+    sequence of Examples / uint8 arrays: the first ``num``. Images are resized as they are read,
+    under the model's ``resize`` policy (stretch | letterbox), as in training and evaluation.
     """
     want = max(0, int(num))
     if calibration is None:
         return _calibration_set([], [], {}, want, seed, "no calibration data given")
     if not isinstance(calibration, (str, os.PathLike)):
         examples = list(calibration)[:want]
-        images = [_calibration_image(ex, "given examples", input_size) for ex in examples]
+        images = [_calibration_image(ex, "given examples", input_size, resize) for ex in examples]
         ids = [f"given/{getattr(ex, 'image_id', i)}" for i, ex in enumerate(examples)]
         return _calibration_set(images, ids, {"given": len(images)} if images else {}, want, seed,
                                 "given examples" if images else "given examples is empty")
     uri = str(calibration)
     rng = np.random.default_rng(seed)
-    images, ids, note = _draw(uri, split, want, input_size, rng)
+    images, ids, note = _draw(uri, split, want, input_size, rng, resize)
     splits = {split: len(images)} if images else {}
     if images and len(images) < want and top_up and top_up != split:
-        more, more_ids, _ = _draw(uri, top_up, want - len(images), input_size, rng)
+        more, more_ids, _ = _draw(uri, top_up, want - len(images), input_size, rng, resize)
         images, ids = images + more, ids + more_ids
         if more:
             splits[top_up] = len(more)
@@ -220,7 +221,7 @@ def select_calibration(calibration: Any, input_size: Sequence[int], num: int, *,
 
 
 def _draw(uri: str, split: str, need: int, input_size: Sequence[int],
-          rng: np.random.Generator) -> tuple[list[np.ndarray], list[str], str]:
+          rng: np.random.Generator, resize: str = "stretch") -> tuple[list[np.ndarray], list[str], str]:
     """Up to ``need`` images of ``split`` drawn at random (kept in split order), streamed."""
     from edgeship.contracts.dataset import read_dataset_info
     from edgeship.detection.dataset import iter_split
@@ -233,17 +234,22 @@ def _draw(uri: str, split: str, need: int, input_size: Sequence[int],
         images, ids = [], []
         for i, ex in enumerate(iter_split(uri, split)):
             if chosen is None or i in chosen:
-                images.append(_calibration_image(ex, f"split {split!r} in {uri}", input_size))
+                images.append(_calibration_image(ex, f"split {split!r} in {uri}", input_size, resize))
                 ids.append(f"{split}/{ex.image_id}")
     except (FileNotFoundError, KeyError, ValueError) as exc:
         return [], [], f"split {split!r} in {uri} is missing ({exc})"
     return images, ids, "" if images else f"split {split!r} in {uri} is empty"
 
 
-def _calibration_image(example: Any, where: str, input_size: Sequence[int]) -> np.ndarray:
+def _calibration_image(example: Any, where: str, input_size: Sequence[int],
+                       resize: str = "stretch") -> np.ndarray:
     img = np.asarray(getattr(example, "image", example))
     if img.ndim != 3 or img.shape[-1] != 3:
         raise ValueError(f"calibration image from {where} has shape {img.shape}, expected [H, W, 3]")
+    if resize != "stretch":
+        from edgeship.detection.sources.images import resize_image
+
+        return resize_image(img.astype(np.uint8), tuple(input_size), resize)[0]
     return resize_uint8(img, input_size)
 
 
