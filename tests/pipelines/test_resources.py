@@ -190,3 +190,19 @@ def test_kfp_local_runs_a_pipeline_with_limits(tmp_path, recwarn):
     assert result.statuses == {"produce": "SUCCESS", "consume": "SUCCESS"}, result
     assert "GOT 42" in result.log_path.read_text()
     assert not [w for w in recwarn if "no effect in the current local runner" in str(w.message)]
+
+
+def test_cloud_build_builds_and_pushes_both_images():
+    """cloudbuild.yaml's GPU image is the CPU image's repository + GPU_SUFFIX, as compile assumes."""
+    from pathlib import Path
+
+    import yaml
+
+    from edgeship.base.image import GPU_SUFFIX
+
+    build = yaml.safe_load((Path(__file__).resolve().parents[2] / "cloudbuild.yaml").read_text())
+    steps = {s["id"]: " ".join(s.get("args", [])) for s in build["steps"]}
+    assert "-f Dockerfile -t" in steps["build-cpu"] and "/${_IMAGE}\n" in steps["build-cpu"]
+    assert "-f Dockerfile.gpu -t" in steps["build-gpu"]
+    assert f"/${{_IMAGE}}{GPU_SUFFIX}\n" in steps["build-gpu"]
+    assert f"for image in ${{_IMAGE}} ${{_IMAGE}}{GPU_SUFFIX}; do" in steps["push"]
