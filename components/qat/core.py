@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from components.qat.settings import QAT
-from edgeship.detection import stream
+from edgeship.detection import distribute, stream
 from edgeship.detection import train_data as data_lib
 from edgeship.detection.model import build_detector, load_model
 from edgeship.detection.qat import (
@@ -90,14 +90,18 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
 
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got epochs={epochs}, batch_size={batch_size}")
-    out = Path(out_dir)
     float_model, config, anchors = load_model(model_dir)
     labels = data_lib.dataset_labels(dataset_uri)
     if labels != list(config.labels):
         raise ValueError(f"dataset {dataset_uri} has classes {labels} but the model in {model_dir} was "
                          f"trained on {list(config.labels)}")
     device = tc.configure_devices()
+    dist = distribute.choose_strategy()  # before anything starts TensorFlow's runtime
     keras.utils.set_random_seed(seed)
+    scaling = distribute.scale_hyperparameters(batch_size, learning_rate, dist.replicas)
+    dist.precision = distribute.precision_policy(dist.plan, qat=True)  # always float32
+    distribute.device_line(dist, scaling=scaling, log_it=True)
+    out = distribute.worker_dir(out_dir, dist)  # non-chief workers write to a private folder
     t_start = time.perf_counter()
     step_progress.emit(phase="loading data")
     train_src = stream.open_split(dataset_uri, "train", fmt=fmt, max_images=max_train_images,
@@ -105,13 +109,15 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
     val_src = stream.open_split(dataset_uri, "val", fmt=fmt, max_images=max_val_images,
                                 num_classes=config.num_classes, policy=config.resize)
     loss_config = tc.LossConfig()
-    train_ds = stream.training_dataset(train_src, anchors, config, batch_size=batch_size, training=True,
+    global_batch = scaling["global_batch_size"]
+    train_ds = stream.training_dataset(train_src, anchors, config, batch_size=global_batch, training=True,
                                        seed=seed, loss_config=loss_config, repeat=True)
     val_ds = stream.training_dataset(val_src, anchors, config, batch_size=64, training=False, loss_config=loss_config)
 
     step_progress.emit(phase="building and calibrating the QAT model")
-    qmodel = quantize_detector(float_model)
-    n_ranges = calibrate_ranges(qmodel, float_model, stream.first_images(train_src, config.input_size, 64))
+    with dist.scope():  # the QAT model's variables: mirrored
+        qmodel = quantize_detector(float_model)
+        n_ranges = calibrate_ranges(qmodel, float_model, stream.first_images(train_src, config.input_size, 64))
     log.info("QAT model: %d layers, %d activation ranges calibrated on 64 train images",
              len(qmodel.layers), n_ranges)
     # step time: float vs QAT on the same batches, in this run (each on a throwaway copy)
@@ -130,17 +136,18 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
     log.info("step time on %s, batch %d: float %.1f ms, QAT %.1f ms (%.2fx)", device, batch_size,
              1000 * float_s, 1000 * qat_s, qat_s / float_s)
 
-    steps = max(1, train_src.images // batch_size)
-    history = tc.fit(qmodel, train_ds, val_ds, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size,
-                     learning_rate=learning_rate, num_classes=config.num_classes, out_dir=out,
+    steps = max(1, train_src.images // global_batch)
+    history = tc.fit(qmodel, train_ds, val_ds, epochs=epochs, steps_per_epoch=steps, batch_size=global_batch,
+                     learning_rate=scaling["learning_rate"], num_classes=config.num_classes, out_dir=out,
                      loss_config=loss_config, patience=patience, warmup_epochs=0.0, weight_decay=0.0,
-                     progress=progress, title="qat")
+                     progress=progress, title="qat", distribution=dist, resume=distribute.should_resume(dist))
     qat_seconds = time.perf_counter() - t_start
     step_progress.emit(phase="val mAP of the QAT model")
     metrics = tc.evaluate_map(qmodel, stream.eval_dataset(val_src, config.input_size), config, anchors) \
         if evaluate else {}
     step_progress.emit(phase="exporting", map=metrics.get("map"), map50=metrics.get("map50"))
     history.update({"device": device, "qat_seconds": qat_seconds, "seed": seed, "step_time": step_time,
+                    "distribution": distribute.describe(dist, scaling=scaling),
                     "source_model": str(model_dir), "val_map": metrics.get("map"), "val_map50": metrics.get("map50"),
                     "hyperparameters": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}})
     out.mkdir(parents=True, exist_ok=True)

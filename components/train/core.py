@@ -21,12 +21,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from components.train.settings import TRAIN
+from edgeship.detection import distribute, stream
 from edgeship.detection.model import (
     ModelConfig,
     build_detector,
     make_anchors,
 )
-from edgeship.detection import stream
 from edgeship.detection.train_data import dataset_labels
 from edgeship.detection.training import (
     LossConfig,
@@ -109,7 +109,6 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
 
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got epochs={epochs}, batch_size={batch_size}")
-    out = Path(out_dir)
     labels = dataset_labels(dataset_uri)
     info = read_dataset_info(dataset_uri)
     size = tuple(input_size) if input_size else tuple(info.image_size)
@@ -124,7 +123,13 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     config = ModelConfig(input_size=size, alpha=alpha, num_classes=len(labels), labels=labels,
                          resize=policy, **kwargs)
     device = configure_devices()
+    dist = distribute.choose_strategy()  # before anything starts TensorFlow's runtime
     keras.utils.set_random_seed(seed)
+    scaling = distribute.scale_hyperparameters(batch_size, learning_rate, dist.replicas)
+    dist.precision = distribute.precision_policy(dist.plan)
+    xla = distribute.configure_xla()
+    distribute.device_line(dist, scaling=scaling, xla=xla, log_it=True)
+    out = distribute.worker_dir(out_dir, dist)  # non-chief workers write to a private folder
     t_start = time.perf_counter()
     step_progress.emit(phase="loading data")
     train_src = stream.open_split(dataset_uri, "train", fmt=fmt, max_images=max_train_images,
@@ -133,21 +138,27 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
                                 num_classes=len(labels), policy=policy)
     anchors = make_anchors(config)
     loss_config = LossConfig()
-    model = build_detector(config)
+    with distribute.precision_scope(dist.precision), dist.scope():
+        model = build_detector(config)
     log.info("training %s (%d params, %d anchors) on %s: %d train / %d val images, %d epochs, batch %d",
              model.name, model.count_params(), len(anchors), device, train_src.images, val_src.images, epochs, batch_size)
-    train_ds = stream.training_dataset(train_src, anchors, config, batch_size=batch_size, training=True, seed=seed,
+    global_batch = scaling["global_batch_size"]
+    train_ds = stream.training_dataset(train_src, anchors, config, batch_size=global_batch, training=True, seed=seed,
                                        loss_config=loss_config, repeat=True)
     val_ds = stream.training_dataset(val_src, anchors, config, batch_size=64, training=False, loss_config=loss_config)
-    steps = max(1, train_src.images // batch_size)
-    history = fit(model, train_ds, val_ds, epochs=epochs, steps_per_epoch=steps, batch_size=batch_size,
-                  learning_rate=learning_rate, num_classes=config.num_classes, out_dir=out,
+    steps = max(1, train_src.images // global_batch)
+    history = fit(model, train_ds, val_ds, epochs=epochs, steps_per_epoch=steps, batch_size=global_batch,
+                  learning_rate=scaling["learning_rate"], num_classes=config.num_classes, out_dir=out,
                   loss_config=loss_config, patience=patience, warmup_epochs=warmup_epochs,
-                  weight_decay=weight_decay, progress=progress, title="train")
+                  weight_decay=weight_decay, progress=progress, title="train", distribution=dist,
+                  resume=distribute.should_resume(dist))
+    if dist.precision != distribute.FLOAT32:  # export and convert a float32 model
+        model = distribute.float32_copy(model, lambda: build_detector(config))
     train_seconds = time.perf_counter() - t_start
     step_progress.emit(phase="val mAP of the Keras model")
     metrics = evaluate_map(model, stream.eval_dataset(val_src, size), config, anchors) if evaluate else {}
     history.update({"device": device, "train_seconds": train_seconds, "seed": seed,
+                    "distribution": distribute.describe(dist, scaling=scaling, xla=xla),
                     "hyperparameters": {"epochs": epochs, "batch_size": batch_size, "alpha": alpha,
                                         "input_size": list(size), "learning_rate": learning_rate,
                                         "weight_decay": weight_decay, "patience": patience,

@@ -127,10 +127,14 @@ def configure_devices() -> str:
 def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch: int, batch_size: int,
         learning_rate: float, num_classes: int, out_dir: Path, loss_config: LossConfig,
         patience: int = 8, warmup_epochs: float = 1.0, weight_decay: float = 1e-4,
-        progress: bool = True, title: str = "train") -> dict[str, Any]:
+        progress: bool = True, title: str = "train", distribution: Any = None,
+        resume: bool = False) -> dict[str, Any]:
     """The training loop shared by train and qat. Writes TensorBoard logs to ``out_dir/logs``,
     checkpoints to ``out_dir/checkpoints``, and keeps the weights of the best val-loss epoch (set
-    on ``model`` at the end). Returns the history dict (per-epoch losses, lr, step times)."""
+    on ``model`` at the end). Returns the history dict (per-epoch losses, lr, step times).
+    ``distribution`` (edgeship.detection.distribute; default one device): the strategy the model
+    was built under and its precision; ``batch_size`` is then the global batch. ``resume``:
+    continue after the newest checkpoint in ``out_dir/checkpoints``."""
     from rich.progress import (
         BarColumn,
         Progress,
@@ -141,6 +145,7 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
 
     from edgeship.base.progress import Reporter
     from edgeship.base.tfcompat import keras, tf
+    from edgeship.detection import distribute
 
     report = Reporter(interval=1.0)  # EDGESHIP_PROGRESS lines for the main job (when asked for)
     epoch_seconds: list[float] = []  # wall time of each finished epoch, validation included
@@ -151,10 +156,16 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
 
     total = max(1, epochs * steps_per_epoch)
     schedule = lr_schedule(learning_rate, total, int(warmup_epochs * steps_per_epoch))
-    optimizer = keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay, clipnorm=10.0)
-    train_step, eval_step = make_step_fns(model, optimizer, num_classes, loss_config)
-    ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
-    manager = tf.train.CheckpointManager(ckpt, str(out_dir / "checkpoints"), max_to_keep=2)
+    dist = distribution or distribute.one_device()
+    with dist.scope():
+        optimizer = distribute.wrap_optimizer(keras.optimizers.AdamW(
+            learning_rate=schedule, weight_decay=weight_decay, clipnorm=10.0), dist.precision)
+        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    train_step, eval_step = distribute.make_distributed_step_fns(dist, model, optimizer, num_classes,
+                                                                 loss_config)
+    read_dir, write_dir = distribute.checkpoint_dirs(out_dir / "checkpoints", dist)
+    manager = tf.train.CheckpointManager(ckpt, str(write_dir), max_to_keep=2)
+    first_epoch = distribute.restore_latest(ckpt, read_dir) + 1 if resume else 1
     writers = {k: tf.summary.create_file_writer(str(out_dir / "logs" / k)) for k in ("train", "val")}
     history: dict[str, list] = {"epoch": [], "loss": [], "cls_loss": [], "box_loss": [], "val_loss": [],
                                 "val_cls_loss": [], "val_box_loss": [], "lr": [], "epoch_seconds": [],
@@ -164,12 +175,13 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
     with Progress(*cols, disable=not progress, transient=False) as bar:
         task = bar.add_task(title, total=total, info="")
-        step = 0
+        step = (first_epoch - 1) * steps_per_epoch
+        bar.update(task, completed=step)
         # a repeated stream is iterated once across epochs (no restart, no shuffle-buffer refill
         # at each epoch); a finite one is started again every epoch
         endless = int(train_ds.cardinality()) == int(tf.data.INFINITE_CARDINALITY)
         train_iter = iter(train_ds) if endless else None
-        for epoch in range(1, epochs + 1):
+        for epoch in range(first_epoch, epochs + 1):
             t0 = time.perf_counter()
             sums, n, t_first = np.zeros(2), 0, None
             batches = itertools.islice(train_iter, steps_per_epoch) if endless else train_ds.take(steps_per_epoch)
