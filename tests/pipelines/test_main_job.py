@@ -30,6 +30,7 @@ def _support():
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
 def upstream(dataset: Output[Dataset], variants: Output[Artifact], evaluation: Output[Artifact]):
     """Stand-in for data → train → qat → quantize → evaluate: copies prepared artifacts."""
+    import os  # noqa: F811 - a KFP component body runs alone: it imports what it uses
     import shutil
 
     source = os.environ["EDGESHIP_TEST_UPSTREAM"]
