@@ -19,7 +19,7 @@ float32 statistics) nor conversion. A model trained in mixed precision is export
 (:func:`configure_xla`): nobody has measured it faster for this model yet.
 
 The step functions (:func:`make_distributed_step_fns`) compute exactly the loss of
-``training.make_step_fns``: detection_loss divides each sum by the batch's positive anchors, so
+``loss.make_step_fns``: detection_loss divides each sum by the batch's positive anchors, so
 under several replicas each replica's sums are divided by the *global* positive count (an
 all-reduce), and the optimizer's sum of the replicas' gradients is the gradient of the one-device
 loss. Known difference: BatchNormalization normalizes with each replica's own part of the batch.
@@ -330,13 +330,13 @@ def restore_latest(checkpoint: Any, directory: str | Path) -> int:
 
 def make_distributed_step_fns(dist: Distribution, model: Any, optimizer: Any, num_classes: int,
                               loss_config: Any, *, jit_compile: bool = False) -> tuple[Callable, Callable]:
-    """(train_step, eval_step) with ``training.make_step_fns``' signature and results under
+    """(train_step, eval_step) with ``loss.make_step_fns``' signature and results under
     ``dist``: train_step(images, targets) takes a global batch (split across the replicas here)
     or per-replica values from ``strategy.experimental_distribute_dataset`` and returns the
     global (cls_loss, box_loss); eval_step runs the model once, in cross-replica context.
-    One device in float32 gets ``training.make_step_fns`` itself."""
+    One device in float32 gets ``loss.make_step_fns`` itself."""
     from edgeship.base.tfcompat import tf
-    from edgeship.detection.training import detection_loss, make_step_fns
+    from edgeship.detection.loss import detection_loss, make_step_fns
 
     if dist.plan.kind == ONE_DEVICE and dist.precision == FLOAT32 and not jit_compile:
         return make_step_fns(model, optimizer, num_classes, loss_config)

@@ -155,7 +155,8 @@ def time_steps(model: Any, batches: list, num_classes: int, *, warmup: int = 2, 
     """Median seconds per training step of ``model`` over ``batches`` (after ``warmup`` untimed
     steps). Trains a throwaway optimizer's steps: pass a model whose weights may change."""
     from edgeship.base.tfcompat import keras
-    from edgeship.detection.training import LossConfig, make_step_fns
+    from edgeship.detection.loss import make_step_fns
+    from edgeship.detection.training import LossConfig
 
     step, _ = make_step_fns(model, keras.optimizers.Adam(lr), num_classes, LossConfig())
     for images, targets in batches[:warmup]:

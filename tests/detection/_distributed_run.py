@@ -5,7 +5,7 @@ TensorFlow's runtime starts, which other tests in the session may already have d
 It splits the CPU into two logical devices and trains the tiny detector (64x64, alpha 0.35,
 3 classes) from the same initial weights on the same fixed batches (no augmentation):
 
-- ``one_device``: the default strategy with ``training.make_step_fns`` (today's training);
+- ``one_device``: the default strategy with ``loss.make_step_fns`` (today's training);
 - ``mirrored``: MirroredStrategy on the two logical devices with
   ``distribute.make_distributed_step_fns``;
 - ``*_dup``: both again on batches whose second half repeats the first, where per-replica
@@ -92,9 +92,10 @@ def train(dist, config, init, batches, *, steps: range, reference: bool = False,
     the QAT model's weights."""
     from edgeship.base.tfcompat import keras, tf
     from edgeship.detection import distribute
+    from edgeship.detection.loss import make_step_fns
     from edgeship.detection.model import build_detector
     from edgeship.detection.qat import quantize_detector
-    from edgeship.detection.training import LossConfig, make_step_fns
+    from edgeship.detection.training import LossConfig
 
     with dist.scope():
         model = build_detector(config)
@@ -219,8 +220,9 @@ def measure(steps: int, warmup: int = 3) -> dict:
     setup(2)
     from edgeship.base.tfcompat import keras, tf
     from edgeship.detection import distribute
+    from edgeship.detection.loss import make_step_fns
     from edgeship.detection.model import ModelConfig, build_detector
-    from edgeship.detection.training import LossConfig, make_step_fns
+    from edgeship.detection.training import LossConfig
 
     config = ModelConfig()  # the pipeline's detector: 160x160, alpha 0.35, 5 classes
     init = build_detector(config).get_weights()

@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from edgeship.detection import train_data, training
+from edgeship.detection import loss, train_data, training
 from edgeship.detection.model import (
     ModelConfig,
     build_detector,
@@ -118,7 +118,7 @@ def test_loss_decreases_when_overfitting_one_batch(tiny_config, tiny_dataset):
     anchors = make_anchors(tiny_config)
     images, targets = next(iter(train_data.make_dataset(data, anchors, tiny_config, batch_size=4, training=False)))
     model = build_detector(tiny_config)
-    step, _ = training.make_step_fns(model, keras.optimizers.Adam(3e-3), 5, training.LossConfig())
+    step, _ = loss.make_step_fns(model, keras.optimizers.Adam(3e-3), 5, training.LossConfig())
     losses = [sum(float(v) for v in step(images, targets)) for _ in range(25)]
     assert np.isfinite(losses).all()
     assert losses[-1] < 0.5 * losses[0], losses
