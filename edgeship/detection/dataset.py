@@ -180,9 +180,9 @@ def open_shard(uri: str) -> Iterator[BinaryIO]:
     loc = storage.parse_gcs(uri)
     blob = storage.gcs_client().bucket(loc.bucket).blob(loc.name)
     try:
+        if not blob.exists():
+            raise FileNotFoundError(f"no such object: {uri}")
         reader = blob.open("rb", chunk_size=8 * 1024 * 1024)
-    except exceptions.NotFound as exc:
-        raise FileNotFoundError(f"no such object: {uri}") from exc
     except exceptions.GoogleAPICallError as exc:
         raise FileNotFoundError(f"cannot read {uri}: {exc}") from exc
     with reader:
@@ -246,8 +246,8 @@ def _flags(features, key: str, n: int, where: str) -> np.ndarray:
 def iter_split(uri: str | Path, split: str, fmt: str = "coco") -> Iterator[Example]:
     """The Examples of one split (train, val, calibration, ...), decoded one at a time: nothing
     but the split's annotations (COCO) or one record (TFRecord) is held besides the Example being
-    yielded. Same checks and errors as :func:`load_split`, raised when the bad image is reached
-    (an empty split raises ValueError after the first look)."""
+    yielded. Same checks and errors as :func:`load_split`: an unknown split or format at once, a
+    bad image when it is reached, an empty split at the end."""
     uri = str(uri)
     info = read_dataset_info(uri)
     if info.splits and split not in info.splits:
@@ -258,12 +258,16 @@ def iter_split(uri: str | Path, split: str, fmt: str = "coco") -> Iterator[Examp
         examples = _iter_tfrecord_examples(uri, split, info)
     else:
         raise ValueError(f"unknown dataset format {fmt!r}; expected 'coco' or 'tfrecord'")
+    return _not_empty(examples, f"split {split!r} of {uri} ({fmt}) is empty")
+
+
+def _not_empty(examples: Iterator[Example], message: str) -> Iterator[Example]:
     empty = True
     for ex in examples:
         empty = False
         yield ex
     if empty:
-        raise ValueError(f"split {split!r} of {uri} ({fmt}) is empty")
+        raise ValueError(message)
 
 
 def load_split(uri: str | Path, split: str, fmt: str = "coco") -> list[Example]:
@@ -304,7 +308,8 @@ def describe(uri: str | Path) -> dict:
 
 
 def validate(uri: str | Path, fmt: str = "coco") -> DatasetInfo:
-    """Read every split fully (raising on the first bad file); return the dataset's info.
+    """Read every split fully, one image at a time (raising on the first bad file, or when a
+    split's image count is not dataset.json's); return the dataset's info.
 
     train, val and calibration must be there; an extra split the dataset lists (an imported
     ``test``) is read as well."""
@@ -313,6 +318,9 @@ def validate(uri: str | Path, fmt: str = "coco") -> DatasetInfo:
         if split not in info.splits:
             raise ValueError(f"{uri}: dataset.json lists no {split!r} split")
     for split in [*SPLITS, *sorted(set(info.splits) - set(SPLITS))]:
-        for _ in iter_split(uri, split, fmt):  # one image at a time
-            pass
+        n = sum(1 for _ in iter_split(uri, split, fmt))  # one image at a time
+        said = (info.splits.get(split) or {}).get("images")
+        if said is not None and n != said:
+            raise ValueError(f"{uri}: split {split!r} has {n} images in its {fmt} files but "
+                             f"dataset.json says {said}")
     return info

@@ -253,9 +253,8 @@ def _decoder(src: SplitSource, size: Sequence[int]) -> Any:
     def decode(*element):
         image, image_id, boxes, labels = parse(*element)
         ok = tf.reduce_all(tf.logical_and(labels >= 1, labels <= k))
-        with tf.control_dependencies([tf.debugging.Assert(ok, [
-                f"class id outside the label map (ids 1..{k}) in split {src.split!r} of {src.uri}, "
-                "image", image_id, "labels", labels])]):
+        message = f"class id outside the label map (ids 1..{k}) in split {src.split!r} of {src.uri}, image"
+        with tf.control_dependencies([tf.debugging.Assert(ok, [message, image_id, "labels", labels])]):
             image, boxes = to_input(image, boxes, size, src.policy, src.fill)
         return image, image_id, boxes, labels
 
@@ -303,7 +302,17 @@ def training_dataset(src: SplitSource, anchors: np.ndarray, config: ModelConfig,
     ds = _elements(src, training=training, seed=seed, repeat=repeat)
     ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=training and src.images >= batch_size)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    return ds.prefetch(tf.data.AUTOTUNE).with_options(_options())
+
+
+def _options() -> Any:
+    """Parallelism across images, none inside one image's ops: the input pipeline does not
+    compete with the training step's own threads for the cores (measured on 2 cores: ~2 % faster)."""
+    from edgeship.base.tfcompat import tf
+
+    options = tf.data.Options()
+    options.threading.max_intra_op_parallelism = 1
+    return options
 
 
 def eval_dataset(src: SplitSource, size: Sequence[int], *, batch_size: int = 64) -> Any:

@@ -9,8 +9,8 @@ from edgeship.detection.coco import Detections
 from edgeship.detection.dataset import load_split
 from edgeship.detection.model import ModelConfig
 from edgeship.detection.runners import fit_image, to_source_boxes
-from edgeship.detection.sources.importer import ImportOptions, import_dataset
 from edgeship.detection.sources.images import LETTERBOX_FILL
+from edgeship.detection.sources.importer import ImportOptions, import_dataset
 from edgeship.detection.train_data import load_training_data
 from tests.detection import source_fixtures as fx
 

@@ -33,7 +33,7 @@ def assert_same_kind_of_artifact(art: Path) -> dataset_contract.DatasetInfo:
         dataset_reader.validate(art, fmt)
     for split in SPLITS:
         assert (art / f"coco/annotations/{split}.json").is_file()
-        assert (art / f"tfrecord/{split}.tfrecord").is_file()
+        assert info.shards(split) and all((art / rel).is_file() for rel in info.shards(split))
         coco = dataset_reader.load_split(art, split, "coco")
         tfr = dataset_reader.load_split(art, split, "tfrecord")
         for a, b in zip(coco, tfr):

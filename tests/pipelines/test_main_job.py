@@ -6,7 +6,6 @@ Firestore release record, and the listening client downloading, verifying and sw
 The full pipeline with the real model steps is the main job itself (minutes; not a test)."""
 import io
 import json
-import os
 from pathlib import Path
 
 import pytest

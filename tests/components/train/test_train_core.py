@@ -45,15 +45,21 @@ def test_train_rejects_an_input_size_the_backbone_cannot_take(tiny_dataset, tmp_
         core.train(str(tiny_dataset), tmp_path / "m", epochs=1, input_size=(100, 100), progress=False)
 
 
-def test_train_rejects_an_empty_split(tiny_dataset, tmp_path):
+@pytest.mark.parametrize("fmt", ["tfrecord", "coco"])
+def test_train_rejects_an_empty_split(tiny_dataset, tmp_path, fmt):
     data = tmp_path / "data"
     shutil.copytree(tiny_dataset, data)
     ann = data / "coco" / "annotations" / "val.json"
     coco = json.loads(ann.read_text())
     coco["images"], coco["annotations"] = [], []
     ann.write_text(json.dumps(coco))
-    with pytest.raises(ValueError, match="empty"):
-        core.train(str(data), tmp_path / "m", epochs=1, input_size=(96, 96), progress=False)
+    meta = json.loads((data / "dataset.json").read_text())
+    meta["splits"]["val"].update(images=0, objects=0)
+    for rel in meta["splits"]["val"]["shards"]:
+        (data / rel).write_bytes(b"")
+    (data / "dataset.json").write_text(json.dumps(meta))
+    with pytest.raises(ValueError, match=r"split 'val' of .* is empty"):
+        core.train(str(data), tmp_path / "m", epochs=1, input_size=(96, 96), fmt=fmt, progress=False)
 
 
 def test_train_rejects_a_label_map_that_disagrees_with_the_data(tiny_dataset, tmp_path):
