@@ -282,11 +282,28 @@ def run_local(parameters: dict[str, Any], *, pipeline_root: str | Path,
     root.mkdir(parents=True, exist_ok=True)
     log_path = root / "pipeline.log"
     statuses: dict[str, str] = {}
+    handle = _status_tracker(task_dependencies(pipeline_func.pipeline_spec), statuses, on_event)
+
+    before = {p.name for p in root.iterdir() if p.is_dir()}
+    _init_kfp_local(local, root, enable_caching=enable_caching, cache_root=cache_root)
+    start = time.monotonic()
+    error, stream, sampler = _run_captured(pipeline_func, parameters, log_path=log_path,
+                                           handle=handle, extra_pids=extra_pids)
+    wall = time.monotonic() - start
+    run_dir = _new_run_dir(root, before, pipeline_func.pipeline_spec.pipeline_info.name + "-")
+    result = LocalRun(run_dir=run_dir, log_path=log_path, wall_s=wall, statuses=statuses,
+                      peak_rss_bytes=sampler.peak)
+    if error is not None:
+        raise _step_failed(error, statuses, stream, log_path) from error
+    return result
+
+
+def _status_tracker(deps: dict[str, list[str]], statuses: dict[str, str],
+                    on_event: Callable[[StepEvent], None] | None) -> Callable[[StepEvent], None]:
+    """An event handler that records task statuses (cache hits included) and forwards events."""
 
     # kfp.local prints nothing for a task served from its cache: when a task starts, every task
     # it depends on that has no status yet was a cache hit.
-    deps = task_dependencies(pipeline_func.pipeline_spec)
-
     def mark_cached(name: str, seen: set[str] | None = None) -> None:
         seen = set() if seen is None else seen
         for dep in deps.get(name, []):
@@ -309,7 +326,12 @@ def run_local(parameters: dict[str, Any], *, pipeline_root: str | Path,
         if on_event is not None:
             on_event(event)
 
-    before = {p.name for p in root.iterdir() if p.is_dir()}
+    return handle
+
+
+def _init_kfp_local(local, root: Path, *, enable_caching: bool,
+                    cache_root: str | Path | None) -> None:
+    """Set up kfp.local's SubprocessRunner and silence its known, expected warnings."""
     local.init(runner=local.SubprocessRunner(use_venv=False), pipeline_root=str(root),
                raise_on_error=True, enable_caching=enable_caching,
                cache_root=str(cache_root) if cache_root else None)
@@ -319,7 +341,12 @@ def run_local(parameters: dict[str, Any], *, pipeline_root: str | Path,
     # ...and that CPU, memory and GPU limits (pipelines/resources.py) do nothing here: known.
     warnings.filterwarnings("ignore", message=".*have no effect in the current local runner.*",
                             category=UserWarning)
-    start = time.monotonic()
+
+
+def _run_captured(pipeline_func: Callable, parameters: dict[str, Any], *, log_path: Path,
+                  handle: Callable[[StepEvent], None], extra_pids: tuple[int, ...],
+                  ) -> tuple[BaseException | None, _CaptureStream, MemorySampler]:
+    """Run the pipeline with sys.stdout captured into the log and memory sampled."""
     error: BaseException | None = None
     saved_env = os.environ.get(step_progress.ENV)
     os.environ[step_progress.ENV] = "1"  # the steps (subprocesses) print progress lines
@@ -329,7 +356,7 @@ def run_local(parameters: dict[str, Any], *, pipeline_root: str | Path,
         sys.stdout = stream
         try:
             pipeline_func(**parameters)
-        except BaseException as exc:  # noqa: BLE001 - re-raised below with the log's path
+        except BaseException as exc:  # noqa: BLE001 - re-raised by run_local with the log's path
             error = exc
         finally:
             sys.stdout = saved
@@ -338,16 +365,20 @@ def run_local(parameters: dict[str, Any], *, pipeline_root: str | Path,
                 os.environ.pop(step_progress.ENV, None)
             else:
                 os.environ[step_progress.ENV] = saved_env
-    wall = time.monotonic() - start
-    prefix = pipeline_func.pipeline_spec.pipeline_info.name + "-"
+    return error, stream, sampler
+
+
+def _new_run_dir(root: Path, before: set[str], prefix: str) -> Path:
+    """The run folder this run created (the newest new ``<prefix>…`` folder), else ``root``."""
     new = sorted((p for p in root.iterdir() if p.is_dir() and p.name not in before
                   and p.name.startswith(prefix)), key=lambda p: p.stat().st_mtime)
-    run_dir = new[-1] if new else root
-    result = LocalRun(run_dir=run_dir, log_path=log_path, wall_s=wall, statuses=statuses,
-                      peak_rss_bytes=sampler.peak)
-    if error is not None:
-        failed = [t for t, s in statuses.items() if s not in ("SUCCESS", "SKIPPED", "CACHED")]
-        step = failed[0] if failed else stream.current or "?"
-        raise StepFailed(f"pipeline step {step!r} failed: {error} (full log: {log_path})", step=step,
-                         log_path=log_path, tail=list(stream.tails.get(step, ()))) from error
-    return result
+    return new[-1] if new else root
+
+
+def _step_failed(error: BaseException, statuses: dict[str, str], stream: _CaptureStream,
+                 log_path: Path) -> StepFailed:
+    """The StepFailed naming the failed step, with the tail of its output."""
+    failed = [t for t, s in statuses.items() if s not in ("SUCCESS", "SKIPPED", "CACHED")]
+    step = failed[0] if failed else stream.current or "?"
+    return StepFailed(f"pipeline step {step!r} failed: {error} (full log: {log_path})", step=step,
+                      log_path=log_path, tail=list(stream.tails.get(step, ())))

@@ -103,3 +103,21 @@ def test_tests_do_not_edit_sys_path():
     assert offenders == []
     assert uses_sys_path("import sys\nsys.path.insert(0, 'x')\n")
     assert not uses_sys_path("import os\nos.path.join('a')\n")
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def long_functions(*dirs: str) -> dict[str, int]:
+    found = {}
+    for path in python_files(*dirs):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    found[f"{path.relative_to(ROOT)}:{node.name}"] = lines
+    return found
+
+
+def test_no_function_over_80_lines():
+    assert long_functions(*PACKAGES, "functions") == {}

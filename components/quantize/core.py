@@ -138,10 +138,36 @@ def quantize(float_model_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     (qat_int8 only when ``qat_model_dir`` is given). Raises QuantizeError (a ValueError) naming
     the stage and variant; with ``strict_parity`` a parity miss is an error, else it is recorded.
     """
-    from rich.progress import Progress
+    schemes = _resolve_schemes(schemes, qat_model_dir)
 
-    from edgeship.base import progress as step_progress
+    # ---- validate before
+    loaded, qat_loaded = _load_sources(float_model_dir, qat_model_dir, schemes)
+    chosen = select_calibration(calibration, loaded.input_size, num_calibration,
+                                resize=loaded.config.get("resize", "stretch"))
+    images, where = chosen.images, chosen.where
+    calibration_record = {k: v for k, v in chosen.record.items() if k != "image_ids"}
+    _check_calibration(schemes, images, calibration, where)
+    rep = representative_dataset(images) if images else None
+    check_images = images[:parity_images] if images else _noise_images(loaded.input_size, parity_images)
+    cfg = postprocess or PostprocessConfig(box_scales=tuple(loaded.config.get("box_scales", (10, 10, 5, 5))))
 
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    entries, errors, skipped, coreml_entries = _convert_all(
+        schemes, loaded, qat_loaded, out, rep=rep, cfg=cfg, check_images=check_images,
+        images=images, where=where, calibration_record=calibration_record,
+        strict_parity=strict_parity, converter_factory=converter_factory, coreml=coreml,
+        progress=progress)
+
+    result = VariantsResult(out, entries, coreml_entries, errors, skipped)
+    _write_index(result, loaded, float_model_dir=float_model_dir, qat_model_dir=qat_model_dir,
+                 calibration_set=chosen.record)
+    return result
+
+
+def _resolve_schemes(schemes: Sequence[str] | None,
+                     qat_model_dir: str | os.PathLike | None) -> list[str]:
+    """The schemes to build: checked names, qat_int8 dropped when no QAT model is given."""
     explicit = schemes is not None
     schemes = list(schemes or DEFAULT_SCHEMES)
     unknown = [s for s in schemes if s not in SCHEMES]
@@ -152,8 +178,12 @@ def quantize(float_model_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             raise QuantizeError("validate-before", "qat_int8", "needs a QAT model (--qat-model / qat_model_dir)")
         schemes.remove("qat_int8")
         log.info("no QAT model given: skipping qat_int8")
+    return schemes
 
-    # ---- validate before
+
+def _load_sources(float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLike | None,
+                  schemes: list[str]) -> tuple[LoadedModel, LoadedModel | None]:
+    """Load the float model and (for qat_int8) the QAT model, checking that they match."""
     try:
         loaded = load_model_artifact(float_model_dir)
     except (ValueError, FileNotFoundError) as exc:
@@ -168,20 +198,29 @@ def quantize(float_model_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             raise QuantizeError("validate-before", "qat_int8", f"QAT model {qat_model_dir} (input "
                                 f"{qat_loaded.input_size}, {len(qat_loaded.anchors)} anchors) does not "
                                 f"match the float model (input {loaded.input_size}, {len(loaded.anchors)})")
-    chosen = select_calibration(calibration, loaded.input_size, num_calibration,
-                                resize=loaded.config.get("resize", "stretch"))
-    images, where = chosen.images, chosen.where
-    calibration_record = {k: v for k, v in chosen.record.items() if k != "image_ids"}
+    return loaded, qat_loaded
+
+
+def _check_calibration(schemes: list[str], images: list[np.ndarray], calibration: Any,
+                       where: str) -> None:
+    """Raise QuantizeError for a scheme that needs calibration data when there is none."""
     for s in schemes:
         if SCHEMES[s][2] and not images:
             raise QuantizeError("validate-before", s, f"{s} needs calibration data: "
                                 f"split {CALIBRATION_SPLIT!r} in {calibration} is empty/missing ({where})")
-    rep = representative_dataset(images) if images else None
-    check_images = images[:parity_images] if images else _noise_images(loaded.input_size, parity_images)
-    cfg = postprocess or PostprocessConfig(box_scales=tuple(loaded.config.get("box_scales", (10, 10, 5, 5))))
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+
+def _convert_all(schemes: list[str], loaded: LoadedModel, qat_loaded: LoadedModel | None,
+                 out: Path, *, rep: Callable | None, cfg: PostprocessConfig,
+                 check_images: list[np.ndarray], images: list[np.ndarray], where: str,
+                 calibration_record: dict[str, Any], strict_parity: bool,
+                 converter_factory: ConverterFactory, coreml: bool, progress: bool,
+                 ) -> tuple[list[dict[str, Any]], list[str], list[dict[str, Any]], list[dict[str, Any]]]:
+    """Convert every scheme (optional ones may be skipped) and Core ML, with a progress bar."""
+    from rich.progress import Progress
+
+    from edgeship.base import progress as step_progress
+
     entries, errors, skipped = [], [], []
     with Progress(disable=not progress, transient=True) as bar:
         task = bar.add_task("quantize", total=len(schemes) + (2 if coreml else 0))
@@ -212,16 +251,21 @@ def quantize(float_model_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
             step_progress.emit(item="Core ML", index=count, count=count, phase="converting")
             coreml_entries = convert_coreml(loaded, out)
             bar.advance(task, 2)
+    return entries, errors, skipped, coreml_entries
 
+
+def _write_index(result: VariantsResult, loaded: LoadedModel, *,
+                 float_model_dir: str | os.PathLike, qat_model_dir: str | os.PathLike | None,
+                 calibration_set: dict[str, Any]) -> None:
+    """Write labels.txt and variants.json (the variants, the model and the calibration set)."""
+    out = result.out_dir
     labels = loaded.labels or [f"class_{i + 1}" for i in range(loaded.num_classes)]
     (out / "labels.txt").write_text("\n".join(labels) + "\n")
-    result = VariantsResult(out, entries, coreml_entries, errors, skipped)
     variants_contract.save_index({**result.to_dict(), "model": {
         "input_size": list(loaded.input_size), "num_classes": loaded.num_classes,
         "anchors": len(loaded.anchors), "float_model_dir": str(float_model_dir),
         "qat_model_dir": str(qat_model_dir) if qat_model_dir else None},
-        "parity_tolerances": PARITY_TOLERANCES, "calibration_set": chosen.record}, out)
-    return result
+        "parity_tolerances": PARITY_TOLERANCES, "calibration_set": calibration_set}, out)
 
 
 def _one_variant(s: str, source: LoadedModel | None, out: Path, rep: Callable | None,

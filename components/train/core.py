@@ -89,6 +89,58 @@ class TrainResult:
 
 
 
+def _model_config(info: Any, labels: list[str], size: tuple, alpha: float, strides: Sequence[int] | None,
+                  anchor_scales: Sequence[Sequence[float]] | None,
+                  aspect_ratios: Sequence[float] | None) -> tuple[ModelConfig, str]:
+    """Build the ModelConfig from the dataset and the anchor overrides; return it and the resize policy."""
+    kwargs: dict[str, Any] = {}
+    if strides is not None:
+        kwargs["strides"] = tuple(strides)
+    if anchor_scales is not None:
+        kwargs["anchor_scales"] = tuple(tuple(s) for s in anchor_scales)
+    if aspect_ratios is not None:
+        kwargs["aspect_ratios"] = tuple(aspect_ratios)
+    policy = info.resize.get("policy", "stretch")  # the dataset's resize policy, kept by the model
+    config = ModelConfig(input_size=size, alpha=alpha, num_classes=len(labels), labels=labels,
+                         resize=policy, **kwargs)
+    return config, policy
+
+
+def _set_up_devices(seed: int, batch_size: int, learning_rate: float) -> tuple[str, Any, dict, Any]:
+    """Pick the device and distribution strategy, seed, scale the hyperparameters; return (device, dist, scaling, xla)."""
+    from edgeship.base.tfcompat import keras
+
+    device = configure_devices()
+    dist = distribute.choose_strategy()  # before anything starts TensorFlow's runtime
+    keras.utils.set_random_seed(seed)
+    scaling = distribute.scale_hyperparameters(batch_size, learning_rate, dist.replicas)
+    dist.precision = distribute.precision_policy(dist.plan)
+    xla = distribute.configure_xla()
+    distribute.device_line(dist, scaling=scaling, xla=xla, log_it=True)
+    return device, dist, scaling, xla
+
+
+def _open_splits(dataset_uri: str, fmt: str, max_train_images: int | None, max_val_images: int | None,
+                 num_classes: int, policy: str) -> tuple[Any, Any]:
+    """Open the train and val splits as streamed sources."""
+    train_src = stream.open_split(dataset_uri, "train", fmt=fmt, max_images=max_train_images,
+                                  num_classes=num_classes, policy=policy)
+    val_src = stream.open_split(dataset_uri, "val", fmt=fmt, max_images=max_val_images,
+                                num_classes=num_classes, policy=policy)
+    return train_src, val_src
+
+
+def _complete_history(history: dict, *, device: str, train_seconds: float, seed: int, dist: Any, scaling: dict,
+                      xla: Any, hyperparameters: dict, metrics: dict) -> None:
+    """Add the run's device, timing, distribution, hyperparameters, mAP and float ms/image to the history."""
+    history.update({"device": device, "train_seconds": train_seconds, "seed": seed,
+                    "distribution": distribute.describe(dist, scaling=scaling, xla=xla),
+                    "hyperparameters": hyperparameters,
+                    "val_map": metrics.get("map"), "val_map50": metrics.get("map50")})
+    steady = history["ms_per_image"][1:] or history["ms_per_image"]
+    history["float_ms_per_image"] = float(np.median(steady))
+
+
 def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
           batch_size: int = TRAIN.batch_size, alpha: float = TRAIN.alpha,
           input_size: Sequence[int] | None = None, learning_rate: float = TRAIN.learning_rate,
@@ -104,7 +156,6 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     backbone cannot take, an empty split, or a label map that disagrees with the data.
     """
     from edgeship.base import progress as step_progress
-    from edgeship.base.tfcompat import keras
     from edgeship.contracts.dataset import read_dataset_info
 
     if epochs < 1 or batch_size < 1:
@@ -112,30 +163,12 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     labels = dataset_labels(dataset_uri)
     info = read_dataset_info(dataset_uri)
     size = tuple(input_size) if input_size else tuple(info.image_size)
-    kwargs: dict[str, Any] = {}
-    if strides is not None:
-        kwargs["strides"] = tuple(strides)
-    if anchor_scales is not None:
-        kwargs["anchor_scales"] = tuple(tuple(s) for s in anchor_scales)
-    if aspect_ratios is not None:
-        kwargs["aspect_ratios"] = tuple(aspect_ratios)
-    policy = info.resize.get("policy", "stretch")  # the dataset's resize policy, kept by the model
-    config = ModelConfig(input_size=size, alpha=alpha, num_classes=len(labels), labels=labels,
-                         resize=policy, **kwargs)
-    device = configure_devices()
-    dist = distribute.choose_strategy()  # before anything starts TensorFlow's runtime
-    keras.utils.set_random_seed(seed)
-    scaling = distribute.scale_hyperparameters(batch_size, learning_rate, dist.replicas)
-    dist.precision = distribute.precision_policy(dist.plan)
-    xla = distribute.configure_xla()
-    distribute.device_line(dist, scaling=scaling, xla=xla, log_it=True)
+    config, policy = _model_config(info, labels, size, alpha, strides, anchor_scales, aspect_ratios)
+    device, dist, scaling, xla = _set_up_devices(seed, batch_size, learning_rate)
     out = distribute.worker_dir(out_dir, dist)  # non-chief workers write to a private folder
     t_start = time.perf_counter()
     step_progress.emit(phase="loading data")
-    train_src = stream.open_split(dataset_uri, "train", fmt=fmt, max_images=max_train_images,
-                                  num_classes=len(labels), policy=policy)
-    val_src = stream.open_split(dataset_uri, "val", fmt=fmt, max_images=max_val_images,
-                                num_classes=len(labels), policy=policy)
+    train_src, val_src = _open_splits(dataset_uri, fmt, max_train_images, max_val_images, len(labels), policy)
     anchors = make_anchors(config)
     loss_config = LossConfig()
     with distribute.precision_scope(dist.precision), dist.scope():
@@ -157,15 +190,12 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     train_seconds = time.perf_counter() - t_start
     step_progress.emit(phase="val mAP of the Keras model")
     metrics = evaluate_map(model, stream.eval_dataset(val_src, size), config, anchors) if evaluate else {}
-    history.update({"device": device, "train_seconds": train_seconds, "seed": seed,
-                    "distribution": distribute.describe(dist, scaling=scaling, xla=xla),
-                    "hyperparameters": {"epochs": epochs, "batch_size": batch_size, "alpha": alpha,
-                                        "input_size": list(size), "learning_rate": learning_rate,
-                                        "weight_decay": weight_decay, "patience": patience,
-                                        "warmup_epochs": warmup_epochs, "loss": asdict(loss_config)},
-                    "val_map": metrics.get("map"), "val_map50": metrics.get("map50")})
-    steady = history["ms_per_image"][1:] or history["ms_per_image"]
-    history["float_ms_per_image"] = float(np.median(steady))
+    _complete_history(history, device=device, train_seconds=train_seconds, seed=seed, dist=dist, scaling=scaling,
+                      xla=xla, metrics=metrics,
+                      hyperparameters={"epochs": epochs, "batch_size": batch_size, "alpha": alpha,
+                                       "input_size": list(size), "learning_rate": learning_rate,
+                                       "weight_decay": weight_decay, "patience": patience,
+                                       "warmup_epochs": warmup_epochs, "loss": asdict(loss_config)})
     step_progress.emit(phase="exporting", map=metrics.get("map"), map50=metrics.get("map50"))
     export_model(model, config, anchors, out, history, saved_model=saved_model)
     log.info("trained in %.0f s; val mAP@.5 %s, mAP %s; model in %s", train_seconds,

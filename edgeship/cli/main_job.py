@@ -181,15 +181,41 @@ def _native_stderr_to(path: Path):
 def _main_job(params: dict[str, Any], *, console, verbose: bool, root: Path, start_client: bool,
               client_timeout: float, stack_config, pipeline_func, cache: bool, stage_data: bool,
               scope: contextlib.ExitStack) -> int:
-    from rich.markup import escape
-
-    from edgeship.localcloud import stack as local_stack
-    from pipelines.local import run_local, source_fingerprint
-
+    """The main job's steps in order; returns the process exit code."""
     t0 = time.monotonic()
     values = check_parameters(params)
 
     console.rule("[bold]edgeship run")
+    run_root, stack_pids = _bring_up_stack(values, console=console, verbose=verbose, root=root,
+                                           stack_config=stack_config, scope=scope)
+    effective = _effective_parameters(values, console)
+    if stage_data and not effective.get("data_uri"):
+        values["data_uri"] = effective["data_uri"] = stage_default_dataset(
+            root.resolve() / "data", effective["bucket"], int(effective["input_size"]), console)
+    client = _listening_client(effective, console, root) if start_client else None
+
+    result = _run_pipeline(values, console=console, verbose=verbose, run_root=run_root,
+                           stack_pids=stack_pids, pipeline_func=pipeline_func, cache=cache,
+                           client=client)
+    if result is None:
+        return 1
+
+    outputs_select, decision, eval_dir = _print_decision(result, console)
+    held = _report_publication(result, decision, outputs_select, effective, console=console,
+                               client=client, client_timeout=client_timeout)
+    if client is not None:
+        client.stop()
+    _print_run_summary(result, eval_dir, outputs_select, console, wall=time.monotonic() - t0)
+    if decision.get("publish") and client is not None and not held:
+        return 1
+    return 0
+
+
+def _bring_up_stack(values: dict[str, Any], *, console, verbose: bool, root: Path, stack_config,
+                    scope: contextlib.ExitStack) -> tuple[Path, tuple[int, ...]]:
+    """Start the local cloud stack, export its environment; return the run root and its pids."""
+    from edgeship.localcloud import stack as local_stack
+
     console.print("local cloud stack: starting (Cloud Storage, Firestore, function, relay)…")
     config = stack_config or local_stack.StackConfig()
     local_stack.up(config, progress=lambda msg: console.print(f"  {msg}", highlight=False))
@@ -207,32 +233,43 @@ def _main_job(params: dict[str, Any], *, console, verbose: bool, root: Path, sta
     values.setdefault("bucket", config.buckets[0])
     stack_pids = tuple(s.pid for s in local_stack.status(config) if s.pid)
     console.print(f"local cloud stack: up ({', '.join(f'{k}={v}' for k, v in config.env().items())})")
+    return run_root, stack_pids
 
+
+def _effective_parameters(values: dict[str, Any], console) -> dict[str, Any]:
+    """The pipeline's defaults overlaid with ``values``; printed."""
     spec_defaults = {k: (int(v["defaultValue"]) if v.get("parameterType") == "NUMBER_INTEGER"
                          else v.get("defaultValue"))
                      for k, v in pipeline_spec()["root"]["inputDefinitions"]["parameters"].items()}
     effective = {**spec_defaults, **values}
     console.print("parameters: " + ", ".join(f"{k}={v!r}" for k, v in sorted(effective.items())))
+    return effective
 
-    if stage_data and not effective.get("data_uri"):
-        values["data_uri"] = effective["data_uri"] = stage_default_dataset(
-            root.resolve() / "data", effective["bucket"], int(effective["input_size"]), console)
 
-    client = None
-    if start_client:
-        client = _start_client(effective["model_name"], effective["channel"], root.resolve())
-        console.print(f"client: listening on {effective['model_name']}/{effective['channel']} "
-                      f"(holds: {client.current_version or 'nothing yet'})")
+def _listening_client(effective: dict[str, Any], console, root: Path):
+    """Start the listening client on the model's channel and say what it holds."""
+    client = _start_client(effective["model_name"], effective["channel"], root.resolve())
+    console.print(f"client: listening on {effective['model_name']}/{effective['channel']} "
+                  f"(holds: {client.current_version or 'nothing yet'})")
+    return client
+
+
+def _run_pipeline(values: dict[str, Any], *, console, verbose: bool, run_root: Path,
+                  stack_pids: tuple[int, ...], pipeline_func, cache: bool, client):
+    """Run the pipeline with the live progress table; None (client stopped) when it failed."""
+    from rich.markup import escape
+
+    from pipelines.local import run_local, source_fingerprint
 
     console.print(f"step logs: {run_root / 'pipeline.log'}"
                   + ("" if verbose else " (shown here too with edgeship -v run)"), highlight=False)
     progress = _Progress(console, STEPS, verbose=verbose)
     try:
         with progress:
-            result = run_local(values, pipeline_root=run_root, on_event=progress,
-                               extra_pids=stack_pids, pipeline_func=pipeline_func,
-                               enable_caching=cache,
-                               cache_root=run_root / ".kfp_cache" / source_fingerprint())
+            return run_local(values, pipeline_root=run_root, on_event=progress,
+                             extra_pids=stack_pids, pipeline_func=pipeline_func,
+                             enable_caching=cache,
+                             cache_root=run_root / ".kfp_cache" / source_fingerprint())
     except RuntimeError as exc:
         tail = getattr(exc, "tail", None)
         if tail and not verbose:
@@ -242,8 +279,11 @@ def _main_job(params: dict[str, Any], *, console, verbose: bool, root: Path, sta
         console.print(f"[bold red]pipeline failed:[/] {escape(str(exc))}", highlight=False)
         if client is not None:
             client.stop()
-        return 1
+        return None
 
+
+def _print_decision(result, console) -> tuple[dict[str, Any], dict[str, Any], Path]:
+    """Print the summary table, the auto-quantize search and the gate's reasons."""
     outputs_select = task_outputs(result.run_dir, result.task("select") or "select")
     decision = decision_contract.load(outputs_select["decision"]).to_dict()
     eval_dir = Path(decision["inputs"]["evaluation"])  # select's input (a cached run's is older)
@@ -256,7 +296,12 @@ def _main_job(params: dict[str, Any], *, console, verbose: bool, root: Path, sta
                       f"{len(search.get('candidates') or [])} candidates tried in "
                       f"{float(search.get('seconds') or 0):.0f} s; curve: {eval_dir / 'autoquant_tradeoff.png'}")
     console.print("[bold]gate:[/] " + "\n      ".join(decision.get("reasons", [])))
+    return outputs_select, decision, eval_dir
 
+
+def _report_publication(result, decision: dict[str, Any], outputs_select: dict[str, Any],
+                        effective: dict[str, Any], *, console, client, client_timeout: float):
+    """Say what was published and wait for the client to hold it; returns what it holds."""
     held = None
     if decision.get("publish"):
         published = task_outputs(result.run_dir, result.task("publish") or "publish")
@@ -273,10 +318,12 @@ def _main_job(params: dict[str, Any], *, console, verbose: bool, root: Path, sta
     else:
         console.print("[bold yellow]NOT PUBLISHED[/] — see the reasons above "
                       f"({outputs_select.get('decision_md')})")
+    return held
 
-    if client is not None:
-        client.stop()
-    wall = time.monotonic() - t0
+
+def _print_run_summary(result, eval_dir: Path, outputs_select: dict[str, Any], console, *,
+                       wall: float) -> None:
+    """Print the report's files, the gate decision, the log, the wall time and peak memory."""
     for name in ("report.html", "report.md", "tradeoff.png"):
         if (eval_dir / name).exists():
             console.print(f"report: {eval_dir / name}")
@@ -284,6 +331,3 @@ def _main_job(params: dict[str, Any], *, console, verbose: bool, root: Path, sta
     console.print(f"full log: {result.log_path}")
     console.print(f"wall time: {wall:.0f} s (pipeline {result.wall_s:.0f} s); peak memory "
                   f"(all processes, sampled): {result.peak_rss_bytes / 2**30:.2f} GiB")
-    if decision.get("publish") and client is not None and not held:
-        return 1
-    return 0

@@ -81,6 +81,149 @@ def configure_devices() -> str:
     return f"GPU x{len(gpus)} ({gpus[0].name})" if gpus else "CPU"
 
 
+def _mean_epoch(seconds: list[float]) -> float:
+    """Mean epoch wall time for the ETA, leaving out epoch 1 (it also traces tf.functions) when possible."""
+    basis = seconds[1:] or seconds
+    return sum(basis) / len(basis)
+
+
+def _build_optimizer(model: Any, schedule: Any, dist: Any, weight_decay: float) -> tuple[Any, Any]:
+    """Create the AdamW optimizer and its checkpoint under the strategy's scope."""
+    from edgeship.base.tfcompat import keras, tf
+    from edgeship.detection import distribute
+
+    with dist.scope():
+        optimizer = distribute.wrap_optimizer(keras.optimizers.AdamW(
+            learning_rate=schedule, weight_decay=weight_decay, clipnorm=10.0), dist.precision)
+        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    return optimizer, ckpt
+
+
+def _checkpoint_manager(ckpt: Any, out_dir: Path, dist: Any, resume: bool) -> tuple[Any, int]:
+    """Set up the checkpoint manager, restoring the newest checkpoint when resuming; return it and the first epoch."""
+    from edgeship.base.tfcompat import tf
+    from edgeship.detection import distribute
+
+    read_dir, write_dir = distribute.checkpoint_dirs(out_dir / "checkpoints", dist)
+    manager = tf.train.CheckpointManager(ckpt, str(write_dir), max_to_keep=2)
+    first_epoch = distribute.restore_latest(ckpt, read_dir) + 1 if resume else 1
+    return manager, first_epoch
+
+
+def _new_history() -> dict[str, list]:
+    """The empty per-epoch history dict."""
+    return {"epoch": [], "loss": [], "cls_loss": [], "box_loss": [], "val_loss": [],
+            "val_cls_loss": [], "val_box_loss": [], "lr": [], "epoch_seconds": [],
+            "ms_per_image": []}
+
+
+def _progress_columns() -> list[Any]:
+    """The rich progress bar's columns."""
+    from rich.progress import BarColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    return [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
+
+
+@dataclass
+class _FitRun:
+    """The fixed pieces of one fit call that the per-epoch helpers share."""
+
+    report: Any
+    bar: Any
+    task: Any
+    epochs: int
+    steps_per_epoch: int
+    batch_size: int
+    total: int
+    title: str
+    history: dict[str, list]
+    epoch_seconds: list[float]
+    writers: dict[str, Any]
+    manager: Any
+    schedule: Any
+
+
+def _train_epoch(run: _FitRun, batches: Any, train_step: Any, epoch: int, t0: float,
+                 step: int) -> tuple[np.ndarray, int, float | None, int]:
+    """Run one epoch's training steps with bar updates and progress reports; return (sums, n, t_first, step)."""
+    sums, n, t_first = np.zeros(2), 0, None
+    for images, targets in batches:
+        c, b = train_step(images, targets)
+        sums += (float(c), float(b))
+        n += 1
+        step += 1
+        if t_first is None:
+            t_first = time.perf_counter()
+        run.bar.update(run.task, advance=1, info=f"epoch {epoch}/{run.epochs} loss {sums.sum() / n:.3f}")
+        if n > 1:
+            now = time.perf_counter()
+            per_step = (now - t_first) / (n - 1)
+            if run.epoch_seconds:
+                mean = _mean_epoch(run.epoch_seconds)
+                eta = max(0.0, mean - (now - t0)) + mean * (run.epochs - epoch)
+            else:
+                eta = per_step * (run.total - step)
+            run.report(epoch=epoch, epochs=run.epochs, batch=n, batches=run.steps_per_epoch,
+                       loss=float(sums.sum() / n),
+                       val_loss=run.history["val_loss"][-1] if run.history["val_loss"] else None,
+                       img_s=run.batch_size / per_step if per_step > 0 else None, eta_s=eta)
+    return sums, n, t_first, step
+
+
+def _validate(val_ds: Any, eval_step: Any) -> tuple[np.ndarray, int]:
+    """Sum the example-weighted (cls, box) val losses; return the sums and the example count."""
+    vs, vn = np.zeros(2), 0
+    for images, targets in val_ds:
+        c, b = eval_step(images, targets)
+        k = int(images.shape[0])
+        vs += (float(c) * k, float(b) * k)
+        vn += k
+    return vs, vn
+
+
+def _record_epoch(run: _FitRun, epoch: int, tr: np.ndarray, va: np.ndarray, lr: float, seconds: float,
+                  steady: float) -> None:
+    """Append the epoch's figures to the history and write its TensorBoard scalars."""
+    from edgeship.base.tfcompat import tf
+
+    for key, val in (("epoch", epoch), ("loss", tr.sum()), ("cls_loss", tr[0]), ("box_loss", tr[1]),
+                     ("val_loss", va.sum()), ("val_cls_loss", va[0]), ("val_box_loss", va[1]),
+                     ("lr", lr), ("epoch_seconds", seconds), ("ms_per_image", 1000 * steady / run.batch_size)):
+        run.history[key].append(float(val))
+    with run.writers["train"].as_default():
+        tf.summary.scalar("loss", tr.sum(), step=epoch)
+        tf.summary.scalar("cls_loss", tr[0], step=epoch)
+        tf.summary.scalar("box_loss", tr[1], step=epoch)
+        tf.summary.scalar("learning_rate", lr, step=epoch)
+    with run.writers["val"].as_default():
+        tf.summary.scalar("loss", va.sum(), step=epoch)
+        tf.summary.scalar("cls_loss", va[0], step=epoch)
+        tf.summary.scalar("box_loss", va[1], step=epoch)
+
+
+def _end_epoch(run: _FitRun, val_ds: Any, eval_step: Any, epoch: int, t0: float, step: int,
+               sums: np.ndarray, n: int, t_first: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Validate, record, checkpoint, report and log a finished epoch; return its (train, val) mean losses."""
+    t1 = time.perf_counter()
+    steady = (t1 - t_first) / max(1, n - 1) if n > 1 else (t1 - t0)
+    run.report(force=True, epoch=epoch, epochs=run.epochs, phase="validating", loss=float(sums.sum() / max(1, n)))
+    vs, vn = _validate(val_ds, eval_step)
+    tr, va = sums / max(1, n), vs / max(1, vn)
+    lr = float(run.schedule(step))
+    _record_epoch(run, epoch, tr, va, lr, t1 - t0, steady)
+    run.manager.save(checkpoint_number=epoch)
+    run.epoch_seconds.append(time.perf_counter() - t0)
+    mean = _mean_epoch(run.epoch_seconds)
+    run.report(force=True, mark=True, epoch=epoch, epochs=run.epochs, loss=float(tr.sum()),
+               val_loss=float(va.sum()), img_s=run.batch_size / steady if steady > 0 else None,
+               eta_s=mean * (run.epochs - epoch))
+    log.info("%s epoch %d/%d: loss %.4f (cls %.4f box %.4f) val %.4f, %.1f s, %.2f ms/image",
+             run.title, epoch, run.epochs, tr.sum(), tr[0], tr[1], va.sum(), t1 - t0,
+             1000 * steady / run.batch_size)
+    return tr, va
+
+
 def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch: int, batch_size: int,
         learning_rate: float, num_classes: int, out_dir: Path, loss_config: LossConfig,
         patience: int = 8, warmup_epochs: float = 1.0, weight_decay: float = 1e-4,
@@ -92,46 +235,28 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
     ``distribution`` (edgeship.detection.distribute; default one device): the strategy the model
     was built under and its precision; ``batch_size`` is then the global batch. ``resume``:
     continue after the newest checkpoint in ``out_dir/checkpoints``."""
-    from rich.progress import (
-        BarColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-        TimeRemainingColumn,
-    )
+    from rich.progress import Progress
 
     from edgeship.base.progress import Reporter
-    from edgeship.base.tfcompat import keras, tf
+    from edgeship.base.tfcompat import tf
     from edgeship.detection import distribute
 
     report = Reporter(interval=1.0)  # EDGESHIP_PROGRESS lines for the main job (when asked for)
     epoch_seconds: list[float] = []  # wall time of each finished epoch, validation included
-
-    def _mean_epoch(seconds: list[float]) -> float:  # for the ETA; epoch 1 also traces tf.functions
-        basis = seconds[1:] or seconds
-        return sum(basis) / len(basis)
-
     total = max(1, epochs * steps_per_epoch)
     schedule = lr_schedule(learning_rate, total, int(warmup_epochs * steps_per_epoch))
     dist = distribution or distribute.one_device()
-    with dist.scope():
-        optimizer = distribute.wrap_optimizer(keras.optimizers.AdamW(
-            learning_rate=schedule, weight_decay=weight_decay, clipnorm=10.0), dist.precision)
-        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
+    optimizer, ckpt = _build_optimizer(model, schedule, dist, weight_decay)
     train_step, eval_step = distribute.make_distributed_step_fns(dist, model, optimizer, num_classes,
                                                                  loss_config)
-    read_dir, write_dir = distribute.checkpoint_dirs(out_dir / "checkpoints", dist)
-    manager = tf.train.CheckpointManager(ckpt, str(write_dir), max_to_keep=2)
-    first_epoch = distribute.restore_latest(ckpt, read_dir) + 1 if resume else 1
+    manager, first_epoch = _checkpoint_manager(ckpt, out_dir, dist, resume)
     writers = {k: tf.summary.create_file_writer(str(out_dir / "logs" / k)) for k in ("train", "val")}
-    history: dict[str, list] = {"epoch": [], "loss": [], "cls_loss": [], "box_loss": [], "val_loss": [],
-                                "val_cls_loss": [], "val_box_loss": [], "lr": [], "epoch_seconds": [],
-                                "ms_per_image": []}
+    history = _new_history()
     best, best_epoch, best_weights, waited = math.inf, 0, model.get_weights(), 0
-    cols = [TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TimeRemainingColumn()]
-    with Progress(*cols, disable=not progress, transient=False) as bar:
+    with Progress(*_progress_columns(), disable=not progress, transient=False) as bar:
         task = bar.add_task(title, total=total, info="")
+        run = _FitRun(report, bar, task, epochs, steps_per_epoch, batch_size, total, title, history,
+                      epoch_seconds, writers, manager, schedule)
         step = (first_epoch - 1) * steps_per_epoch
         bar.update(task, completed=step)
         # a repeated stream is iterated once across epochs (no restart, no shuffle-buffer refill
@@ -140,60 +265,9 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
         train_iter = iter(train_ds) if endless else None
         for epoch in range(first_epoch, epochs + 1):
             t0 = time.perf_counter()
-            sums, n, t_first = np.zeros(2), 0, None
             batches = itertools.islice(train_iter, steps_per_epoch) if endless else train_ds.take(steps_per_epoch)
-            for images, targets in batches:
-                c, b = train_step(images, targets)
-                sums += (float(c), float(b))
-                n += 1
-                step += 1
-                if t_first is None:
-                    t_first = time.perf_counter()
-                bar.update(task, advance=1, info=f"epoch {epoch}/{epochs} loss {sums.sum() / n:.3f}")
-                if n > 1:
-                    now = time.perf_counter()
-                    per_step = (now - t_first) / (n - 1)
-                    if epoch_seconds:
-                        mean = _mean_epoch(epoch_seconds)
-                        eta = max(0.0, mean - (now - t0)) + mean * (epochs - epoch)
-                    else:
-                        eta = per_step * (total - step)
-                    report(epoch=epoch, epochs=epochs, batch=n, batches=steps_per_epoch,
-                           loss=float(sums.sum() / n),
-                           val_loss=history["val_loss"][-1] if history["val_loss"] else None,
-                           img_s=batch_size / per_step if per_step > 0 else None, eta_s=eta)
-            t1 = time.perf_counter()
-            steady = (t1 - t_first) / max(1, n - 1) if n > 1 else (t1 - t0)
-            report(force=True, epoch=epoch, epochs=epochs, phase="validating", loss=float(sums.sum() / max(1, n)))
-            vs, vn = np.zeros(2), 0
-            for images, targets in val_ds:
-                c, b = eval_step(images, targets)
-                k = int(images.shape[0])
-                vs += (float(c) * k, float(b) * k)
-                vn += k
-            tr, va = sums / max(1, n), vs / max(1, vn)
-            lr = float(schedule(step))
-            for key, val in (("epoch", epoch), ("loss", tr.sum()), ("cls_loss", tr[0]), ("box_loss", tr[1]),
-                             ("val_loss", va.sum()), ("val_cls_loss", va[0]), ("val_box_loss", va[1]),
-                             ("lr", lr), ("epoch_seconds", t1 - t0), ("ms_per_image", 1000 * steady / batch_size)):
-                history[key].append(float(val))
-            with writers["train"].as_default():
-                tf.summary.scalar("loss", tr.sum(), step=epoch)
-                tf.summary.scalar("cls_loss", tr[0], step=epoch)
-                tf.summary.scalar("box_loss", tr[1], step=epoch)
-                tf.summary.scalar("learning_rate", lr, step=epoch)
-            with writers["val"].as_default():
-                tf.summary.scalar("loss", va.sum(), step=epoch)
-                tf.summary.scalar("cls_loss", va[0], step=epoch)
-                tf.summary.scalar("box_loss", va[1], step=epoch)
-            manager.save(checkpoint_number=epoch)
-            epoch_seconds.append(time.perf_counter() - t0)
-            mean = _mean_epoch(epoch_seconds)
-            report(force=True, mark=True, epoch=epoch, epochs=epochs, loss=float(tr.sum()),
-                   val_loss=float(va.sum()), img_s=batch_size / steady if steady > 0 else None,
-                   eta_s=mean * (epochs - epoch))
-            log.info("%s epoch %d/%d: loss %.4f (cls %.4f box %.4f) val %.4f, %.1f s, %.2f ms/image",
-                     title, epoch, epochs, tr.sum(), tr[0], tr[1], va.sum(), t1 - t0, 1000 * steady / batch_size)
+            sums, n, t_first, step = _train_epoch(run, batches, train_step, epoch, t0, step)
+            tr, va = _end_epoch(run, val_ds, eval_step, epoch, t0, step, sums, n, t_first)
             if va.sum() < best - 1e-4:
                 best, best_epoch, best_weights, waited = float(va.sum()), epoch, model.get_weights(), 0
             else:
