@@ -82,3 +82,44 @@ def stack_function(local_stack: _ls.StackConfig
     if swapped:
         _ls.serve_function(local_stack, local_stack.function_source, local_stack.function_target,
                            local_stack.function_env)
+
+
+# ------------------------------------------------------------------------- no network in tests
+# Tests run where only package registries answer (CI): a client library that quietly calls a
+# cloud API (credentials, project lookup) waits out its retries there, or hangs. Every socket this
+# process connects to a non-loopback address is recorded (an audit hook; subprocesses and gRPC's
+# C sockets are not seen) and fails the test that made it, naming the address and the stack that asked for it.
+_LOOPBACK = ("127.", "::1", "localhost", "0.0.0.0")
+_outbound: list[tuple[str, str]] = []
+
+
+def _audit(event: str, args: tuple) -> None:
+    if event == "socket.connect":
+        address = args[1]
+        host, port = (address[0], address[1]) if isinstance(address, tuple) and len(address) > 1 \
+            else (None, None)
+    elif event == "socket.getaddrinfo":  # a name looked up for a connection (http clients)
+        host, port = args[0], args[1]
+        host = host.decode("ascii", "replace") if isinstance(host, bytes) else host
+    else:
+        return
+    if isinstance(host, str) and host and not host.startswith(_LOOPBACK):
+        import traceback
+
+        _outbound.append((f"{host}:{port}", "".join(traceback.format_stack(limit=12)[:-1])))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    import sys
+
+    sys.addaudithook(_audit)  # cannot be removed; it only appends to a list
+
+
+@pytest.fixture(autouse=True)
+def _no_outbound_connections() -> Iterator[None]:
+    del _outbound[:]
+    yield
+    if _outbound:
+        where, stack = _outbound[0]
+        pytest.fail(f"the test connected to {where} ({len(_outbound)} outbound connection(s)); "
+                    f"tests must not use the network. First one from:\n{stack}", pytrace=False)

@@ -8,7 +8,8 @@ import pytest
 
 from pipelines.local import run_local
 
-pytestmark = [pytest.mark.slow, pytest.mark.stack]
+# the whole pipeline in kfp.local subprocesses: ~4-6 min here, more on a busy machine
+pytestmark = [pytest.mark.slow, pytest.mark.stack, pytest.mark.timeout(1500)]
 
 
 @pytest.fixture(scope="module")

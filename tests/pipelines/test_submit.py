@@ -47,6 +47,10 @@ def vertex(monkeypatch):
                         lambda **kw: None)
     monkeypatch.setattr("google.auth.default", lambda *a, **k: (AnonymousCredentials(), PROJECT))
     monkeypatch.delenv("EDGESHIP_IMAGE", raising=False)
+    # with GOOGLE_CLOUD_PROJECT set (the local stack sets it) the SDK resolves the project number
+    # through the Resource Manager API: a network call, retried for ~50 s where there is none
+    monkeypatch.delenv("GOOGLE_CLOUD_PROJECT", raising=False)
+    monkeypatch.delenv("CLOUD_ML_PROJECT_ID", raising=False)
     return sent
 
 
