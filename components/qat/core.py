@@ -58,20 +58,6 @@ class QatResult:
     history: dict
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def _check_labels(dataset_uri: str, model_dir: str | Path, config: Any) -> None:
     """Raise ValueError when the dataset's classes disagree with the model's label map."""
     labels = data_lib.dataset_labels(dataset_uri)

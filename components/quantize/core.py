@@ -52,12 +52,6 @@ from edgeship.detection.verify import check_outputs, inspect_tflite, parity, run
 log = logging.getLogger(__name__)
 
 
-
-
-
-
-
-
 @dataclass
 class VariantsResult:
     """What ``quantize`` wrote: the output dir, variants.json's content and the file sizes."""
@@ -84,39 +78,10 @@ class VariantsResult:
 # ---------------------------------------------------------------- loading and validate-before
 
 
-
-
-
-
-
-
-
-
-
-
-
 # ---------------------------------------------------------------- convert
 
 
-
-
-
-
-
 # ---------------------------------------------------------------- validate-after
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 # ---------------------------------------------------------------- the step
@@ -320,15 +285,9 @@ def _one_variant(s: str, source: LoadedModel | None, out: Path, rep: Callable | 
     }
 
 
-
-
 def _noise_images(size: Sequence[int], n: int) -> list[np.ndarray]:
     rng = np.random.default_rng(1234)
     return [rng.integers(0, 256, size=(int(size[0]), int(size[1]), 3), dtype=np.uint8) for _ in range(max(1, n))]
-
-
-
-
 
 
 def size_metrics(result: VariantsResult) -> dict[str, float]:

@@ -39,10 +39,6 @@ from edgeship.detection.training import (
 log = logging.getLogger(__name__)
 
 
-
-
-
-
 @dataclass
 class TrainResult:
     """What :func:`train` produced: the model directory and its figures."""
@@ -57,36 +53,6 @@ class TrainResult:
     val_map: float | None
     val_map50: float | None
     history: dict
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def _model_config(info: Any, labels: list[str], size: tuple, alpha: float, strides: Sequence[int] | None,

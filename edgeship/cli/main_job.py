@@ -62,10 +62,6 @@ def task_outputs(run_dir: Path, task: str) -> dict[str, Any]:
     return out
 
 
-
-
-
-
 def stage_default_dataset(local_dir: Path, bucket: str, image_size: int, console) -> str:
     """Generate the embedded dataset (once per image size) and upload it to the local bucket
     under its fingerprint (once); return its gs:// URI."""

@@ -361,15 +361,3 @@ def convert_variant(loaded: LoadedModel, scheme: str, *, representative: Callabl
     return bytes(blob)
 
 
-
-
-
-
-
-
-
-
-
-
-
-

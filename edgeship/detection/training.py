@@ -28,26 +28,6 @@ from edgeship.detection.train_data import (
 log = logging.getLogger(__name__)
 
 
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 def lr_schedule(base_lr: float, total_steps: int, warmup_steps: int) -> Any:
     """Linear warm-up then cosine decay to 1% of ``base_lr``."""
     from edgeship.base.tfcompat import keras, tf
@@ -64,8 +44,6 @@ def lr_schedule(base_lr: float, total_steps: int, warmup_steps: int) -> Any:
             return {"base_lr": base_lr, "total_steps": total_steps, "warmup_steps": warmup_steps}
 
     return WarmupCosine()
-
-
 
 
 def configure_devices() -> str:

@@ -370,8 +370,3 @@ class Relay:
             conn.close()
 
 
-
-
-
-
-

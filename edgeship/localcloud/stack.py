@@ -55,10 +55,6 @@ from edgeship.localcloud.servers import (
 log = logging.getLogger(__name__)
 
 
-
-
-
-
 @dataclass
 class ServerStatus:
     name: str
@@ -68,10 +64,6 @@ class ServerStatus:
     healthy: bool
     log: Path
     detail: str = ""
-
-
-
-
 
 
 def _load_state(config: StackConfig) -> dict[str, Any]:
@@ -87,20 +79,6 @@ def _save_state(config: StackConfig, state: dict[str, Any]) -> None:
     tmp = config.state_dir / "stack.json.tmp"
     tmp.write_text(json.dumps(state, indent=2, default=str))
     tmp.replace(config.state_dir / "stack.json")
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def _firestore_control_port(config: StackConfig) -> int | None:
@@ -138,8 +116,6 @@ def _health(config: StackConfig, name: str, state: dict[str, Any]) -> tuple[bool
     raise ValueError(f"unknown server {name!r}; expected one of {SERVERS}")
 
 
-
-
 def _wait_healthy(config: StackConfig, names: list[str], state: dict[str, Any],
                   progress: Callable[[str], None] | None = None) -> None:
     deadline = time.monotonic() + config.start_timeout_s
@@ -165,22 +141,6 @@ def _wait_healthy(config: StackConfig, names: list[str], state: dict[str, Any],
                 f"{name} did not become healthy within {config.start_timeout_s:.0f} s ({detail}); "
                 f"the end of {config.log_path(name)}:\n{log_tail(config.log_path(name))}")
         time.sleep(0.05)
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
-
 
 
 def _ports(config: StackConfig) -> dict[str, int]:

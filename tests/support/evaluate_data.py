@@ -79,8 +79,6 @@ def _convert(input_dtype, size: int) -> tuple[bytes, dict]:
     return blob, output_map
 
 
-
-
 def write_standin_variants(root: Path, classes=CLASSES) -> Path:
     """A variants artifact with two stand-in variants: fp32 (float32 input) and full_int8 (uint8 input)."""
     entries = []
