@@ -129,24 +129,21 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
     @dsl.pipeline(name=PIPELINE_NAME, description="Train, QAT, quantize, evaluate, gate and "
                                                   "publish an on-device detector.")
     def edgeship_pipeline(
-        data_uri: str = DATA.data_uri,
-        model_name: str = PUBLISH.model_name,
-        channel: str = PUBLISH.channel,
-        bucket: str = PUBLISH.bucket,
-        input_size: int = DATA.image_size,
-        epochs: int = PIPELINE_TRAIN.epochs,
-        learning_rate: float = PIPELINE_TRAIN.learning_rate,
-        qat_epochs: int = PIPELINE_QAT.epochs,
+        data_uri: str = DATA.data_uri, model_name: str = PUBLISH.model_name,
+        channel: str = PUBLISH.channel, bucket: str = PUBLISH.bucket,
+        input_size: int = DATA.image_size, epochs: int = PIPELINE_TRAIN.epochs,
+        learning_rate: float = PIPELINE_TRAIN.learning_rate, qat_epochs: int = PIPELINE_QAT.epochs,
         accuracy_budget: str = SELECT.accuracy_budget,
         latency_budget_ms: float = SELECT.latency_budget_ms,
-        tolerance: float = SELECT.tolerance,
-        force_promote: bool = SELECT.force_promote,
-        min_map: float = SELECT.min_map,
-        min_map50: float = SELECT.min_map50,
+        tolerance: float = SELECT.tolerance, force_promote: bool = SELECT.force_promote,
+        min_map: float = SELECT.min_map, min_map50: float = SELECT.min_map50,
         min_app_version: str = PUBLISH.min_app_version,
         auto_quantize: bool = False,
         autoquant_max_candidates: int = AUTOQUANT.max_candidates,
         autoquant_max_seconds: float = AUTOQUANT.max_seconds,
+        alpha: float = PIPELINE_TRAIN.alpha, patience: int = PIPELINE_TRAIN.patience,
+        anchors: str = PIPELINE_TRAIN.anchors, backbone_weights: str = PIPELINE_TRAIN.backbone_weights,
+        frozen_epochs: int = PIPELINE_TRAIN.frozen_epochs, init_from: str = PIPELINE_TRAIN.init_from,
     ):
         """Args:
         data_uri: dataset folder or gs:// prefix in the contract's layout; "" = generate the
@@ -166,12 +163,16 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
             selective int8) instead of the fixed set of schemes.
         autoquant_max_candidates, autoquant_max_seconds: the search's limits (0 s = no time limit;
             on the limit it returns the best so far, marked partial).
+        alpha, patience, anchors ("fit" | "default"), backbone_weights ("none" | "imagenet" | a
+            weights URI), frozen_epochs, init_from: the train step's (components/train/settings.py).
         """
         data_task = step("data", data_uri=data_uri, image_size=input_size)
         dataset = data_task.outputs["dataset"]
 
-        train_task = step("train", dataset=dataset, input_size=input_size, epochs=epochs,
-                          learning_rate=learning_rate)
+        train_task = step("train", dataset=dataset, input_size=input_size, epochs=epochs, alpha=alpha,
+                          learning_rate=learning_rate, patience=patience, anchors=anchors,
+                          backbone_weights=backbone_weights, frozen_epochs=frozen_epochs,
+                          init_from=init_from)
         float_model = train_task.outputs["model"]
 
         qat_task = step("qat", dataset=dataset, float_model=float_model, epochs=qat_epochs)

@@ -16,13 +16,23 @@ def train(
     input_size: int = 0,
     learning_rate: float = 0.006,
     seed: int = 0,
+    patience: int = 8,
+    anchors: str = "default",
+    backbone_weights: str = "none",
+    frozen_epochs: int = 0,
+    init_from: str = "",
 ):
-    """Train the SSDLite MobileNetV2 detector from scratch on the Dataset artifact.
+    """Train the SSDLite MobileNetV2 detector on the Dataset artifact (from scratch or warm-started).
 
     Args:
         dataset: the data step's Dataset artifact. epochs: maximum epochs (early stopping on val
         loss). batch_size, alpha (MobileNetV2 width), learning_rate (peak, warm-up + cosine), seed.
         input_size: square model input side, a multiple of 32 (0 = the dataset's image size).
+        patience: early-stopping patience in epochs (on val loss). anchors: "fit" (clustered on
+        the training boxes, a stride-8 level for small objects) or "default".
+        backbone_weights: "none", "imagenet" (downloads) or a weights file / Model artifact
+        (local or gs://). frozen_epochs: epochs with that backbone frozen first. init_from: an
+        earlier Model artifact to continue from (backbone only when the labels changed).
     Outputs: model (weights.h5, model_config.json, anchors.npy, saved_model/, history.json, and
     TensorBoard logs in logs/), metrics (final losses, val mAP of the Keras model, step time).
     """
@@ -31,7 +41,9 @@ def train(
 
     result = core.train(dataset.path, model.path, epochs=epochs, batch_size=batch_size, alpha=alpha,
                         input_size=(input_size, input_size) if input_size else None,
-                        learning_rate=learning_rate, seed=seed, progress=False)
+                        learning_rate=learning_rate, seed=seed, patience=patience, anchors=anchors,
+                        backbone_weights=backbone_weights, frozen_epochs=frozen_epochs,
+                        init_from=init_from, progress=False)
     h = result.history
     log_metrics(metrics, (("loss", h["loss"][-1]), ("val_loss", result.best_val_loss),
                           ("epochs", result.epochs_run), ("train_seconds", result.train_seconds),

@@ -1,4 +1,5 @@
-"""Train the SSDLite MobileNetV2 detector from scratch on a Dataset artifact.
+"""Train the SSDLite MobileNetV2 detector on a Dataset artifact: from scratch or warm-started,
+with anchors fitted to the training boxes or the defaults.
 
 The pieces the QAT step reuses live in edgeship.detection: ``stream`` (the split streamed from its
 TFRecord shards with tf.data: decoding, resize policy, augmentation and anchor matching; nothing
@@ -55,21 +56,86 @@ class TrainResult:
     history: dict
 
 
-def _model_config(info: Any, labels: list[str], size: tuple, alpha: float, strides: Sequence[int] | None,
-                  anchor_scales: Sequence[Sequence[float]] | None,
-                  aspect_ratios: Sequence[float] | None) -> tuple[ModelConfig, str]:
-    """Build the ModelConfig from the dataset and the anchor overrides; return it and the resize policy."""
-    kwargs: dict[str, Any] = {}
-    if strides is not None:
-        kwargs["strides"] = tuple(strides)
-    if anchor_scales is not None:
-        kwargs["anchor_scales"] = tuple(tuple(s) for s in anchor_scales)
-    if aspect_ratios is not None:
-        kwargs["aspect_ratios"] = tuple(aspect_ratios)
+ANCHOR_MODES = ("fit", "default")
+
+
+def _model_config(info: Any, labels: list[str], size: tuple, alpha: float,
+                  layout: dict[str, Any]) -> tuple[ModelConfig, str]:
+    """Build the ModelConfig from the dataset and the anchor layout; return it and the resize policy."""
     policy = info.resize.get("policy", "stretch")  # the dataset's resize policy, kept by the model
     config = ModelConfig(input_size=size, alpha=alpha, num_classes=len(labels), labels=labels,
-                         resize=policy, **kwargs)
+                         resize=policy, **layout)
     return config, policy
+
+
+def _anchor_layout(mode: str, train_src: Any, size: tuple, strides: Sequence[int] | None,
+                   anchor_scales: Sequence[Sequence[float]] | None,
+                   aspect_ratios: Sequence[float] | None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The strides / anchor scales / aspect ratios to build with, and the record of how they were
+    chosen: explicit values win; else ``fit`` clusters the training boxes
+    (edgeship.detection.anchor_fit, at most 20,000 boxes), ``default`` keeps ModelConfig's."""
+    from edgeship.detection import anchor_fit
+
+    if mode not in ANCHOR_MODES:
+        raise ValueError(f"anchors={mode!r}: use one of {list(ANCHOR_MODES)}")
+    explicit: dict[str, Any] = {}
+    if strides is not None:
+        explicit["strides"] = tuple(strides)
+    if anchor_scales is not None:
+        explicit["anchor_scales"] = tuple(tuple(s) for s in anchor_scales)
+    if aspect_ratios is not None:
+        explicit["aspect_ratios"] = tuple(aspect_ratios)
+    if explicit or mode == "default":
+        return explicit, {"method": "explicit" if explicit else "default"}
+    boxes = anchor_fit.collect_boxes(stream.examples(train_src, size).as_numpy_iterator(),
+                                     max_boxes=20_000)
+    fitted = anchor_fit.fit_anchors(boxes, size)
+    record = fitted.as_record()
+    log.info("anchors fitted to %d training boxes: strides %s, scales %s, aspect ratios %s; boxes no "
+             "anchor matches at IoU >= 0.5: %.1f%% (default anchors: %.1f%%)%s", record["boxes"],
+             record["strides"], record["anchor_scales"], record["aspect_ratios"],
+             100 * record["unmatched_share"], 100 * record["unmatched_share_default"],
+             f"; {fitted.reason}" if fitted.reason else "")
+    return fitted.config_kwargs(), record
+
+
+def _warm_start(model: Any, config: ModelConfig, backbone_weights: str, init_from: str) -> dict[str, Any]:
+    """Load the starting weights: an earlier Model artifact (``init_from``) or backbone weights."""
+    from edgeship.detection import warm_start
+
+    if init_from and backbone_weights not in ("", "none"):
+        raise ValueError(f"init_from={init_from!r} and backbone_weights={backbone_weights!r}: give one "
+                         "(init_from already brings the earlier model's backbone)")
+    if init_from:
+        report = warm_start.init_from(model, config, init_from)
+        if report.get("reason"):
+            log.warning("init_from %s: %s", init_from, report["reason"])
+    else:
+        report = warm_start.load_backbone_weights(model, config, backbone_weights or "none")
+    if report.get("layers_loaded"):
+        log.info("warm start from %s: %d layers, %d parameters loaded", report.get("source"),
+                 report["layers_loaded"], report.get("params_loaded", 0))
+    return report
+
+
+def _fit_frozen(model: Any, datasets: tuple[Any, Any], frozen_epochs: int, start: dict[str, Any],
+                fit_kwargs: dict[str, Any], out: Path) -> dict[str, Any] | None:
+    """``frozen_epochs`` epochs with the backbone frozen (heads only) before the full fine-tune."""
+    from edgeship.detection import warm_start
+
+    if frozen_epochs < 0:
+        raise ValueError(f"frozen_epochs must be >= 0, got {frozen_epochs}")
+    if not frozen_epochs:
+        return None
+    if not start.get("layers_loaded"):
+        raise ValueError(f"frozen_epochs={frozen_epochs} needs pretrained weights (backbone_weights or "
+                         "init_from): a frozen random backbone learns nothing")
+    warm_start.set_backbone_trainable(model, False)
+    history = fit(model, *datasets, **{**fit_kwargs, "epochs": frozen_epochs, "out_dir": out / "frozen",
+                            "title": "train (backbone frozen)", "patience": frozen_epochs,
+                            "resume": False})
+    warm_start.set_backbone_trainable(model, True)
+    return {k: history[k] for k in ("loss", "val_loss", "epoch") if k in history}
 
 
 def _set_up_devices(seed: int, batch_size: int, learning_rate: float) -> tuple[str, Any, dict, Any]:
@@ -112,14 +178,21 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
           input_size: Sequence[int] | None = None, learning_rate: float = TRAIN.learning_rate,
           seed: int = TRAIN.seed, patience: int = TRAIN.patience, weight_decay: float = 1e-4, warmup_epochs: float = 1.0,
           strides: Sequence[int] | None = None, anchor_scales: Sequence[Sequence[float]] | None = None,
-          aspect_ratios: Sequence[float] | None = None, fmt: str = "tfrecord",
+          aspect_ratios: Sequence[float] | None = None, anchors: str = TRAIN.anchors,
+          backbone_weights: str = TRAIN.backbone_weights, frozen_epochs: int = TRAIN.frozen_epochs,
+          init_from: str = TRAIN.init_from, fmt: str = "tfrecord",
           max_train_images: int | None = None, max_val_images: int | None = None,
           evaluate: bool = True, saved_model: bool = True, progress: bool = True) -> TrainResult:
-    """Train a detector from scratch on ``dataset_uri`` and write a Model artifact to ``out_dir``
+    """Train a detector on ``dataset_uri`` and write a Model artifact to ``out_dir``
     (weights.h5, model_config.json, anchors.npy, saved_model/, history.json, logs/, checkpoints/).
 
-    ``input_size`` defaults to the dataset's image size. Raises ValueError for an input size the
-    backbone cannot take, an empty split, or a label map that disagrees with the data.
+    ``input_size`` defaults to the dataset's image size. ``anchors``: "fit" (clustered on the
+    training boxes, stride 8 added for small objects) or "default"; explicit ``strides`` /
+    ``anchor_scales`` / ``aspect_ratios`` win. Warm start: ``backbone_weights`` ("none",
+    "imagenet", a weights file or Model artifact, local or gs://) or ``init_from`` (an earlier
+    Model artifact), then ``frozen_epochs`` with the backbone frozen. Raises ValueError for an
+    input size the backbone cannot take, an empty split, a label map that disagrees with the data,
+    or weights that do not fit.
     """
     from edgeship.base import progress as step_progress
     from edgeship.contracts.dataset import read_dataset_info
@@ -129,28 +202,35 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     labels = dataset_labels(dataset_uri)
     info = read_dataset_info(dataset_uri)
     size = tuple(input_size) if input_size else tuple(info.image_size)
-    config, policy = _model_config(info, labels, size, alpha, strides, anchor_scales, aspect_ratios)
+    policy = info.resize.get("policy", "stretch")
     device, dist, scaling, xla = _set_up_devices(seed, batch_size, learning_rate)
     out = distribute.worker_dir(out_dir, dist)  # non-chief workers write to a private folder
     t_start = time.perf_counter()
     step_progress.emit(phase="loading data")
     train_src, val_src = _open_splits(dataset_uri, fmt, max_train_images, max_val_images, len(labels), policy)
+    anchor_mode = anchors
+    layout, anchor_record = _anchor_layout(anchor_mode, train_src, size, strides, anchor_scales, aspect_ratios)
+    config, policy = _model_config(info, labels, size, alpha, layout)
     anchors = make_anchors(config)
     loss_config = LossConfig()
     with distribute.precision_scope(dist.precision), dist.scope():
         model = build_detector(config)
+    start = _warm_start(model, config, backbone_weights, init_from)
     log.info("training %s (%d params, %d anchors) on %s: %d train / %d val images, %d epochs, batch %d",
              model.name, model.count_params(), len(anchors), device, train_src.images, val_src.images, epochs, batch_size)
     global_batch = scaling["global_batch_size"]
     train_ds = stream.training_dataset(train_src, anchors, config, batch_size=global_batch, training=True, seed=seed,
                                        loss_config=loss_config, repeat=True)
     val_ds = stream.training_dataset(val_src, anchors, config, batch_size=64, training=False, loss_config=loss_config)
-    steps = max(1, train_src.images // global_batch)
-    history = fit(model, train_ds, val_ds, epochs=epochs, steps_per_epoch=steps, batch_size=global_batch,
-                  learning_rate=scaling["learning_rate"], num_classes=config.num_classes, out_dir=out,
-                  loss_config=loss_config, patience=patience, warmup_epochs=warmup_epochs,
-                  weight_decay=weight_decay, progress=progress, title="train", distribution=dist,
-                  resume=distribute.should_resume(dist))
+    fit_kwargs = dict(steps_per_epoch=max(1, train_src.images // global_batch), batch_size=global_batch,
+                      learning_rate=scaling["learning_rate"], num_classes=config.num_classes, out_dir=out,
+                      loss_config=loss_config, patience=patience, warmup_epochs=warmup_epochs,
+                      weight_decay=weight_decay, progress=progress, title="train", distribution=dist,
+                      resume=distribute.should_resume(dist))
+    frozen = _fit_frozen(model, (train_ds, val_ds), frozen_epochs, start, fit_kwargs, out)
+    history = fit(model, train_ds, val_ds, epochs=epochs, **fit_kwargs)
+    history.update({"anchors": anchor_record, "warm_start": {**start, "frozen_epochs": frozen_epochs,
+                                                             "frozen": frozen}})
     if dist.precision != distribute.FLOAT32:  # export and convert a float32 model
         model = distribute.float32_copy(model, lambda: build_detector(config))
     train_seconds = time.perf_counter() - t_start
@@ -161,7 +241,9 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
                       hyperparameters={"epochs": epochs, "batch_size": batch_size, "alpha": alpha,
                                        "input_size": list(size), "learning_rate": learning_rate,
                                        "weight_decay": weight_decay, "patience": patience,
-                                       "warmup_epochs": warmup_epochs, "loss": asdict(loss_config)})
+                                       "warmup_epochs": warmup_epochs, "anchors": anchor_mode,
+                                       "backbone_weights": backbone_weights, "init_from": init_from,
+                                       "frozen_epochs": frozen_epochs, "loss": asdict(loss_config)})
     step_progress.emit(phase="exporting", map=metrics.get("map"), map50=metrics.get("map50"))
     export_model(model, config, anchors, out, history, saved_model=saved_model)
     log.info("trained in %.0f s; val mAP@.5 %s, mAP %s; model in %s", train_seconds,

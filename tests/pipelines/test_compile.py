@@ -119,6 +119,9 @@ def test_parameters_types_and_defaults(spec):
         "min_map": ("NUMBER_DOUBLE", 0.0), "min_map50": ("NUMBER_DOUBLE", 0.0),
         "auto_quantize": ("BOOLEAN", False), "autoquant_max_candidates": ("NUMBER_INTEGER", None),
         "autoquant_max_seconds": ("NUMBER_DOUBLE", 0.0),
+        "alpha": ("NUMBER_DOUBLE", 0.35), "patience": ("NUMBER_INTEGER", None),
+        "anchors": ("STRING", None), "backbone_weights": ("STRING", "none"),
+        "frozen_epochs": ("NUMBER_INTEGER", 0), "init_from": ("STRING", ""),
     }
     assert set(params) == set(expected)
     for name, (kind, default) in expected.items():

@@ -77,7 +77,8 @@ def test_the_custom_job_keeps_trains_inputs_and_outputs(mw_spec):
     assert task["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"] == {
         "outputArtifactKey": "dataset", "producerTask": "data"}
     assert {k: v["componentInputParameter"] for k, v in task["inputs"]["parameters"].items()} == {
-        "epochs": "epochs", "input_size": "input_size", "learning_rate": "learning_rate"}
+        name: name for name in ("epochs", "input_size", "learning_rate", "alpha", "patience", "anchors",
+                                "backbone_weights", "frozen_epochs", "init_from")}
     comp = mw_spec["components"]["comp-train"]
     assert set(comp["outputDefinitions"]["artifacts"]) == {"model", "metrics"}
     assert "gcp_resources" in comp["outputDefinitions"]["parameters"]

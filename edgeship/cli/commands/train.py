@@ -8,7 +8,7 @@ from components.train.settings import TRAIN
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("train", help="train the SSDLite MobileNetV2 detector from scratch",
+    p = subparsers.add_parser("train", help="train the SSDLite MobileNetV2 detector (from scratch or warm-started)",
                               description="Train the detector on a Dataset artifact; write a Model "
                                           "artifact (weights.h5, model_config.json, anchors.npy, "
                                           "saved_model/, history.json, logs/).")
@@ -21,6 +21,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--learning-rate", type=float, default=TRAIN.learning_rate, help="peak learning rate")
     p.add_argument("--patience", type=int, default=TRAIN.patience, help="early-stopping patience in epochs")
     p.add_argument("--seed", type=int, default=TRAIN.seed, help="random seed")
+    p.add_argument("--anchors", choices=("fit", "default"), default=TRAIN.anchors,
+                   help="fit: cluster the training boxes (a stride-8 level for small objects); "
+                        "default: the built-in anchors")
+    p.add_argument("--backbone-weights", default=TRAIN.backbone_weights, metavar="none|imagenet|PATH",
+                   help="start the backbone from: none, imagenet (downloads), a Keras MobileNetV2 "
+                        "weights file or an edgeship Model artifact (local or gs://)")
+    p.add_argument("--frozen-epochs", type=int, default=TRAIN.frozen_epochs,
+                   help="epochs with the pretrained backbone frozen before fine-tuning everything")
+    p.add_argument("--init-from", default=TRAIN.init_from, metavar="MODEL_DIR",
+                   help="continue from an earlier Model artifact (backbone only if the labels changed)")
     p.set_defaults(func=_train)
 
     q = subparsers.add_parser("qat", help="quantization-aware fine-tuning of a trained detector",
@@ -41,7 +51,9 @@ def _train(args: argparse.Namespace) -> int:
 
     size = (args.input_size, args.input_size) if args.input_size else None
     r = train(args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, alpha=args.alpha,
-              input_size=size, learning_rate=args.learning_rate, patience=args.patience, seed=args.seed)
+              input_size=size, learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
+              anchors=args.anchors, backbone_weights=args.backbone_weights,
+              frozen_epochs=args.frozen_epochs, init_from=args.init_from)
     print(f"model: {r.model_dir}")
     print(f"epochs: {r.epochs_run} (best {r.best_epoch}, val loss {r.best_val_loss:.4f}), "
           f"{r.train_seconds:.0f} s, {r.ms_per_image:.2f} ms/image")
