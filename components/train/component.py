@@ -17,7 +17,7 @@ def train(
     learning_rate: float = 0.006,
     seed: int = 0,
     patience: int = 8,
-    anchors: str = "default",
+    anchors: str = "fit",
     backbone_weights: str = "none",
     frozen_epochs: int = 0,
     init_from: str = "",

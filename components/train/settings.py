@@ -14,7 +14,7 @@ class TrainSettings:
     learning_rate: float = 6e-3   # peak (warm-up, then cosine to 1%); suits 150 epochs
     seed: int = 0
     patience: int = 8             # early-stopping patience, epochs
-    anchors: str = "default"      # "fit": clustered on the training boxes; "default": ModelConfig's
+    anchors: str = "fit"          # "fit": clustered on the training boxes; "default": ModelConfig's
     backbone_weights: str = "none"  # none | imagenet | weights file or Model artifact (local, gs://)
     frozen_epochs: int = 0        # epochs with the pretrained backbone frozen, before fine-tuning
     init_from: str = ""           # an earlier Model artifact to continue from (scheduled retraining)
