@@ -86,10 +86,14 @@ def stage_default_dataset(local_dir: Path, bucket: str, image_size: int, console
 
 def _start_client(model_name: str, channel: str, root: Path):
     """Start the reference client listening on the channel; None if it cannot start."""
+    from edgeship.contracts.manifest import VERSION_NAME_RE
     from edgeship.delivery import client as client_mod
 
+    if not VERSION_NAME_RE.match(model_name):  # the manifest schema's name rule; also a folder here
+        raise ValueError(f"model_name {model_name!r}: use 1-64 letters, digits, '.', '_' or '-', "
+                         "starting with a letter or digit")
     return client_mod.start_listening(model_name=model_name, channel=channel,
-                                      cache_dir=root / "client")
+                                      cache_dir=root / "client" / model_name)  # one cache per model
 
 
 def main_job(params: dict[str, Any], *, root: Path, start_client: bool = True,

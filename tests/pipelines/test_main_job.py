@@ -96,7 +96,7 @@ def test_main_job_publishes_then_refuses_a_worse_model(clean_stack, upstream_dir
     assert "first release" in text and "CHOSEN (published)" in text, text
     assert "peak memory" in text and "wall time" in text
     assert "dataset: uploaded 16 files to gs://edgeship/datasets/edgeship-shapes-" in text, text
-    held = (tmp_path / "runs" / "client" / "current")
+    held = (tmp_path / "runs" / "client" / "standin" / "current")  # one client cache per model
     assert held.exists()
 
     set_map(upstream_dir, 0.30)  # 20 pt below the champion just published
@@ -109,3 +109,12 @@ def test_main_job_publishes_then_refuses_a_worse_model(clean_stack, upstream_dir
     assert "(already in the local bucket)" in text, text
     assert "CHOSEN (not published)" in text
     assert "▶ not-published" in text and "▶ publish" not in text
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "", ".hidden", "x" * 65])
+def test_a_model_name_that_is_not_a_folder_name_is_refused_before_the_client_starts(name, tmp_path):
+    from edgeship.cli.main_job import _start_client
+
+    with pytest.raises(ValueError, match="model_name"):
+        _start_client(name, "stable", tmp_path)
+    assert not (tmp_path / "client").exists()
