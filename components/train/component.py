@@ -21,6 +21,7 @@ def train(
     backbone_weights: str = "none",
     frozen_epochs: int = 0,
     init_from: str = "",
+    head: str = "ssd",
 ):
     """Train the SSDLite MobileNetV2 detector on the Dataset artifact (from scratch or warm-started).
 
@@ -33,6 +34,7 @@ def train(
         backbone_weights: "none", "imagenet" (downloads) or a weights file / Model artifact
         (local or gs://). frozen_epochs: epochs with that backbone frozen first. init_from: an
         earlier Model artifact to continue from (backbone only when the labels changed).
+        head: "ssd" (a head per level) or "fpn" (FPN-lite top-down merge, 64 channels, first).
     Outputs: model (weights.h5, model_config.json, anchors.npy, saved_model/, history.json, and
     TensorBoard logs in logs/), metrics (final losses, val mAP of the Keras model, step time).
     """
@@ -43,7 +45,7 @@ def train(
                         input_size=(input_size, input_size) if input_size else None,
                         learning_rate=learning_rate, seed=seed, patience=patience, anchors=anchors,
                         backbone_weights=backbone_weights, frozen_epochs=frozen_epochs,
-                        init_from=init_from, progress=False)
+                        init_from=init_from, head=head, progress=False)
     h = result.history
     log_metrics(metrics, (("loss", h["loss"][-1]), ("val_loss", result.best_val_loss),
                           ("epochs", result.epochs_run), ("train_seconds", result.train_seconds),

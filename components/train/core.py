@@ -57,14 +57,17 @@ class TrainResult:
 
 
 ANCHOR_MODES = ("fit", "default")
+HEADS = {"ssd": 0, "fpn": 64}  # head → ModelConfig.fpn_channels (FPN-lite: 64-channel merged levels)
 
 
 def _model_config(info: Any, labels: list[str], size: tuple, alpha: float,
-                  layout: dict[str, Any]) -> tuple[ModelConfig, str]:
-    """Build the ModelConfig from the dataset and the anchor layout; return it and the resize policy."""
+                  layout: dict[str, Any], head: str = TRAIN.head) -> tuple[ModelConfig, str]:
+    """Build the ModelConfig from the dataset, the anchor layout and the head; return it and the resize policy."""
+    if head not in HEADS:
+        raise ValueError(f"head={head!r}: use one of {list(HEADS)}")
     policy = info.resize.get("policy", "stretch")  # the dataset's resize policy, kept by the model
     config = ModelConfig(input_size=size, alpha=alpha, num_classes=len(labels), labels=labels,
-                         resize=policy, **layout)
+                         resize=policy, fpn_channels=HEADS[head], **layout)
     return config, policy
 
 
@@ -180,7 +183,7 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
           strides: Sequence[int] | None = None, anchor_scales: Sequence[Sequence[float]] | None = None,
           aspect_ratios: Sequence[float] | None = None, anchors: str = TRAIN.anchors,
           backbone_weights: str = TRAIN.backbone_weights, frozen_epochs: int = TRAIN.frozen_epochs,
-          init_from: str = TRAIN.init_from, fmt: str = "tfrecord",
+          init_from: str = TRAIN.init_from, head: str = TRAIN.head, fmt: str = "tfrecord",
           max_train_images: int | None = None, max_val_images: int | None = None,
           evaluate: bool = True, saved_model: bool = True, progress: bool = True) -> TrainResult:
     """Train a detector on ``dataset_uri`` and write a Model artifact to ``out_dir``
@@ -192,7 +195,7 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     "imagenet", a weights file or Model artifact, local or gs://) or ``init_from`` (an earlier
     Model artifact), then ``frozen_epochs`` with the backbone frozen. Raises ValueError for an
     input size the backbone cannot take, an empty split, a label map that disagrees with the data,
-    or weights that do not fit.
+    or weights that do not fit. ``head``: "ssd" or "fpn" (FPN-lite, 64 channels).
     """
     from edgeship.base import progress as step_progress
     from edgeship.contracts.dataset import read_dataset_info
@@ -210,7 +213,7 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     train_src, val_src = _open_splits(dataset_uri, fmt, max_train_images, max_val_images, len(labels), policy)
     anchor_mode = anchors
     layout, anchor_record = _anchor_layout(anchor_mode, train_src, size, strides, anchor_scales, aspect_ratios)
-    config, policy = _model_config(info, labels, size, alpha, layout)
+    config, policy = _model_config(info, labels, size, alpha, layout, head)
     anchors = make_anchors(config)
     loss_config = LossConfig()
     with distribute.precision_scope(dist.precision), dist.scope():
@@ -243,7 +246,8 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
                                        "weight_decay": weight_decay, "patience": patience,
                                        "warmup_epochs": warmup_epochs, "anchors": anchor_mode,
                                        "backbone_weights": backbone_weights, "init_from": init_from,
-                                       "frozen_epochs": frozen_epochs, "loss": asdict(loss_config)})
+                                       "frozen_epochs": frozen_epochs, "head": head,
+                                       "loss": asdict(loss_config)})
     step_progress.emit(phase="exporting", map=metrics.get("map"), map50=metrics.get("map50"))
     export_model(model, config, anchors, out, history, saved_model=saved_model)
     log.info("trained in %.0f s; val mAP@.5 %s, mAP %s; model in %s", train_seconds,

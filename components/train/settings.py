@@ -18,6 +18,7 @@ class TrainSettings:
     backbone_weights: str = "none"  # none | imagenet | weights file or Model artifact (local, gs://)
     frozen_epochs: int = 0        # epochs with the pretrained backbone frozen, before fine-tuning
     init_from: str = ""           # an earlier Model artifact to continue from (scheduled retraining)
+    head: str = "ssd"             # "ssd": a head on each level; "fpn": FPN-lite top-down merge first
 
 
 TRAIN = TrainSettings()

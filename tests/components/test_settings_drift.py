@@ -88,7 +88,7 @@ def test_quantize_component_takes_every_scheme_by_default():
 
 @pytest.mark.parametrize("func, settings, names", [
     (train_core.train, TRAIN, ("epochs", "batch_size", "alpha", "learning_rate", "seed", "patience",
-                               "anchors", "backbone_weights", "frozen_epochs", "init_from")),
+                               "anchors", "backbone_weights", "frozen_epochs", "init_from", "head")),
     (qat_core.qat, QAT, ("epochs", "batch_size", "learning_rate", "seed", "patience")),
     (evaluate_core.evaluate, EVALUATE, ("split", "latency_runs", "latency_warmup", "bootstrap_resamples",
                                         "confidence", "latency_blocks")),
@@ -109,7 +109,7 @@ def test_core_functions_read_the_settings(func, settings, names):
     (("train",), TRAIN, {"epochs": "epochs", "batch_size": "batch_size", "alpha": "alpha",
                          "learning_rate": "learning_rate", "patience": "patience", "seed": "seed",
                          "anchors": "anchors", "backbone_weights": "backbone_weights",
-                         "frozen_epochs": "frozen_epochs", "init_from": "init_from"}),
+                         "frozen_epochs": "frozen_epochs", "init_from": "init_from", "head": "head"}),
     (("qat",), QAT, {"epochs": "epochs", "batch_size": "batch_size", "learning_rate": "learning_rate",
                      "seed": "seed"}),
     (("evaluate",), EVALUATE, {"split": "split", "latency_runs": "latency_runs",
@@ -157,7 +157,7 @@ def test_pipeline_parameters_read_the_settings():
     got = defaults(edgeship_pipeline)
     assert got["data_uri"] == DATA.data_uri and got["input_size"] == DATA.image_size
     assert got["epochs"] == PIPELINE_TRAIN.epochs and got["learning_rate"] == PIPELINE_TRAIN.learning_rate
-    for name in ("alpha", "patience", "anchors", "backbone_weights", "frozen_epochs", "init_from"):
+    for name in ("alpha", "patience", "anchors", "backbone_weights", "frozen_epochs", "init_from", "head"):
         assert got[name] == getattr(PIPELINE_TRAIN, name), name
     assert got["qat_epochs"] == PIPELINE_QAT.epochs
     for name in ("accuracy_budget", "latency_budget_ms", "tolerance", "force_promote", "min_map", "min_map50"):

@@ -63,7 +63,22 @@ def test_backbone_from_a_model_artifact_then_frozen_epochs(fitted_model, tiny_da
     assert len(history["loss"]) == 1  # then the full fine-tune, `epochs` long
 
 
+@pytest.mark.slow
+def test_fpn_head_is_built_and_trains(tiny_dataset, tmp_path):
+    from edgeship.detection.model import load_model
+
+    out = tmp_path / "fpn"
+    core.train(str(tiny_dataset), out, head="fpn", **QUICK)
+    config = json.loads((out / "model_config.json").read_text())
+    assert config["fpn_channels"] == core.HEADS["fpn"] > 0
+    model, cfg, anchors = load_model(out)
+    assert any(layer.name.startswith("fpn") for layer in model.layers)
+    box, cls = model(np.zeros((1, 96, 96, 3), np.float32), training=False)
+    assert box.shape == (1, len(anchors), 4) and cls.shape == (1, len(anchors), cfg.num_classes + 1)
+
+
 @pytest.mark.parametrize("kwargs, match", [
+    ({"head": "yolo"}, "head='yolo'"),
     ({"anchors": "kmeans"}, "anchors='kmeans'"),
     ({"frozen_epochs": 2}, "frozen_epochs=2 needs pretrained weights"),
     ({"frozen_epochs": -1, "backbone_weights": "none"}, "frozen_epochs must be >= 0"),
