@@ -22,6 +22,7 @@ def train(
     frozen_epochs: int = 0,
     init_from: str = "",
     head: str = "ssd",
+    deterministic: bool = True,
 ):
     """Train the SSDLite MobileNetV2 detector on the Dataset artifact (from scratch or warm-started).
 
@@ -35,6 +36,7 @@ def train(
         (local or gs://). frozen_epochs: epochs with that backbone frozen first. init_from: an
         earlier Model artifact to continue from (backbone only when the labels changed).
         head: "ssd" (a head per level) or "fpn" (FPN-lite top-down merge, 64 channels, first).
+        deterministic: TensorFlow's deterministic ops (the same seed gives the same model).
     Outputs: model (weights.h5, model_config.json, anchors.npy, saved_model/, history.json, and
     TensorBoard logs in logs/), metrics (final losses, val mAP of the Keras model, step time).
     """
@@ -45,7 +47,8 @@ def train(
                         input_size=(input_size, input_size) if input_size else None,
                         learning_rate=learning_rate, seed=seed, patience=patience, anchors=anchors,
                         backbone_weights=backbone_weights, frozen_epochs=frozen_epochs,
-                        init_from=init_from, head=head, progress=False)
+                        init_from=init_from, head=head, deterministic=deterministic,
+                        progress=False)
     h = result.history
     log_metrics(metrics, (("loss", h["loss"][-1]), ("val_loss", result.best_val_loss),
                           ("epochs", result.epochs_run), ("train_seconds", result.train_seconds),

@@ -13,6 +13,7 @@ box is also force-matched to its best anchor, so no object goes unassigned.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -35,6 +36,7 @@ from edgeship.detection.training import (
     evaluate_map,
     export_model,
     fit,
+    op_determinism,
 )
 
 log = logging.getLogger(__name__)
@@ -176,6 +178,16 @@ def _complete_history(history: dict, *, device: str, train_seconds: float, seed:
     history["float_ms_per_image"] = float(np.median(steady))
 
 
+def _deterministic(func):
+    """Run ``func`` under training.op_determinism(its ``deterministic`` argument)."""
+    @functools.wraps(func)
+    def wrapper(*args, deterministic: bool = TRAIN.deterministic, **kwargs):
+        with op_determinism(deterministic):
+            return func(*args, deterministic=deterministic, **kwargs)
+    return wrapper
+
+
+@_deterministic
 def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
           batch_size: int = TRAIN.batch_size, alpha: float = TRAIN.alpha,
           input_size: Sequence[int] | None = None, learning_rate: float = TRAIN.learning_rate,
@@ -183,19 +195,19 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
           strides: Sequence[int] | None = None, anchor_scales: Sequence[Sequence[float]] | None = None,
           aspect_ratios: Sequence[float] | None = None, anchors: str = TRAIN.anchors,
           backbone_weights: str = TRAIN.backbone_weights, frozen_epochs: int = TRAIN.frozen_epochs,
-          init_from: str = TRAIN.init_from, head: str = TRAIN.head, fmt: str = "tfrecord",
+          init_from: str = TRAIN.init_from, head: str = TRAIN.head,
+          deterministic: bool = TRAIN.deterministic, fmt: str = "tfrecord",
           max_train_images: int | None = None, max_val_images: int | None = None,
           evaluate: bool = True, saved_model: bool = True, progress: bool = True) -> TrainResult:
-    """Train a detector on ``dataset_uri`` and write a Model artifact to ``out_dir``
-    (weights.h5, model_config.json, anchors.npy, saved_model/, history.json, logs/, checkpoints/).
+    """Train a detector on ``dataset_uri``; write a Model artifact to ``out_dir`` (weights.h5,
+    model_config.json, anchors.npy, saved_model/, history.json, logs/, checkpoints/).
 
-    ``input_size`` defaults to the dataset's image size. ``anchors``: "fit" (clustered on the
-    training boxes, stride 8 added for small objects) or "default"; explicit ``strides`` /
-    ``anchor_scales`` / ``aspect_ratios`` win. Warm start: ``backbone_weights`` ("none",
-    "imagenet", a weights file or Model artifact, local or gs://) or ``init_from`` (an earlier
-    Model artifact), then ``frozen_epochs`` with the backbone frozen. Raises ValueError for an
-    input size the backbone cannot take, an empty split, a label map that disagrees with the data,
-    or weights that do not fit. ``head``: "ssd" or "fpn" (FPN-lite, 64 channels).
+    ``input_size``: default the dataset's. ``anchors``: "fit" (clustered on the training boxes) or
+    "default"; explicit ``strides`` / ``anchor_scales`` / ``aspect_ratios`` win. Warm start:
+    ``backbone_weights`` ("none", "imagenet", a weights file or Model artifact) or ``init_from``,
+    then ``frozen_epochs``. ``head``: "ssd" | "fpn". ``deterministic``: a seed gives one model.
+    Raises ValueError for an input size the backbone cannot take, an empty split, a label map
+    that disagrees with the data, or weights that do not fit.
     """
     from edgeship.base import progress as step_progress
     from edgeship.contracts.dataset import read_dataset_info
@@ -247,6 +259,7 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
                                        "warmup_epochs": warmup_epochs, "anchors": anchor_mode,
                                        "backbone_weights": backbone_weights, "init_from": init_from,
                                        "frozen_epochs": frozen_epochs, "head": head,
+                                       "deterministic": deterministic,
                                        "loss": asdict(loss_config)})
     step_progress.emit(phase="exporting", map=metrics.get("map"), map50=metrics.get("map50"))
     export_model(model, config, anchors, out, history, saved_model=saved_model)

@@ -88,7 +88,8 @@ def test_quantize_component_takes_every_scheme_by_default():
 
 @pytest.mark.parametrize("func, settings, names", [
     (train_core.train, TRAIN, ("epochs", "batch_size", "alpha", "learning_rate", "seed", "patience",
-                               "anchors", "backbone_weights", "frozen_epochs", "init_from", "head")),
+                               "anchors", "backbone_weights", "frozen_epochs", "init_from", "head",
+                               "deterministic")),
     (qat_core.qat, QAT, ("epochs", "batch_size", "learning_rate", "seed", "patience")),
     (evaluate_core.evaluate, EVALUATE, ("split", "latency_runs", "latency_warmup", "bootstrap_resamples",
                                         "confidence", "latency_blocks")),
@@ -109,7 +110,8 @@ def test_core_functions_read_the_settings(func, settings, names):
     (("train",), TRAIN, {"epochs": "epochs", "batch_size": "batch_size", "alpha": "alpha",
                          "learning_rate": "learning_rate", "patience": "patience", "seed": "seed",
                          "anchors": "anchors", "backbone_weights": "backbone_weights",
-                         "frozen_epochs": "frozen_epochs", "init_from": "init_from", "head": "head"}),
+                         "frozen_epochs": "frozen_epochs", "init_from": "init_from", "head": "head",
+                         "deterministic": "deterministic"}),
     (("qat",), QAT, {"epochs": "epochs", "batch_size": "batch_size", "learning_rate": "learning_rate",
                      "seed": "seed"}),
     (("evaluate",), EVALUATE, {"split": "split", "latency_runs": "latency_runs",

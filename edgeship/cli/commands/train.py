@@ -33,6 +33,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="continue from an earlier Model artifact (backbone only if the labels changed)")
     p.add_argument("--head", choices=("ssd", "fpn"), default=TRAIN.head,
                    help="ssd: a head on each feature level; fpn: FPN-lite top-down merge first")
+    p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=TRAIN.deterministic,
+                   help="TensorFlow's deterministic ops: the same --seed gives the same model (a few %% slower)")
     p.set_defaults(func=_train)
 
     q = subparsers.add_parser("qat", help="quantization-aware fine-tuning of a trained detector",
@@ -55,7 +57,8 @@ def _train(args: argparse.Namespace) -> int:
     r = train(args.data, args.out, epochs=args.epochs, batch_size=args.batch_size, alpha=args.alpha,
               input_size=size, learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
               anchors=args.anchors, backbone_weights=args.backbone_weights,
-              frozen_epochs=args.frozen_epochs, init_from=args.init_from, head=args.head)
+              frozen_epochs=args.frozen_epochs, init_from=args.init_from, head=args.head,
+              deterministic=args.deterministic)
     print(f"model: {r.model_dir}")
     print(f"epochs: {r.epochs_run} (best {r.best_epoch}, val loss {r.best_val_loss:.4f}), "
           f"{r.train_seconds:.0f} s, {r.ms_per_image:.2f} ms/image")

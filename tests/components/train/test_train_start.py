@@ -77,6 +77,21 @@ def test_fpn_head_is_built_and_trains(tiny_dataset, tmp_path):
     assert box.shape == (1, len(anchors), 4) and cls.shape == (1, len(anchors), cfg.num_classes + 1)
 
 
+@pytest.mark.slow
+def test_the_same_seed_gives_the_same_model(tiny_dataset, tmp_path):
+    from tensorflow.python.framework import config as tf_config
+
+    from edgeship.detection.model import load_model
+
+    runs = [core.train(str(tiny_dataset), tmp_path / f"m{i}", **{**QUICK, "epochs": 2})
+            for i in range(2)]
+    assert runs[0].history["loss"] == runs[1].history["loss"]  # bit for bit
+    a, b = (load_model(tmp_path / f"m{i}")[0] for i in range(2))
+    for x, y in zip(a.get_weights(), b.get_weights()):
+        np.testing.assert_array_equal(x, y)
+    assert not tf_config.is_op_determinism_enabled()  # the process is left as it was
+
+
 @pytest.mark.parametrize("kwargs, match", [
     ({"head": "yolo"}, "head='yolo'"),
     ({"anchors": "kmeans"}, "anchors='kmeans'"),
