@@ -510,7 +510,8 @@ def test_unreachable_cloud_storage_is_a_retryable_error_within_seconds(hostile, 
     # the first delivery also pays the cold start (the clients' imports: seconds on a busy
     # machine); the bound is checked on the warm instance, as Eventarc's redelivery would meet it
     assert cold.status >= 500 and [r["decision"] for r in cold.decisions] == ["retry"], cold
-    assert reply.status >= 500 and reply.seconds < 10, reply
+    # 2 s of storage budget per call: far under the function's 60 s, with room for a loaded machine
+    assert reply.status >= 500 and reply.seconds < 15, reply
     assert [r["decision"] for r in reply.decisions] == ["retry"], reply.decisions
     assert docs(servers) == {}
 
@@ -529,7 +530,7 @@ def test_the_whole_event_is_bounded_by_its_deadline(hostile, servers, tmp_path):
         fn.stop()
         hole.close()
     assert cold.status >= 500, cold
-    assert reply.status >= 500 and reply.seconds < 8, reply
+    assert reply.status >= 500 and reply.seconds < 12, reply  # the 3 s deadline cut the 30 s timeout
     assert docs(servers) == {}
 
 
@@ -541,7 +542,9 @@ def test_firestore_down_is_a_retryable_error_and_registers_promptly_after_restar
         down = [fn.deliver(obj) for _ in range(2)]   # twice: the client's channel is in backoff
     finally:
         servers.start_firestore()
-    assert all(r.status >= 500 and r.seconds < 10 for r in down), down
+    # bounded by the Firestore budget (10 s per call, retries included), not by gRPC's reconnect
+    # backoff (minutes) or the function's 60 s timeout; slack for a loaded machine
+    assert all(r.status >= 500 and r.seconds < 20 for r in down), down
     wait_firestore_ready(servers)
     back = fn.deliver(obj)
     assert back.status == 200, back
