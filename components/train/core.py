@@ -62,15 +62,23 @@ ANCHOR_MODES = ("fit", "default")
 HEADS = {"ssd": 0, "fpn": 64}  # head → ModelConfig.fpn_channels (FPN-lite: 64-channel merged levels)
 
 
-def _model_config(info: Any, labels: list[str], size: tuple, alpha: float,
-                  layout: dict[str, Any], head: str = TRAIN.head) -> tuple[ModelConfig, str]:
-    """Build the ModelConfig from the dataset, the anchor layout and the head; return it and the resize policy."""
+def _check_settings(epochs: int, batch_size: int, anchors: str, head: str, frozen_epochs: int) -> None:
+    """Refuse bad schedule / anchor / head settings before any data is read."""
+    if epochs < 1 or batch_size < 1:
+        raise ValueError(f"epochs and batch_size must be >= 1, got epochs={epochs}, batch_size={batch_size}")
+    if anchors not in ANCHOR_MODES:
+        raise ValueError(f"anchors={anchors!r}: use one of {list(ANCHOR_MODES)}")
     if head not in HEADS:
         raise ValueError(f"head={head!r}: use one of {list(HEADS)}")
-    policy = info.resize.get("policy", "stretch")  # the dataset's resize policy, kept by the model
-    config = ModelConfig(input_size=size, alpha=alpha, num_classes=len(labels), labels=labels,
-                         resize=policy, fpn_channels=HEADS[head], **layout)
-    return config, policy
+    if frozen_epochs < 0:
+        raise ValueError(f"frozen_epochs must be >= 0, got {frozen_epochs}")
+
+
+def _model_config(labels: list[str], size: tuple, alpha: float, policy: str, layout: dict[str, Any],
+                  head: str) -> ModelConfig:
+    """The ModelConfig for the dataset's labels, the resize policy, the anchor layout and the head."""
+    return ModelConfig(input_size=size, alpha=alpha, num_classes=len(labels), labels=labels,
+                       resize=policy, fpn_channels=HEADS[head], **layout)
 
 
 def _anchor_layout(mode: str, train_src: Any, size: tuple, strides: Sequence[int] | None,
@@ -81,8 +89,6 @@ def _anchor_layout(mode: str, train_src: Any, size: tuple, strides: Sequence[int
     (edgeship.detection.anchor_fit, at most 20,000 boxes), ``default`` keeps ModelConfig's."""
     from edgeship.detection import anchor_fit
 
-    if mode not in ANCHOR_MODES:
-        raise ValueError(f"anchors={mode!r}: use one of {list(ANCHOR_MODES)}")
     explicit: dict[str, Any] = {}
     if strides is not None:
         explicit["strides"] = tuple(strides)
@@ -128,8 +134,6 @@ def _fit_frozen(model: Any, datasets: tuple[Any, Any], frozen_epochs: int, start
     """``frozen_epochs`` epochs with the backbone frozen (heads only) before the full fine-tune."""
     from edgeship.detection import warm_start
 
-    if frozen_epochs < 0:
-        raise ValueError(f"frozen_epochs must be >= 0, got {frozen_epochs}")
     if not frozen_epochs:
         return None
     if not start.get("layers_loaded"):
@@ -212,12 +216,11 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     from edgeship.base import progress as step_progress
     from edgeship.contracts.dataset import read_dataset_info
 
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1, got epochs={epochs}, batch_size={batch_size}")
+    _check_settings(epochs, batch_size, anchors, head, frozen_epochs)
     labels = dataset_labels(dataset_uri)
     info = read_dataset_info(dataset_uri)
     size = tuple(input_size) if input_size else tuple(info.image_size)
-    policy = info.resize.get("policy", "stretch")
+    policy = info.resize.get("policy", "stretch")  # the dataset's resize policy, kept by the model
     device, dist, scaling, xla = _set_up_devices(seed, batch_size, learning_rate)
     out = distribute.worker_dir(out_dir, dist)  # non-chief workers write to a private folder
     t_start = time.perf_counter()
@@ -225,7 +228,7 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     train_src, val_src = _open_splits(dataset_uri, fmt, max_train_images, max_val_images, len(labels), policy)
     anchor_mode = anchors
     layout, anchor_record = _anchor_layout(anchor_mode, train_src, size, strides, anchor_scales, aspect_ratios)
-    config, policy = _model_config(info, labels, size, alpha, layout, head)
+    config = _model_config(labels, size, alpha, policy, layout, head)
     anchors = make_anchors(config)
     loss_config = LossConfig()
     with distribute.precision_scope(dist.precision), dist.scope():
