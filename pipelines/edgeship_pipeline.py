@@ -94,10 +94,14 @@ class Placement:
 def evaluate_gate_publish(step: Placement, *, variants, dataset, float_model, model_name: str,
                           channel: str, bucket: str, accuracy_budget: str, latency_budget_ms: float,
                           tolerance: float, force_promote: bool, min_app_version: str,
-                          min_map: float = SELECT.min_map, min_map50: float = SELECT.min_map50) -> None:
+                          min_map: float = SELECT.min_map, min_map50: float = SELECT.min_map50,
+                          diagnose: bool = True) -> None:
     """evaluate → select → dsl.If(publish) publish / dsl.Else not_published, on a Variants artifact
-    (quantize's or autoquant's). Called inside the pipeline function only."""
-    evaluate_task = step("evaluate", dataset=dataset, float_model=float_model, variants=variants)
+    (quantize's or autoquant's). Called inside the pipeline function only. With ``diagnose`` the
+    evaluation adds selective-int8 candidates when no int8 variant is within the budget (the
+    autoquant branch has searched those already)."""
+    evaluate_task = step("evaluate", dataset=dataset, float_model=float_model, variants=variants,
+                         accuracy_budget=accuracy_budget, diagnose=diagnose)
     evaluation = evaluate_task.outputs["evaluation"]
 
     select_task = step("select", 
@@ -193,7 +197,7 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
                 "autoquant", dataset=dataset, float_model=float_model, qat_model=qat_model,
                 accuracy_budget=accuracy_budget, max_latency_ms=latency_budget_ms,
                 max_candidates=autoquant_max_candidates, max_seconds=autoquant_max_seconds)
-            evaluate_gate_publish(step, variants=autoquant_task.outputs["result"], **gate)
+            evaluate_gate_publish(step, variants=autoquant_task.outputs["result"], diagnose=False, **gate)
 
     return edgeship_pipeline
 

@@ -2,7 +2,7 @@
 
 ``autoquant()`` wires the generic search (:mod:`components.autoquant.search`) to the real parts:
 candidates are converted with the quantize step's converter factory (post-processing op inside),
-selective int8 comes from :class:`components.autoquant.debugger.LayerDebugger`, and every
+selective int8 comes from :class:`edgeship.detection.layer_debug.LayerDebugger`, and every
 candidate is measured for real: COCO mAP of the .tflite on the val split (LiteRT, the evaluate
 step's ``TFLiteDetector`` and ``coco_evaluate``) and its 1-thread median latency.
 
@@ -26,7 +26,6 @@ from typing import Any, Callable
 import numpy as np
 
 from components.autoquant import detector
-from components.autoquant.debugger import LayerDebugger, write_layer_report
 from components.autoquant.search import (
     CandidateResult,
     CandidateSpec,
@@ -39,6 +38,7 @@ from components.autoquant.search import (
 )
 from components.autoquant.settings import AUTOQUANT
 from edgeship.contracts import variants as variants_contract
+from edgeship.detection.layer_debug import LayerDebugger, write_layer_report
 
 log = logging.getLogger(__name__)
 

@@ -24,6 +24,8 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Sequence
 
+from edgeship.detection.layer_debug import LayerStat  # re-exported: the search ranks these
+
 log = logging.getLogger(__name__)
 
 SCHEMES = ("qat_int8", "full_int8", "full_int8_pt", "selective_int8", "int16x8", "float16", "fp32")
@@ -58,18 +60,6 @@ class Measurement:
     latency_ms: float
     size_bytes: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class LayerStat:
-    """One quantized layer (its output tensor) and its quantization error, from the debugger."""
-
-    name: str                 # the float tensor name: what ``denylisted_nodes`` takes
-    op: str = ""
-    score: float = 0.0        # ranking key: RMSE / scale (error in units of the int8 step)
-    rmse: float = 0.0
-    scale: float = 0.0
-    stats: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

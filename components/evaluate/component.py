@@ -19,6 +19,8 @@ def evaluate(
     bootstrap_resamples: int = 200,
     confidence: float = 0.95,
     latency_blocks: int = 10,
+    accuracy_budget: str = "",
+    diagnose: bool = True,
 ):
     """Evaluate the float Keras model and every .tflite variant (run in LiteRT) on the val split.
 
@@ -28,6 +30,10 @@ def evaluate(
         latency_runs: timed runs per thread setting (after warm-up). split: the split to score.
         bootstrap_resamples: resamples of the images for the mAP / ΔmAP intervals (0 = none).
         confidence: the intervals' level. latency_blocks: rounds of the variants timed in turns.
+        accuracy_budget: the gate's ΔmAP budget in points ("" / "none" = not set). diagnose: when
+            no int8 variant is provably within it, rank the layers by int8 error and measure
+            selective-int8 candidates (worst layers kept float) too; they are written under
+            evaluation/selective, where publish finds them if the gate picks one.
     Outputs: evaluation (report.json, report.md, report.html, tradeoff.png), metrics (mAP, ΔmAP,
     size and latency per variant, with their interval bounds), report_html / report_md (table + plot, shown by Vertex AI and
     kfp.local).
@@ -39,7 +45,8 @@ def evaluate(
 
     report = core.evaluate(variants.path, dataset.path, evaluation.path, float_model_dir=float_model.path,
                            split=split, latency_runs=latency_runs, bootstrap_resamples=bootstrap_resamples,
-                           confidence=confidence, latency_blocks=latency_blocks, show_progress=False)
+                           confidence=confidence, latency_blocks=latency_blocks, show_progress=False,
+                           accuracy_budget=accuracy_budget, diagnose=diagnose)
     log_metrics(metrics, core.key_metrics(report))
     shutil.copyfile(report.files["report.html"], report_html.path)
     shutil.copyfile(report.files["report.md"], report_md.path)

@@ -22,11 +22,12 @@ import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from components.evaluate import calibration as calib
+from components.evaluate import diagnose as diagnosis
 from components.evaluate.intervals import add_accuracy_intervals, latency_method, measure_latency
 from components.evaluate.outputs import autoquant_search, calibration_records, key_metrics  # noqa: F401 (re-export)
 from components.evaluate.report import write_reports
@@ -142,6 +143,7 @@ class EvalReport:
     out_dir: Path | None = None
     files: dict[str, Path] = field(default_factory=dict)
     autoquant: dict[str, Any] | None = None  # the search behind an autoquant variants artifact
+    diagnosis: dict[str, Any] | None = None  # the per-layer diagnosis, when int8 missed the budget
     intervals: dict[str, Any] | None = None  # how the intervals were made (report.json "intervals")
 
     def to_dict(self) -> dict[str, Any]:
@@ -161,6 +163,8 @@ class EvalReport:
         }
         if self.autoquant is not None:
             doc["autoquant"] = self.autoquant
+        if self.diagnosis is not None:
+            doc["diagnosis"] = self.diagnosis
         return doc
 
 
@@ -221,11 +225,13 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
                       slices: Sequence[str] = SLICES, seed: int = 0, ece_min_score: float = 0.1,
                       bootstrap_resamples: int = EVALUATE.bootstrap_resamples,
                       confidence: float = EVALUATE.confidence, latency_blocks: int = EVALUATE.latency_blocks,
-                      show_progress: bool = True) -> EvalReport:
+                      show_progress: bool = True, diagnose: Diagnose | None = None) -> EvalReport:
     """Evaluate ``variants`` (and the optional float detector) on in-memory examples.
 
     The examples are validated first (non-empty, labels inside the label map). Raises ValueError
-    otherwise. ``bootstrap_resamples`` = 0 leaves the mAP intervals out.
+    otherwise. ``bootstrap_resamples`` = 0 leaves the mAP intervals out. ``diagnose`` (rows with
+    ΔmAP and its interval → more variants) runs after the accuracy pass; what it returns is
+    measured like the rest (components/evaluate/diagnose.py).
     """
     from edgeship.base import progress as step_progress
 
@@ -247,10 +253,13 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
         for index, spec in enumerate(variants, count - len(variants) + 1):
             results[spec.name], dets[spec.name], sample = _variant_row(run, spec, index)
             samples[spec.name] = (spec.path, sample)
+        if diagnose is not None:
+            _more_variants(run, diagnose, results, float_eval, dets, samples, bootstrap_resamples, confidence, seed)
+            count = run.count
     step_progress.emit(phase=f"latency of {len(samples)} variant(s), timed in turns")
     lat1, latn = measure_latency(samples, threads_n=run.threads_n, runs=latency_runs, warmup=latency_warmup,
                                  blocks=latency_blocks, confidence=confidence)
-    for index, (name, row) in enumerate(results.items(), count - len(variants) + 1):
+    for index, (name, row) in enumerate(results.items(), count - len(results) + 1):
         row.latency_1, row.latency_n = lat1[name], latn[name]
         step_progress.emit(item=name, index=index, count=count, map=row.map,
                            phase=f"1-thread {row.latency_1.median:.2f} ms", mark=True)
@@ -267,6 +276,23 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
                       classes=[names[i] for i in sorted(names)], variants=results, float_keras=float_eval,
                       float_reference=reference, latency_runs=int(latency_runs), threads_n=run.threads_n,
                       intervals=intervals)
+
+
+Diagnose = Callable[[dict[str, ModelEval]], Sequence[VariantSpec]]
+
+
+def _more_variants(run: Run, diagnose: Diagnose, results: dict[str, ModelEval], float_eval: ModelEval | None,
+                   dets: dict[str, list[Detections]], samples: dict[str, tuple[Path, np.ndarray]],
+                   resamples: int, confidence: float, seed: int) -> None:
+    """Give ``diagnose`` the rows with their ΔmAP and intervals so far; measure what it returns."""
+    reference = _compare(results, float_eval, dets, run.ece_min_score)
+    models = {**results, **({FLOAT_KERAS: float_eval} if float_eval is not None else {})}
+    add_accuracy_intervals(models, reference, resamples=resamples, confidence=confidence, seed=seed)
+    extra = [spec for spec in diagnose(results) if spec.name not in results]
+    run.count += len(extra)
+    for index, spec in enumerate(extra, run.count - len(extra) + 1):
+        results[spec.name], dets[spec.name], sample = _variant_row(run, spec, index)
+        samples[spec.name] = (spec.path, sample)
 
 
 def write_report(report: EvalReport, out_dir: str | os.PathLike) -> dict[str, Path]:
@@ -286,7 +312,8 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
              slices: Sequence[str] = SLICES, seed: int = 0, max_images: int | None = None,
              variants: Sequence[str] | None = None, bootstrap_resamples: int = EVALUATE.bootstrap_resamples,
              confidence: float = EVALUATE.confidence, latency_blocks: int = EVALUATE.latency_blocks,
-             show_progress: bool = True) -> EvalReport:
+             show_progress: bool = True, accuracy_budget: Any = None,
+             diagnose: bool = EVALUATE.diagnose) -> EvalReport:
     """Evaluate every variant in ``variants_dir`` (and the float Keras model) on ``split`` of the
     dataset at ``dataset_uri``; write report.json/.md/.html and tradeoff.png into ``out_dir``.
 
@@ -303,6 +330,10 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
         bootstrap_resamples / confidence: the intervals of mAP, mAP@.5 and ΔmAP (0 = none) and of
             the latency median; seed: the robustness slices' and the resamples' seed.
         latency_blocks: rounds the timed runs are split into (variants timed in turns).
+        accuracy_budget: the gate's budget (ΔmAP points; None / "none" = not set). With
+            ``diagnose`` and a float model, when no int8 variant is provably within it the
+            per-layer diagnosis runs and its selective-int8 variants are measured too
+            (components/evaluate/diagnose.py; written under ``out_dir``/selective).
     Raises FileNotFoundError / ValueError for missing or inconsistent inputs (empty split, labels
     outside the label map, label maps that disagree, corrupt models), naming the culprit.
     """
@@ -319,11 +350,16 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
         check_label_maps(class_names, labels, f"the float model ({Path(float_model_dir) / 'model_config.json'})")
     log.info("evaluating %d variant(s)%s on %d %s images of %s", len(specs),
              " + the float Keras model" if float_detector else "", len(examples), split, dataset_uri)
+    hook = diagnosis.hook_for(variants_dir, dataset_uri, out_dir, float_model_dir, accuracy_budget) if diagnose else None
     report = evaluate_examples(specs, examples, class_names, float_detector=float_detector, split=split,
                                dataset_fingerprint=fingerprint, latency_runs=latency_runs,
                                latency_warmup=latency_warmup, threads=threads, slices=slices, seed=seed,
                                bootstrap_resamples=bootstrap_resamples, confidence=confidence,
-                               latency_blocks=latency_blocks, show_progress=show_progress)
+                               latency_blocks=latency_blocks, show_progress=show_progress,
+                               diagnose=hook)
+    if hook is not None and hook.found is not None:
+        diagnosis.costs(hook.found, report.variants)
+        report.diagnosis = hook.found.to_dict()
     report.autoquant = search
     for name, record in calibration_records(variants_dir).items():
         if name in report.variants:

@@ -191,6 +191,34 @@ def _autoquant_summary(report: Mapping[str, Any]) -> str:
             f"{s.get('message') or ''}".strip())
 
 
+DIAGNOSIS_COLUMNS = ("candidate", "layers kept float", "size (KB)", "size ÷ full_int8", "latency 1 thr (ms)",
+                     "latency ÷ full_int8", "ΔmAP (pt) [CI]")
+
+
+def diagnosis_rows(report: Mapping[str, Any]) -> list[list[str]]:
+    """One row per selective-int8 candidate of the per-layer diagnosis: what it kept float, its
+    cost against full int8, and its ΔmAP."""
+    rows = []
+    for c in (report.get("diagnosis") or {}).get("candidates") or []:
+        ci = c.get("delta_map_ci")
+        rows.append([str(c.get("name")), ", ".join(f"`{n}`" for n in c.get("float_layers") or []),
+                     _num((c.get("size_bytes") or 0) / 1024, ".1f") if c.get("size_bytes") else "—",
+                     _num(c.get("size_vs_full_int8"), ".3f"), _num(c.get("latency_ms_1thread"), ".3f"),
+                     _num(c.get("latency_vs_full_int8"), ".3f"),
+                     _with_ci(c.get("delta_map_pts"), tuple(ci) if ci else None, "+.2f")])
+    return rows
+
+
+def diagnosis_summary(report: Mapping[str, Any]) -> str:
+    d = report.get("diagnosis") or {}
+    worst = ", ".join(f"`{w.get('tensor_name')}` ({_num(w.get('score'), '.3g')})" for w in (d.get("worst_layers") or [])[:5])
+    return (f"No int8 variant ({', '.join(d.get('triggered_by') or [])}) was provably within the "
+            f"{_num(d.get('budget_pt'), '.2f')} pt budget, so the quantization debugger ranked the "
+            f"{d.get('quantized_layers')} quantized layers by int8 error ({d.get('rank_by')}; whole list in "
+            f"{d.get('layer_report')}) and selective int8 kept the worst in float. Worst: {worst}. "
+            f"Took {_num(d.get('seconds'), '.1f')} s" + (f"; error: {d.get('error')}" if d.get("error") else "."))
+
+
 def render_markdown(report: Mapping[str, Any]) -> str:
     """The Markdown report: the variant table, mAP per robustness slice and per class, and the
     auto-quantize search's candidates when the variants came from it."""
@@ -205,6 +233,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     if report.get("autoquant"):
         parts += ["## Auto-quantize search (the trade-off curve: autoquant_tradeoff.png)", "",
                   _autoquant_summary(report), "", _md_table(AUTOQUANT_COLUMNS, autoquant_rows(report)), ""]
+    if report.get("diagnosis"):
+        parts += ["## Per-layer diagnosis: int8 missed the budget", "", diagnosis_summary(report), "",
+                  _md_table(DIAGNOSIS_COLUMNS, diagnosis_rows(report)), ""]
     return "\n".join(parts)
 
 
@@ -233,9 +264,13 @@ def render_html(report: Mapping[str, Any], png_path: str | Path | None) -> str:
 
 
 def _autoquant_html(report: Mapping[str, Any], table: Any) -> str:
+    diag = ""
+    if report.get("diagnosis"):
+        diag = (f"<h2>Per-layer diagnosis: int8 missed the budget</h2><p>{html.escape(diagnosis_summary(report))}"
+                f"</p>{table(DIAGNOSIS_COLUMNS, diagnosis_rows(report))}")
     if not report.get("autoquant"):
-        return ""
-    return (f"<h2>Auto-quantize search</h2><p>{html.escape(_autoquant_summary(report))}</p>"
+        return diag
+    return diag + (f"<h2>Auto-quantize search</h2><p>{html.escape(_autoquant_summary(report))}</p>"
             f"{table(AUTOQUANT_COLUMNS, autoquant_rows(report))}")
 
 

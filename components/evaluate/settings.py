@@ -16,6 +16,10 @@ class EvaluateSettings:
     bootstrap_resamples: int = 200
     confidence: float = 0.95
     latency_blocks: int = 10
+    # per-layer diagnosis when no int8 variant is within the accuracy budget: selective int8 with
+    # the worst k layers kept float, for each k here (components/evaluate/diagnose.py)
+    diagnose: bool = True
+    selective_layers: tuple[int, ...] = (1, 3, 10)
 
 
 EVALUATE = EvaluateSettings()

@@ -79,7 +79,7 @@ def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str,
     _check_release_ids(model, channel, version, min_app_version, parent_version)
     if version_name is not None:
         mf.check_version_name(version_name, "--version-name")
-    vdir = Path(variants_dir)
+    vdir = variants_dir_of(variant, Path(variants_dir), report_dir)
     vjson_path = vdir / variants_contract.FILE_NAME
     vjson = variants_contract.read_variants(vdir)
     entry = variants_contract.entry(vjson, variant, where=str(vjson_path))
@@ -108,6 +108,24 @@ def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str,
     }
     mf.validate(manifest, source=f"manifest built from {vjson_path} (variant {variant!r})")
     return manifest, uploads
+
+
+SELECTIVE_DIR = "selective"  # the evaluation's variants artifact of selective-int8 candidates
+
+
+def variants_dir_of(variant: str, variants_dir: Path, report_dir: str | os.PathLike | None) -> Path:
+    """Where ``variant`` lives: the variants artifact, or the selective-int8 candidates that the
+    evaluation's per-layer diagnosis added (``<evaluation>/selective``) when only they have it."""
+    if report_dir is None:
+        return variants_dir
+    selective = Path(report_dir) / SELECTIVE_DIR
+    if not (selective / variants_contract.FILE_NAME).is_file():
+        return variants_dir
+    names = {str(e.get("name")) for e in variants_contract.read_variants(variants_dir)["variants"]}
+    if variant in names:
+        return variants_dir
+    extra = {str(e.get("name")) for e in variants_contract.read_variants(selective)["variants"]}
+    return selective if variant in extra else variants_dir
 
 
 def _check_release_ids(model: str, channel: str, version: str, min_app_version: str,

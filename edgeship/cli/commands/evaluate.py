@@ -23,6 +23,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--only", action="append", metavar="VARIANT", help="evaluate only this variant (repeatable)")
     p.add_argument("--slices", default="dark,bright,blurred,occluded",
                    help="comma-separated robustness slices ('' = none)")
+    p.add_argument("--accuracy-budget", default="",
+                   help="the gate's ΔmAP budget in points: when no int8 variant is provably within it, "
+                        "the per-layer diagnosis runs and selective-int8 candidates are measured too")
+    p.add_argument("--no-diagnose", dest="diagnose", action="store_false", default=EVALUATE.diagnose,
+                   help="skip the per-layer diagnosis even when int8 misses the budget")
     p.set_defaults(func=_evaluate)
 
 
@@ -38,7 +43,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = core.evaluate(args.variants, args.data, args.out, float_model_dir=args.float_model,
                            split=args.split, latency_runs=args.latency_runs,
                            latency_warmup=args.latency_warmup, threads=args.threads, slices=slices,
-                           max_images=args.max_images, variants=args.only)
+                           max_images=args.max_images, variants=args.only,
+                           accuracy_budget=args.accuracy_budget, diagnose=args.diagnose)
     from rich.table import Table
 
     table = Table(title=f"{report.split} split: {report.images} images, {report.objects} objects")

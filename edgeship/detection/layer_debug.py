@@ -25,14 +25,26 @@ import io
 import json
 import logging
 import math
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
-from components.autoquant.search import LayerStat
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class LayerStat:
+    """One quantized layer (its output tensor) and its quantization error, from the debugger."""
+
+    name: str                 # the float tensor name: what ``denylisted_nodes`` takes
+    op: str = ""
+    score: float = 0.0        # ranking key (``rank_by``; default the per-channel noise-to-signal ratio)
+    rmse: float = 0.0
+    scale: float = 0.0
+    stats: dict[str, float] = field(default_factory=dict)
 
 _EPS = 1e-12
 
@@ -200,7 +212,7 @@ def write_layer_report(stats: Sequence[LayerStat], out_dir: str | Path, *, top: 
     clean = [{k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in r.items()} for r in rows]
     paths["layers.json"].write_text(json.dumps({"rank_by": rank_by, "layers": clean}, indent=2, default=_json_num))
     lines = [f"# Per-layer quantization error ({len(stats)} quantized layers)", "",
-             f"Ranked by `{rank_by}` (see components/autoquant/debugger.py). Layers at the top lose the",
+             f"Ranked by `{rank_by}` (see edgeship/detection/layer_debug.py). Layers at the top lose the",
              "most precision in int8; selective int8 keeps them in float.", "",
              "| # | layer (output tensor) | op | score | RMSE/scale | RMSE | scale |", "|---|---|---|---|---|---|---|"]
     for r in rows[:top]:
