@@ -17,6 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from edgeship.detection.coco import Detections
+from edgeship.detection.streamed import truth_of
 
 
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -74,7 +75,7 @@ def expected_calibration_error(examples: Sequence[Any], detections: Sequence[Det
     if bins < 1:
         raise ValueError(f"calibration bins must be >= 1, got {bins!r}")
     scores_all, hits_all = [], []
-    for ex, det in zip(examples, detections, strict=True):
+    for ex, det in zip(truth_of(examples), detections, strict=True):
         keep = det.scores >= min_score
         boxes, labels, scores = det.boxes[keep], det.labels[keep], det.scores[keep]
         match = _greedy_match(boxes, labels, scores, np.asarray(ex.boxes, np.float32).reshape(-1, 4),

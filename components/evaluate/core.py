@@ -40,6 +40,7 @@ from edgeship.contracts.variants import VariantSpec, load_variants
 from edgeship.detection.coco import CocoResult, Detections, class_names_by_id, validate_examples
 from edgeship.detection.latency import LatencyStats, all_threads
 from edgeship.detection.runners import check_label_maps, load_examples
+from edgeship.detection.streamed import truth_of
 
 log = logging.getLogger(__name__)
 
@@ -272,7 +273,7 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
     if intervals is not None:
         intervals["latency"] = latency_method(latency_blocks, latency_runs, confidence)
     return EvalReport(dataset_fingerprint=dataset_fingerprint, split=split, images=len(examples),
-                      objects=int(sum(len(np.asarray(ex.labels).reshape(-1)) for ex in examples)),
+                      objects=int(sum(len(np.asarray(ex.labels).reshape(-1)) for ex in truth_of(examples))),
                       classes=[names[i] for i in sorted(names)], variants=results, float_keras=float_eval,
                       float_reference=reference, latency_runs=int(latency_runs), threads_n=run.threads_n,
                       intervals=intervals)

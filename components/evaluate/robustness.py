@@ -83,6 +83,8 @@ def make_slice(examples: Sequence[Any], name: str, *, seed: int = 0) -> list[Any
     }
     if name not in transforms:
         raise ValueError(f"unknown robustness slice {name!r}; known: {', '.join(SLICES)}")
+    if hasattr(examples, "with_transform"):  # a StreamedSplit: the slice is made as images are read
+        return examples.with_transform(lambda i, ex: _replace_image(ex, transforms[name](i, ex)))
     return [_replace_image(ex, transforms[name](i, ex)) for i, ex in enumerate(examples)]
 
 

@@ -17,6 +17,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from edgeship.detection.streamed import truth_of
+
 log = logging.getLogger(__name__)
 
 
@@ -87,6 +89,7 @@ def validate_examples(examples: Sequence[Any], class_names: Mapping[int, str], *
     """Check the ground truth before evaluating: at least one image, at least one object, every
     label a known class id, every box normalized with min <= max. Raises ValueError naming the
     image and the bad value."""
+    examples = truth_of(examples)  # a StreamedSplit: its ground truth, no decoding
     if len(examples) == 0:
         raise ValueError(f"{where} has no images: nothing to evaluate")
     total = 0
@@ -144,6 +147,7 @@ def coco_evaluate(examples: Sequence[Any], detections: Sequence[Detections],
     Raises ValueError for an empty set, labels outside the label map, or a length mismatch.
     """
     names = class_names_by_id(class_names)
+    examples = truth_of(examples)  # a StreamedSplit: its ground truth, no decoding
     if validate:
         validate_examples(examples, names, where=where)
     if len(detections) != len(examples):

@@ -12,6 +12,8 @@ normalizes inside). Its outputs are read through the variant's explicit output m
 """
 from __future__ import annotations
 
+import itertools
+
 import logging
 import os
 from pathlib import Path
@@ -293,16 +295,18 @@ def check_label_maps(data_classes: Sequence[str], other: Sequence[str] | None, w
                          f"{list(data_classes)}")
 
 
-def load_examples(dataset_uri: str, split: str = "val", *, max_images: int | None = None) -> tuple[list[Any], list[str], str | None]:
-    """The split's examples, the class names (ids 1..K) and the dataset fingerprint."""
+def load_examples(dataset_uri: str, split: str = "val", *, max_images: int | None = None,
+                  in_memory_mb: float | None = None) -> tuple[Sequence[Any], list[str], str | None]:
+    """The split's examples, the class names (ids 1..K) and the dataset fingerprint. The examples
+    are a list when their decoded images fit in ``in_memory_mb`` (default
+    edgeship.detection.streamed.IN_MEMORY_MB), else a StreamedSplit read again on every pass."""
     from edgeship.contracts.dataset import read_dataset_info
-    from edgeship.detection.dataset import load_split
+    from edgeship.detection.streamed import read_split
 
     info = read_dataset_info(dataset_uri)
     names = _class_names(info)
-    examples = list(load_split(dataset_uri, split))
-    if max_images is not None:
-        examples = examples[: int(max_images)]
+    examples = read_split(dataset_uri, split, max_images=None if max_images is None else int(max_images),
+                          **({} if in_memory_mb is None else {"in_memory_mb": in_memory_mb}))
     return examples, names, _fingerprint(info)
 
 
@@ -312,8 +316,8 @@ def run_detector(detector: Any, examples: Sequence[Any], *, on_image: Callable[[
     out: list[Detections] = []
     if batch_fn is not None:
         size = int(getattr(detector, "batch_size", 8))
-        for start in range(0, len(examples), size):
-            chunk = examples[start:start + size]
+        images = iter(examples)  # a list or a StreamedSplit: read in order, a chunk at a time
+        while chunk := list(itertools.islice(images, size)):
             out.extend(batch_fn([ex.image for ex in chunk]))
             for _ in chunk:
                 on_image and on_image()
