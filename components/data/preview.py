@@ -16,11 +16,13 @@ PALETTE = [(255, 64, 64), (64, 220, 64), (64, 128, 255), (255, 200, 0), (230, 64
 
 def save_grid(uri: str | Path, out_png: str | Path, *, split: str = "train", count: int = 16,
               fmt: str = "coco", scale: int = 2) -> Path:
-    """Draw the first ``count`` images of ``split`` with their boxes into ``out_png``; return it."""
+    """Draw the first ``count`` images of ``split`` with their boxes into ``out_png``; return it.
+    Only those images are read (streamed), whatever the split's size."""
+    import itertools
 
     info = dataset_contract.read_dataset_info(uri)
     names = info.class_names
-    examples = dataset_reader.load_split(uri, split, fmt)[:count]
+    examples = list(itertools.islice(dataset_reader.iter_split(uri, split, fmt), max(1, int(count))))
     cols = math.ceil(math.sqrt(len(examples)))
     rows = math.ceil(len(examples) / cols)
     h, w = examples[0].image.shape[:2]
