@@ -15,17 +15,28 @@ Output directory (same layout as the train step's Model artifact, plus the QAT m
   :func:`load_qat_model` (``build_detector`` + :func:`quantize_detector` + ``load_weights``), then
   ``tf.lite.TFLiteConverter.from_keras_model(model)`` converts it;
 - ``qat_saved_model/``: the QAT model as a SavedModel (serving signature; for tools that want files);
-- ``model_config.json``, ``anchors.npy``, ``history.json`` (per-epoch losses and the float vs QAT
-  step-time comparison measured in this run), ``logs/``, ``checkpoints/``.
+- ``model_config.json``, ``anchors.npy``, ``history.json`` (per-epoch losses, the fine-tune's
+  schedule and why, and the float vs QAT step-time comparison measured in this run), ``logs/``,
+  ``checkpoints/``.
+
+The fine-tune (docs/pipeline.md, "QAT"): BatchNorm statistics frozen (``freeze_bn``: moving
+mean/variance used and kept; gamma/beta still train), activation ranges fixed at their calibrated
+values (``freeze_ranges``), at least ``min_steps`` optimizer steps (``epochs`` is a minimum:
+:func:`fine_tune_schedule`), a 5 % linear warm-up then cosine decay of ``learning_rate`` to 1 %,
+under TensorFlow's deterministic ops (``deterministic``).
 """
 from __future__ import annotations
 
+import functools
 import json
 import logging
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from components.qat.settings import QAT
 from edgeship.detection import distribute, stream
@@ -33,13 +44,19 @@ from edgeship.detection import train_data as data_lib
 from edgeship.detection.model import build_detector, load_model
 from edgeship.detection.qat import (
     calibrate_ranges,
+    fixed_ranges,
     float_weights_from_qat,
+    freeze_batchnorm,
     quantize_detector,
     quantize_scope,
-    time_steps,
+    time_steps_interleaved,
 )
+from edgeship.detection.training import op_determinism
 
 log = logging.getLogger(__name__)
+
+WARMUP_FRACTION = 0.05  # of the fine-tune's steps: Adam's first steps move every weight by ~lr
+MAX_RAISED_EPOCHS = 30  # min_steps raises the epochs up to this many; then the epochs get longer
 
 
 @dataclass
@@ -56,6 +73,41 @@ class QatResult:
     val_map: float | None
     val_map50: float | None
     history: dict
+    schedule: dict = field(default_factory=dict)
+
+
+def fine_tune_schedule(train_images: int, global_batch: int, *, epochs: int, min_steps: int,
+                       patience: int) -> dict[str, Any]:
+    """The fine-tune's length from the data. An epoch is one pass over the train split
+    (``train_images // global_batch`` steps, at least 1) and ``epochs`` is a minimum: when it gives
+    fewer than ``min_steps`` optimizer steps, the epochs are raised to reach them, to at most
+    ``max(epochs, MAX_RAISED_EPOCHS)``; past that each epoch covers more than one pass (a tiny
+    split would otherwise validate and checkpoint after every step or two). A large dataset is
+    never made longer than asked. ``patience`` (epochs) is stretched by the same factor as the
+    epochs, so early stopping waits for the same share of the fine-tune. ``min_steps`` = 0:
+    exactly ``epochs`` passes. Returns what is used and why (history.json "schedule")."""
+    if epochs < 1 or global_batch < 1 or min_steps < 0 or patience < 1:
+        raise ValueError(f"need epochs >= 1, batch_size >= 1, min_steps >= 0, patience >= 1; got epochs={epochs}, "
+                         f"batch {global_batch}, min_steps={min_steps}, patience={patience}")
+    pass_steps = max(1, train_images // global_batch)
+    run_epochs, steps_per_epoch = epochs, pass_steps
+    if epochs * pass_steps < min_steps:
+        run_epochs = min(math.ceil(min_steps / pass_steps), max(epochs, MAX_RAISED_EPOCHS))
+        steps_per_epoch = max(pass_steps, math.ceil(min_steps / run_epochs))
+    stretch = run_epochs / epochs
+    total = run_epochs * steps_per_epoch
+    passes = steps_per_epoch / pass_steps
+    if run_epochs == epochs and steps_per_epoch == pass_steps:
+        reason = f"{epochs} epochs as asked: {total} steps >= min_steps={min_steps}"
+    else:
+        reason = (f"{epochs} epochs of {pass_steps} steps ({train_images} train images, batch {global_batch}) are "
+                  f"fewer than min_steps={min_steps}: raised to {run_epochs} epochs of {steps_per_epoch} steps "
+                  f"({passes:.3g} passes each), patience x{stretch:.3g}")
+    return {"epochs_requested": epochs, "min_steps": min_steps, "epochs": run_epochs,
+            "steps_per_epoch": steps_per_epoch, "passes_per_epoch": passes, "total_steps": total,
+            "warmup_steps": round(WARMUP_FRACTION * total),
+            "patience_requested": patience, "patience": max(patience, math.ceil(patience * stretch)),
+            "lr_schedule": "linear warm-up, then cosine decay to 1% of the peak", "reason": reason}
 
 
 def _check_labels(dataset_uri: str, model_dir: str | Path, config: Any) -> None:
@@ -90,38 +142,55 @@ def _open_splits(dataset_uri: str, config: Any, fmt: str, max_train_images: int 
     return train_src, val_src
 
 
-def _calibrated_qat_model(dist: Any, float_model: Any, train_src: Any, config: Any) -> Any:
-    """Build the QAT model under the strategy and calibrate its activation ranges on 64 train images."""
+def _calibrated_qat_model(dist: Any, float_model: Any, train_src: Any, config: Any, freeze_bn: bool) -> Any:
+    """Build the QAT model under the strategy, calibrate its activation ranges on 64 train images
+    and (``freeze_bn``) freeze its BatchNorm statistics."""
     from edgeship.base import progress as step_progress
 
     step_progress.emit(phase="building and calibrating the QAT model")
     with dist.scope():  # the QAT model's variables: mirrored
         qmodel = quantize_detector(float_model)
         n_ranges = calibrate_ranges(qmodel, float_model, stream.first_images(train_src, config.input_size, 64))
-    log.info("QAT model: %d layers, %d activation ranges calibrated on 64 train images",
-             len(qmodel.layers), n_ranges)
+    n_bn = freeze_batchnorm(qmodel) if freeze_bn else 0
+    log.info("QAT model: %d layers, %d activation ranges calibrated on 64 train images, %d BatchNorm layers "
+             "with frozen statistics", len(qmodel.layers), n_ranges, n_bn)
     return qmodel
 
 
 def _time_float_vs_qat(model_dir: str | Path, train_ds: Any, config: Any, batch_size: int, timing_steps: int,
-                       device: str) -> dict:
-    """Time float and QAT training steps on the same batches (each on a throwaway copy); return the step_time dict."""
+                       device: str, *, freeze_bn: bool, freeze_ranges: bool) -> dict:
+    """Time float and QAT training steps on the same batches, in turns (each on a throwaway copy);
+    return the step_time dict. "float" is the train step's own step (BatchNorm training), "qat"
+    the fine-tune's step as configured; with ``freeze_bn`` a float step with frozen BatchNorm is
+    timed too (``ratio_same_bn``: the fake-quant overhead alone)."""
     from edgeship.base import progress as step_progress
 
     n_timing = max(3, int(timing_steps)) + 2
     step_progress.emit(phase="timing float vs QAT steps")
     batches = list(train_ds.take(n_timing))
-    timing_float, _, _ = load_model(model_dir)
-    float_s = time_steps(timing_float, batches, config.num_classes)
-    del timing_float
-    timing_qat = quantize_detector(load_model(model_dir)[0])
-    qat_s = time_steps(timing_qat, batches, config.num_classes)
-    del timing_qat
-    step_time = {"batch_size": batch_size, "steps": n_timing - 2, "float_ms_per_step": 1000 * float_s,
-                 "qat_ms_per_step": 1000 * qat_s, "float_ms_per_image": 1000 * float_s / batch_size,
-                 "qat_ms_per_image": 1000 * qat_s / batch_size, "ratio": qat_s / float_s}
-    log.info("step time on %s, batch %d: float %.1f ms, QAT %.1f ms (%.2fx)", device, batch_size,
-             1000 * float_s, 1000 * qat_s, qat_s / float_s)
+    models = {"float": load_model(model_dir)[0]}
+    if freeze_bn:
+        models["float_frozen_bn"] = load_model(model_dir)[0]
+        freeze_batchnorm(models["float_frozen_bn"])
+    models["qat"] = quantize_detector(load_model(model_dir)[0])
+    if freeze_bn:
+        freeze_batchnorm(models["qat"])
+    with fixed_ranges(models["qat"], freeze_ranges):
+        times = time_steps_interleaved(models, batches, config.num_classes)
+    del models
+    med = {name: float(np.median(t)) for name, t in times.items()}
+    step_time = {"batch_size": batch_size, "steps": n_timing - 2, "method": "median over batches, models timed in turns",
+                 "freeze_bn": freeze_bn, "freeze_ranges": freeze_ranges,
+                 "float_ms_per_step": 1000 * med["float"], "qat_ms_per_step": 1000 * med["qat"],
+                 "float_ms_per_image": 1000 * med["float"] / batch_size,
+                 "qat_ms_per_image": 1000 * med["qat"] / batch_size, "ratio": med["qat"] / med["float"]}
+    if "float_frozen_bn" in med:
+        step_time["float_frozen_bn_ms_per_step"] = 1000 * med["float_frozen_bn"]
+        step_time["ratio_same_bn"] = med["qat"] / med["float_frozen_bn"]
+    log.info("step time on %s, batch %d: float %.1f ms, QAT %.1f ms (%.2fx)%s", device, batch_size,
+             1000 * med["float"], 1000 * med["qat"], step_time["ratio"],
+             f"; float with frozen BN {step_time['float_frozen_bn_ms_per_step']:.1f} ms "
+             f"({step_time['ratio_same_bn']:.2f}x)" if "ratio_same_bn" in step_time else "")
     return step_time
 
 
@@ -140,24 +209,56 @@ def _export(qmodel: Any, config: Any, anchors: Any, out: Path, history: dict, sa
     (out / "history.json").write_text(json.dumps(history, indent=2, default=float) + "\n")
 
 
+def _fine_tune(qmodel: Any, datasets: tuple[Any, Any], schedule: dict, *, learning_rate: float, config: Any,
+               out: Path, dist: Any, freeze_ranges: bool, progress: bool, loss_config: Any) -> dict:
+    """Run the fine-tune (training.fit) with the schedule; return its history."""
+    from edgeship.detection import training as tc
+
+    log.info("QAT fine-tune: %d epochs x %d steps = %d steps, lr %g (warm-up %d steps, cosine), patience %d: %s",
+             schedule["epochs"], schedule["steps_per_epoch"], schedule["total_steps"], learning_rate,
+             schedule["warmup_steps"], schedule["patience"], schedule["reason"])
+    with fixed_ranges(qmodel, freeze_ranges):
+        return tc.fit(qmodel, *datasets, epochs=schedule["epochs"], steps_per_epoch=schedule["steps_per_epoch"],
+                      batch_size=schedule["global_batch_size"], learning_rate=learning_rate,
+                      num_classes=config.num_classes, out_dir=out, loss_config=loss_config,
+                      patience=schedule["patience"],
+                      warmup_epochs=(schedule["warmup_steps"] + 0.5) / schedule["steps_per_epoch"],
+                      weight_decay=0.0, progress=progress, title="qat", distribution=dist,
+                      resume=distribute.should_resume(dist))
+
+
+def _deterministic(func):
+    """Run ``func`` under training.op_determinism(its ``deterministic`` argument)."""
+    @functools.wraps(func)
+    def wrapper(*args, deterministic: bool = QAT.deterministic, **kwargs):
+        with op_determinism(deterministic):
+            return func(*args, deterministic=deterministic, **kwargs)
+    return wrapper
+
+
+@_deterministic
 def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs: int = QAT.epochs,
         batch_size: int = QAT.batch_size, learning_rate: float = QAT.learning_rate,
-        seed: int = QAT.seed, patience: int = QAT.patience,
-        timing_steps: int = 10, fmt: str = "tfrecord", max_train_images: int | None = None,
-        max_val_images: int | None = None, evaluate: bool = True, saved_model: bool = True,
-        progress: bool = True) -> QatResult:
+        seed: int = QAT.seed, patience: int = QAT.patience, min_steps: int = QAT.min_steps,
+        freeze_bn: bool = QAT.freeze_bn, freeze_ranges: bool = QAT.freeze_ranges,
+        deterministic: bool = QAT.deterministic, timing_steps: int = 10, fmt: str = "tfrecord",
+        max_train_images: int | None = None, max_val_images: int | None = None, evaluate: bool = True,
+        saved_model: bool = True, progress: bool = True) -> QatResult:
     """Quantization-aware fine-tuning of the float detector in ``model_dir`` on ``dataset_uri``;
     writes the QAT model directory (module docstring) to ``out_dir``.
 
-    Before fine-tuning it times ``timing_steps`` float training steps and as many QAT steps on the
-    same batches (history.json: ``step_time``). Raises ValueError when the dataset's classes
-    disagree with the model's label map.
+    ``epochs`` is a minimum and ``min_steps`` may raise it (:func:`fine_tune_schedule`);
+    ``learning_rate`` is the peak of a warm-up + cosine schedule; ``freeze_bn``: BatchNorm
+    statistics frozen; ``freeze_ranges``: activation ranges fixed at their calibrated values;
+    ``deterministic``: TensorFlow's deterministic ops (the same seed gives the same model).
+    Before fine-tuning it times ``timing_steps`` float and QAT training steps on the same batches
+    (history.json: ``step_time``). Raises ValueError when the dataset's classes disagree with the
+    model's label map, or on a bad epochs / batch_size / min_steps / patience.
     """
     from edgeship.base import progress as step_progress
     from edgeship.detection import training as tc
 
-    if epochs < 1 or batch_size < 1:
-        raise ValueError(f"epochs and batch_size must be >= 1, got epochs={epochs}, batch_size={batch_size}")
+    fine_tune_schedule(1, batch_size, epochs=epochs, min_steps=min_steps, patience=patience)  # bad args: now
     float_model, config, anchors = load_model(model_dir)
     _check_labels(dataset_uri, model_dir, config)
     device, dist, scaling = _set_up_devices(seed, batch_size, learning_rate)
@@ -167,28 +268,33 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
     train_src, val_src = _open_splits(dataset_uri, config, fmt, max_train_images, max_val_images)
     loss_config = tc.LossConfig()
     global_batch = scaling["global_batch_size"]
+    schedule = {**fine_tune_schedule(train_src.images, global_batch, epochs=epochs, min_steps=min_steps,
+                                     patience=patience), "global_batch_size": global_batch,
+                "learning_rate": scaling["learning_rate"]}
     train_ds = stream.training_dataset(train_src, anchors, config, batch_size=global_batch, training=True,
                                        seed=seed, loss_config=loss_config, repeat=True)
     val_ds = stream.training_dataset(val_src, anchors, config, batch_size=64, training=False, loss_config=loss_config)
-    qmodel = _calibrated_qat_model(dist, float_model, train_src, config)
-    step_time = _time_float_vs_qat(model_dir, train_ds, config, batch_size, timing_steps, device)
-    steps = max(1, train_src.images // global_batch)
-    history = tc.fit(qmodel, train_ds, val_ds, epochs=epochs, steps_per_epoch=steps, batch_size=global_batch,
-                     learning_rate=scaling["learning_rate"], num_classes=config.num_classes, out_dir=out,
-                     loss_config=loss_config, patience=patience, warmup_epochs=0.0, weight_decay=0.0,
-                     progress=progress, title="qat", distribution=dist, resume=distribute.should_resume(dist))
+    qmodel = _calibrated_qat_model(dist, float_model, train_src, config, freeze_bn)
+    step_time = _time_float_vs_qat(model_dir, train_ds, config, batch_size, timing_steps, device,
+                                   freeze_bn=freeze_bn, freeze_ranges=freeze_ranges)
+    history = _fine_tune(qmodel, (train_ds, val_ds), schedule, learning_rate=scaling["learning_rate"],
+                         config=config, out=out, dist=dist, freeze_ranges=freeze_ranges, progress=progress,
+                         loss_config=loss_config)
     qat_seconds = time.perf_counter() - t_start
     step_progress.emit(phase="val mAP of the QAT model")
     metrics = tc.evaluate_map(qmodel, stream.eval_dataset(val_src, config.input_size), config, anchors) \
         if evaluate else {}
     step_progress.emit(phase="exporting", map=metrics.get("map"), map50=metrics.get("map50"))
     history.update({"device": device, "qat_seconds": qat_seconds, "seed": seed, "step_time": step_time,
-                    "distribution": distribute.describe(dist, scaling=scaling),
+                    "schedule": schedule, "distribution": distribute.describe(dist, scaling=scaling),
                     "source_model": str(model_dir), "val_map": metrics.get("map"), "val_map50": metrics.get("map50"),
-                    "hyperparameters": {"epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate}})
+                    "hyperparameters": {"epochs": epochs, "min_steps": min_steps, "batch_size": batch_size,
+                                        "learning_rate": learning_rate, "patience": patience, "freeze_bn": freeze_bn,
+                                        "freeze_ranges": freeze_ranges, "deterministic": deterministic,
+                                        "weight_decay": 0.0, "warmup_fraction": WARMUP_FRACTION}})
     _export(qmodel, config, anchors, out, history, saved_model)
     log.info("QAT done in %.0f s; val mAP@.5 %s, mAP %s (fake-quant Keras model); model in %s",
              qat_seconds, metrics.get("map50"), metrics.get("map"), out)
     return QatResult(str(out), len(history["epoch"]), float(history["best_val_loss"]),
                      step_time["float_ms_per_image"], step_time["qat_ms_per_image"], step_time["ratio"],
-                     qat_seconds, metrics.get("map"), metrics.get("map50"), history)
+                     qat_seconds, metrics.get("map"), metrics.get("map50"), history, schedule)

@@ -1,9 +1,12 @@
 """Quantization-aware training helpers (tfmot): the quantize scope and config for the input
-Rescaling layer, annotating the detector, calibrating activation ranges, moving QAT weights back
-into the float layout, loading a QAT Model artifact, and timing steps."""
+Rescaling layer, annotating the detector, calibrating activation ranges, freezing BatchNorm
+statistics and activation ranges for the fine-tune, moving QAT weights back into the float
+layout, loading a QAT Model artifact, and timing steps."""
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +76,41 @@ def quantize_detector(model: Any) -> Any:
     annotated.set_weights(model.get_weights())
     with qk.quantize_scope({"RescaleQuantizeConfig": cls}):
         return qk.quantize_apply(annotated)
+
+
+def _inference_mode(training: Any = None) -> bool:
+    """A BatchNormalization layer's ``_get_training_value`` that always answers inference."""
+    return False
+
+
+def batchnorm_layers(model: Any) -> list[Any]:
+    """The BatchNormalization layers of ``model``, those inside tfmot's QuantizeWrappers included."""
+    from edgeship.base.tfcompat import keras
+
+    found = []
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)  # QuantizeWrapperV2 keeps the float layer in .layer
+        if isinstance(inner, keras.layers.BatchNormalization):
+            found.append(inner)
+    return found
+
+
+def freeze_batchnorm(model: Any, *, train_affine: bool = True) -> int:
+    """Freeze the moving statistics of every BatchNormalization layer of ``model`` (a float or a
+    QAT model): they normalize with their moving mean/variance in training steps too, and never
+    update them. ``train_affine``: gamma and beta stay trainable (the TF1 ``contrib.quantize``
+    recipe, tfmot's predecessor: freeze BN statistics, keep training, so the folded conv bias can
+    still move); False also freezes them (``layer.trainable = False``, Keras's own inference mode).
+    Call it before the first training step is traced. Returns how many layers it froze."""
+    layers = batchnorm_layers(model)
+    for bn in layers:
+        if not train_affine:
+            bn.trainable = False
+        elif hasattr(bn, "_get_training_value"):
+            bn._get_training_value = _inference_mode  # read by BatchNormalization.call on every call
+        else:  # a Keras without the hook: fail loudly rather than silently re-estimate statistics
+            raise RuntimeError(f"cannot freeze {bn.name}: {type(bn).__name__} has no _get_training_value")
+    return len(layers)
 
 
 def calibrate_ranges(qat_model: Any, float_model: Any, images: np.ndarray, batch_size: int = 32) -> int:
@@ -151,20 +189,95 @@ def load_qat_model(model_dir: str | Path) -> tuple[Any, ModelConfig, np.ndarray]
     return model, config, anchors
 
 
-def time_steps(model: Any, batches: list, num_classes: int, *, warmup: int = 2, lr: float = 1e-4) -> float:
-    """Median seconds per training step of ``model`` over ``batches`` (after ``warmup`` untimed
-    steps). Trains a throwaway optimizer's steps: pass a model whose weights may change."""
+class _FixedRange:
+    """Stands in for a tfmot activation quantizer while the ranges are fixed: fake-quantizes with
+    the range it was given, as constants (``fake_quant_with_min_max_args``: the same nudged 8-bit
+    grid as tfmot's ``fake_quant_with_min_max_vars`` on those values, a straight-through gradient
+    inside it, and no min/max gradient, batch min/max or moving average to compute). The kernel
+    multiplies by 1/scale where the vars kernel divides by scale, so a value within float error
+    of a rounding midpoint can land one step away (measured: a few elements per layer). A per-axis
+    quantizer, or an empty range (an uncalibrated input layer's [0, 0]), keeps its variables, in
+    the quantizer's inference form."""
+
+    def __init__(self, quantizer: Any, weights: dict):
+        self.quantizer = quantizer
+        lo, hi = (float(np.max(np.asarray(weights[k]))) for k in ("min_var", "max_var"))
+        self.range = (lo, hi) if not getattr(quantizer, "per_axis", False) and lo < hi else None
+
+    def __call__(self, inputs: Any, training: Any, weights: Any, **kwargs: Any) -> Any:
+        from edgeship.base.tfcompat import tf
+
+        if self.range is None:
+            return self.quantizer(inputs, False, weights, **kwargs)
+        return tf.quantization.fake_quant_with_min_max_args(
+            inputs, min=self.range[0], max=self.range[1], num_bits=self.quantizer.num_bits,
+            narrow_range=self.quantizer.narrow_range)
+
+
+def _activation_quantizers(qat_model: Any) -> list[tuple[Any, str, Any, dict]]:
+    """(layer, attribute, quantizer(s), range variables) of every activation quantizer: each
+    wrapper's output quantizer and the model input's QuantizeLayer."""
+    found = []
+    for layer in qat_model.layers:
+        if getattr(layer, "_output_quantizers", None):  # QuantizeWrapperV2: the layer's output
+            found.append((layer, "_output_quantizers", layer._output_quantizers, layer._output_quantizer_vars))
+        elif type(layer).__name__ == "QuantizeLayer" and getattr(layer, "quantizer", None):
+            found.append((layer, "quantizer", layer.quantizer, layer.quantizer_vars))
+    return found
+
+
+@contextmanager
+def fixed_ranges(qat_model: Any, enabled: bool = True) -> Iterator[int]:
+    """While inside (when ``enabled``), the activation ranges of ``qat_model`` are fixed at their
+    values on entry (calibrated): training steps fake-quantize with them as constants and compute
+    no batch min/max nor moving average (tfmot's MovingAverageQuantizer, EMA decay 0.999), which
+    makes a QAT step ~10-15 % cheaper on CPU. Weight ranges still follow the weights. Build and
+    trace the training step inside; the range variables are not changed, and the original
+    quantizers are put back on exit (a saved QAT model serializes them). Yields how many
+    activation ranges it fixed."""
+    found = _activation_quantizers(qat_model) if enabled else []
+    if enabled and not found:
+        raise RuntimeError("no tfmot activation quantizer found to fix (not a QAT model, or a tfmot whose "
+                           "QuantizeWrapper has no _output_quantizers)")
+    for layer, attr, value, range_vars in found:
+        fixed = [_FixedRange(q, range_vars) for q in value] if attr == "_output_quantizers" \
+            else _FixedRange(value, range_vars)
+        setattr(layer, attr, fixed)
+    try:
+        yield len(found)
+    finally:
+        for layer, attr, value, _ in found:
+            setattr(layer, attr, value)
+
+
+def time_steps_interleaved(models: dict[str, Any], batches: list, num_classes: int, *, warmup: int = 2,
+                           lr: float = 1e-4) -> dict[str, list[float]]:
+    """Seconds per training step of each of ``models`` on ``batches``, timed in turns: after
+    ``warmup`` untimed steps each, every batch is run by every model back to back (the order
+    rotated per batch), so a change in machine load hits them alike. Returns {name: [seconds per
+    timed batch]}. Trains throwaway optimizers' steps: pass models whose weights may change."""
     from edgeship.base.tfcompat import keras
     from edgeship.detection.loss import make_step_fns
     from edgeship.detection.training import LossConfig
 
-    step, _ = make_step_fns(model, keras.optimizers.Adam(lr), num_classes, LossConfig())
-    for images, targets in batches[:warmup]:
-        step(images, targets)
-    times = []
-    for images, targets in batches[warmup:]:
-        t = time.perf_counter()
-        c, _b = step(images, targets)
-        float(c)
-        times.append(time.perf_counter() - t)
-    return float(np.median(times))
+    steps = {name: make_step_fns(m, keras.optimizers.Adam(lr), num_classes, LossConfig())[0]
+             for name, m in models.items()}
+    for step in steps.values():
+        for images, targets in batches[:warmup]:
+            step(images, targets)
+    names = list(steps)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i, (images, targets) in enumerate(batches[warmup:]):
+        for name in names[i % len(names):] + names[:i % len(names)]:
+            t = time.perf_counter()
+            c, _b = steps[name](images, targets)
+            float(c)
+            times[name].append(time.perf_counter() - t)
+    return times
+
+
+def time_steps(model: Any, batches: list, num_classes: int, *, warmup: int = 2, lr: float = 1e-4) -> float:
+    """Median seconds per training step of ``model`` over ``batches`` (after ``warmup`` untimed
+    steps). Trains a throwaway optimizer's steps: pass a model whose weights may change."""
+    times = time_steps_interleaved({"model": model}, batches, num_classes, warmup=warmup, lr=lr)
+    return float(np.median(times["model"]))

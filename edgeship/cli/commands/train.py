@@ -43,10 +43,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     q.add_argument("--model", required=True, help="the train step's model directory")
     q.add_argument("--data", required=True, help="dataset directory (dataset.json)")
     q.add_argument("--out", required=True, help="output directory")
-    q.add_argument("--epochs", type=int, default=QAT.epochs, help="fine-tuning epochs")
+    q.add_argument("--epochs", type=int, default=QAT.epochs,
+                   help="fine-tuning epochs, a minimum: raised when they give fewer than --min-steps steps")
+    q.add_argument("--min-steps", type=int, default=QAT.min_steps,
+                   help="optimizer steps at least (small datasets get more epochs); 0: exactly --epochs")
     q.add_argument("--batch-size", type=int, default=QAT.batch_size, help="batch size")
-    q.add_argument("--learning-rate", type=float, default=QAT.learning_rate, help="learning rate")
+    q.add_argument("--learning-rate", type=float, default=QAT.learning_rate,
+                   help="peak learning rate (5%% linear warm-up, then cosine decay to 1%%)")
+    q.add_argument("--patience", type=int, default=QAT.patience,
+                   help="early-stopping patience in epochs (stretched when --min-steps raises the epochs)")
     q.add_argument("--seed", type=int, default=QAT.seed, help="random seed")
+    q.add_argument("--freeze-bn", action=argparse.BooleanOptionalAction, default=QAT.freeze_bn,
+                   help="BatchNorm in inference mode: moving mean/variance frozen, gamma/beta still train")
+    q.add_argument("--freeze-ranges", action=argparse.BooleanOptionalAction, default=QAT.freeze_ranges,
+                   help="keep the activation ranges at their calibrated values (no moving average)")
+    q.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=QAT.deterministic,
+                   help="TensorFlow's deterministic ops: the same --seed gives the same model")
     q.set_defaults(func=_qat)
 
 
@@ -71,8 +83,11 @@ def _qat(args: argparse.Namespace) -> int:
     from components.qat.core import qat
 
     r = qat(args.model, args.data, args.out, epochs=args.epochs, batch_size=args.batch_size,
-            learning_rate=args.learning_rate, seed=args.seed)
+            learning_rate=args.learning_rate, seed=args.seed, patience=args.patience, min_steps=args.min_steps,
+            freeze_bn=args.freeze_bn, freeze_ranges=args.freeze_ranges, deterministic=args.deterministic)
+    s = r.schedule
     print(f"model: {r.model_dir}")
+    print(f"fine-tune: {r.epochs_run} of {s['epochs']} epochs x {s['steps_per_epoch']} steps ({s['reason']})")
     print(f"step time: float {r.float_ms_per_image:.2f} ms/image, QAT {r.qat_ms_per_image:.2f} ms/image "
           f"({r.step_time_ratio:.2f}x)")
     if r.val_map50 is not None:
