@@ -511,8 +511,8 @@ def test_unreachable_cloud_storage_is_a_retryable_error_within_seconds(hostile, 
     # machine); the bound is checked on the warm instance, as Eventarc's redelivery would meet it
     assert cold.status >= 500 and [r["decision"] for r in cold.decisions] == ["retry"], cold
     # 2 s of storage budget per call. Unbounded, the storage client's default retry gives up after
-    # 120 s, past the function's 60 s timeout; here 3-6 s on a quiet machine, 29 s once while the
-    # shared host's load average was ~190 (2026-12-01). The bound is what matters: an answer (5xx,
+    # 120 s, past the function's 60 s timeout; here 3-6 s on a quiet machine, 29 s once on a loaded
+    # shared host (2026-12-01). The bound is what matters: an answer (5xx,
     # so Eventarc redelivers) before the function's own 60 s timeout kills it.
     assert reply.status >= 500 and reply.seconds < 45, reply
     assert [r["decision"] for r in reply.decisions] == ["retry"], reply.decisions
