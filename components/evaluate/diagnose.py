@@ -169,8 +169,8 @@ class DiagnosisHook:
         self.found: Diagnosis | None = None
 
     def __call__(self, rows: dict[str, Any]) -> list[Any]:
-        from edgeship.base import progress as step_progress
         from components.evaluate.settings import EVALUATE
+        from edgeship.base import progress as step_progress
         from edgeship.contracts.variants import load_variants, read_variants
 
         missed = missed_int8(rows, self.budget)
@@ -180,11 +180,19 @@ class DiagnosisHook:
         log.warning("no int8 variant is within the %.2f pt budget (%s): per-layer diagnosis and "
                     "selective int8 candidates", self.budget, ", ".join(missed))
         step_progress.emit(phase="int8 missed the budget: per-layer diagnosis (QuantizationDebugger)")
-        sel, self.found = build_selective(
-            float_model_dir, dataset_uri, read_variants(variants_dir), out_dir,
-            counts=EVALUATE.selective_layers, triggered_by=missed, budget_pt=self.budget,
-            labels_file=Path(variants_dir) / "labels.txt")
-        return load_variants(sel)[0]
+        try:
+            sel, self.found = build_selective(
+                float_model_dir, dataset_uri, read_variants(variants_dir), out_dir,
+                counts=EVALUATE.selective_layers, triggered_by=missed, budget_pt=self.budget,
+                labels_file=Path(variants_dir) / "labels.txt")
+            return load_variants(sel)[0]
+        except Exception as exc:  # noqa: BLE001 - the diagnosis is an offer: its failure is reported, not fatal
+            log.warning("per-layer diagnosis failed, the gate sees the variants without it: %s: %s",
+                        type(exc).__name__, exc)
+            self.found = Diagnosis(triggered_by=missed, budget_pt=self.budget, rank_by="", layers=[],
+                                   quantized_layers=0, calibration={},
+                                   error=f"{type(exc).__name__}: {str(exc)[:500]}")
+            return []
 
 
 def hook_for(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | os.PathLike,

@@ -211,6 +211,10 @@ def diagnosis_rows(report: Mapping[str, Any]) -> list[list[str]]:
 
 def diagnosis_summary(report: Mapping[str, Any]) -> str:
     d = report.get("diagnosis") or {}
+    if d.get("error") and not d.get("candidates"):
+        return (f"No int8 variant ({', '.join(d.get('triggered_by') or [])}) was provably within the "
+                f"{_num(d.get('budget_pt'), '.2f')} pt budget; the per-layer diagnosis failed ({d.get('error')}), "
+                "so the gate saw the variants without selective-int8 candidates.")
     worst = ", ".join(f"`{w.get('tensor_name')}` ({_num(w.get('score'), '.3g')})" for w in (d.get("worst_layers") or [])[:5])
     return (f"No int8 variant ({', '.join(d.get('triggered_by') or [])}) was provably within the "
             f"{_num(d.get('budget_pt'), '.2f')} pt budget, so the quantization debugger ranked the "

@@ -47,6 +47,26 @@ def test_upper_bound_not_point_estimate_decides():
     assert diagnose.missed_int8(rows, 1.0) == []                  # one int8 variant is provably within
 
 
+def test_a_failed_diagnosis_is_reported_and_the_evaluation_goes_on(monkeypatch, tmp_path):
+    def broken(*args, **kwargs):
+        raise RuntimeError("debugger cannot run op FOO")
+
+    monkeypatch.setattr(diagnose, "build_selective", broken)
+    (tmp_path / "variants").mkdir()
+    (tmp_path / "variants" / "variants.json").write_text(json.dumps({"variants": [{"name": "full_int8", "file": "f"}]}))
+    hook = diagnose.hook_for(tmp_path / "variants", "data", tmp_path / "out", tmp_path / "model", "1.0")
+    rows = {"full_int8": _row("full_int8", 2.0, (1.5, 2.5))}
+    assert hook(rows) == []                                      # no extra variants, no exception
+    found = hook.found.to_dict()
+    assert found["triggered_by"] == ["full_int8"] and "debugger cannot run op FOO" in found["error"]
+    from components.evaluate.report import render_markdown
+
+    md = render_markdown({"variants": {}, "diagnosis": found})
+    assert "diagnosis failed (RuntimeError: debugger cannot run op FOO)" in md
+    assert diagnose.hook_for(tmp_path, "d", tmp_path, tmp_path, "none") is None   # no budget: no hook
+    assert diagnose.hook_for(tmp_path, "d", tmp_path, None, "1.0") is None        # no float model: no hook
+
+
 data = pytest.importorskip("components.data.core")
 
 
