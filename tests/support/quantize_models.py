@@ -7,6 +7,8 @@ step's `build_detector` is not available, and to keep the tests independent of i
 """
 from __future__ import annotations
 
+import dataclasses
+
 import json
 from pathlib import Path
 
@@ -101,8 +103,10 @@ def tiny_config(input_size: int = 64, num_classes: int = 3):
                        aspect_ratios=(1.0, 2.0))
 
 
-def write_detector_model(root: Path, input_size: int = 64, num_classes: int = 3, seed: int = 0) -> Path:
-    """A Model artifact dir of the train step's real (untrained, seeded) detector."""
+def write_detector_model(root: Path, input_size: int = 64, num_classes: int = 3, seed: int = 0,
+                         labels: list[str] | None = None) -> Path:
+    """A Model artifact dir of the train step's real (untrained, seeded) detector; ``labels``
+    (any number of names) overrides ``num_classes`` and the default names."""
     from edgeship.base.tfcompat import tf
     from edgeship.detection.model import build_detector
     from edgeship.detection.model import make_anchors as det_anchors
@@ -111,6 +115,8 @@ def write_detector_model(root: Path, input_size: int = 64, num_classes: int = 3,
     root.mkdir(parents=True, exist_ok=True)
     tf.random.set_seed(seed)
     config = tiny_config(input_size, num_classes)
+    if labels is not None:
+        config = dataclasses.replace(tiny_config(input_size, 1), num_classes=len(labels), labels=list(labels))
     model = build_detector(config)
     config.save(root / "model_config.json")
     np.save(root / "anchors.npy", det_anchors(config))

@@ -12,7 +12,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from components.evaluate import diagnose
-from tests.support.quantize_models import tiny_config
+from tests.support.quantize_models import write_detector_model
 
 SCHEMES = ("fp32", "float16", "dynamic_int8", "full_int8", "full_int8_pt", "qat_int8", "int16x8")
 
@@ -70,27 +70,6 @@ def test_a_failed_diagnosis_is_reported_and_the_evaluation_goes_on(monkeypatch, 
 data = pytest.importorskip("components.data.core")
 
 
-def _detector(root, labels):
-    """The train step's real (untrained, seeded) detector for ``labels``, as a Model artifact."""
-    import dataclasses
-
-    import numpy as np
-
-    from edgeship.base.tfcompat import tf
-    from edgeship.detection.model import build_detector, make_anchors
-
-    root.mkdir(parents=True)
-    tf.random.set_seed(0)
-    config = dataclasses.replace(tiny_config(64, 1), num_classes=len(labels), labels=labels)
-    model = build_detector(config)
-    config.save(root / "model_config.json")
-    np.save(root / "anchors.npy", make_anchors(config))
-    model.save_weights(str(root / "weights.h5"))
-    model.save(str(root / "saved_model"), include_optimizer=False)
-    (root / "history.json").write_text("{}")
-    return root
-
-
 @pytest.fixture(scope="module")
 def diagnosed(tmp_path_factory):
     """quantize (fp32, full_int8) → evaluate with the diagnosis forced on (the trigger is tested above)."""
@@ -99,7 +78,7 @@ def diagnosed(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("diag")
     info = data.generate_dataset(root / "data", seed=3, train=1, val=4, calibration=6, image_size=48)
-    model = _detector(root / "model", list(info.class_names))
+    model = write_detector_model(root / "model", labels=list(info.class_names))
     quantize(model, root / "variants", calibration=str(root / "data"), num_calibration=4,
              schemes=["fp32", "full_int8"], coreml=False, progress=False, strict_parity=False)
     seen = {}
