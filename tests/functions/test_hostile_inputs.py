@@ -533,7 +533,8 @@ def test_the_whole_event_is_bounded_by_its_deadline(hostile, servers, tmp_path):
         fn.stop()
         hole.close()
     assert cold.status >= 500, cold
-    assert reply.status >= 500 and reply.seconds < 12, reply  # the 3 s deadline cut the 30 s timeout
+    # the 3 s deadline cut the 30 s storage timeout: 4-6 s quiet; the bound leaves room for a loaded host
+    assert reply.status >= 500 and reply.seconds < 25, reply
     assert docs(servers) == {}
 
 
@@ -545,9 +546,12 @@ def test_firestore_down_is_a_retryable_error_and_registers_promptly_after_restar
         down = [fn.deliver(obj) for _ in range(2)]   # twice: the client's channel is in backoff
     finally:
         servers.start_firestore()
-    # bounded by the Firestore budget (10 s per call, retries included), not by gRPC's reconnect
-    # backoff (minutes) or the function's 60 s timeout; slack for a loaded machine
-    assert all(r.status >= 500 and r.seconds < 20 for r in down), down
+    # bounded by the Firestore budget (10 s per call, retries included) and the event's 40 s
+    # deadline, not by gRPC's reconnect backoff (minutes): an answer (5xx, so Eventarc redelivers)
+    # before the function's 60 s timeout kills it. 2-10 s each on a quiet machine; one of the two
+    # took over 20 s under the load of a shared CI host (2026-12-01), hence the bound at the deadline.
+    assert all(r.status >= 500 for r in down), [(r.status, round(r.seconds, 1)) for r in down]
+    assert all(r.seconds < 45 for r in down), [(r.status, round(r.seconds, 1)) for r in down]
     wait_firestore_ready(servers)
     back = fn.deliver(obj)
     assert back.status == 200, back
