@@ -21,6 +21,7 @@ def evaluate(
     latency_blocks: int = 10,
     accuracy_budget: str = "",
     diagnose: bool = True,
+    views: int = -1,
 ):
     """Evaluate the float Keras model and every .tflite variant (run in LiteRT) on the val split.
 
@@ -34,6 +35,8 @@ def evaluate(
             no int8 variant is provably within it, rank the layers by int8 error and measure
             selective-int8 candidates (worst layers kept float) too; they are written under
             evaluation/selective, where publish finds them if the gate picks one.
+        views: views per val photo for the gate's ΔmAP (photo, mirror, centre crop, both; drawn
+            by photo in the bootstrap): -1 = auto (up to 4 until 200 images are scored), 1 = none.
     Outputs: evaluation (report.json, report.md, report.html, tradeoff.png), metrics (mAP, ΔmAP,
     size and latency per variant, with their interval bounds), report_html / report_md (table + plot, shown by Vertex AI and
     kfp.local).
@@ -46,7 +49,7 @@ def evaluate(
     report = core.evaluate(variants.path, dataset.path, evaluation.path, float_model_dir=float_model.path,
                            split=split, latency_runs=latency_runs, bootstrap_resamples=bootstrap_resamples,
                            confidence=confidence, latency_blocks=latency_blocks, show_progress=False,
-                           accuracy_budget=accuracy_budget, diagnose=diagnose)
+                           accuracy_budget=accuracy_budget, diagnose=diagnose, views=views)
     log_metrics(metrics, core.key_metrics(report))
     shutil.copyfile(report.files["report.html"], report_html.path)
     shutil.copyfile(report.files["report.md"], report_md.path)

@@ -28,11 +28,12 @@ import numpy as np
 
 from components.evaluate import calibration as calib
 from components.evaluate import diagnose as diagnosis
-from components.evaluate.intervals import add_accuracy_intervals, latency_method, measure_latency
+from components.evaluate import views as tta
+from components.evaluate.intervals import add_intervals, latency_method, measure_latency
 from components.evaluate.outputs import autoquant_search, calibration_records, key_metrics  # noqa: F401 (re-export)
 from components.evaluate.report import write_reports
 from components.evaluate.robustness import SLICES, make_slices
-from components.evaluate.running import Run, progress_bar
+from components.evaluate.running import VIEWS, Run, progress_bar
 from components.evaluate.settings import EVALUATE
 from edgeship.contracts import evaluation
 from edgeship.contracts.evaluation import LATENCY_1T, LATENCY_NT
@@ -40,7 +41,7 @@ from edgeship.contracts.variants import VariantSpec, load_variants
 from edgeship.detection.coco import CocoResult, Detections, class_names_by_id, validate_examples
 from edgeship.detection.latency import LatencyStats, all_threads
 from edgeship.detection.runners import check_label_maps, load_examples
-from edgeship.detection.streamed import truth_of
+from edgeship.detection.streamed import StreamedSplit, truth_of
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +74,9 @@ class ModelEval:
     map50_ci: tuple[float, float] | None = None
     delta_map_ci: tuple[float, float] | None = None  # paired bootstrap interval, points
     calibration_set: dict[str, Any] | None = None  # quantize's record of the int8 calibration images
+    views_coco: CocoResult | None = None  # the split's photos with their views (small splits: views.py)
+    delta_map_views: float | None = None  # the gate's ΔmAP over them, points
+    delta_map_views_ci: tuple[float, float] | None = None
 
     @property
     def map(self) -> float:
@@ -116,6 +120,7 @@ class ModelEval:
             evaluation.MAP_CI: _pair(self.map_ci), evaluation.MAP50_CI: _pair(self.map50_ci),
             evaluation.DELTA_MAP_CI: _pair(self.delta_map_ci),
             evaluation.CALIBRATION_SET: self.calibration_set,
+            evaluation.DELTA_MAP_VIEWS: self.delta_map_views, evaluation.DELTA_MAP_VIEWS_CI: _pair(self.delta_map_views_ci),
         }
 
 
@@ -180,7 +185,8 @@ def _float_row(run: Run, detector: Any) -> tuple[ModelEval, list[Detections]]:
                     size_bytes=weights.stat().st_size if weights.is_file() else None,
                     file=str(weights) if weights.is_file() else None, source="float",
                     scheme="keras float32", input_dtype="float32", robustness=run.robustness(cocos),
-                    calibration=cal, shift=calib.ScoreShift(0.0, 0.0, cal.detections, 1.0))
+                    calibration=cal, shift=calib.ScoreShift(0.0, 0.0, cal.detections, 1.0),
+                    views_coco=cocos.get(VIEWS))
     return row, dets
 
 
@@ -193,7 +199,8 @@ def _variant_row(run: Run, spec: VariantSpec, index: int) -> tuple[ModelEval, li
     row = ModelEval(name=spec.name, coco=cocos[run.split], size_bytes=spec.size_bytes, file=spec.path.name,
                     scheme=spec.scheme, source=spec.source, input_dtype=str(detector.input_dtype),
                     robustness=run.robustness(cocos),
-                    calibration=calib.expected_calibration_error(run.examples, dets, min_score=run.ece_min_score))
+                    calibration=calib.expected_calibration_error(run.examples, dets, min_score=run.ece_min_score),
+                    views_coco=cocos.get(VIEWS))
     return row, dets, detector.prepare(run.examples[0].image)
 
 
@@ -226,13 +233,15 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
                       slices: Sequence[str] = SLICES, seed: int = 0, ece_min_score: float = 0.1,
                       bootstrap_resamples: int = EVALUATE.bootstrap_resamples,
                       confidence: float = EVALUATE.confidence, latency_blocks: int = EVALUATE.latency_blocks,
-                      show_progress: bool = True, diagnose: Diagnose | None = None) -> EvalReport:
+                      show_progress: bool = True, diagnose: Diagnose | None = None,
+                      views: int = EVALUATE.views) -> EvalReport:
     """Evaluate ``variants`` (and the optional float detector) on in-memory examples.
 
     The examples are validated first (non-empty, labels inside the label map). Raises ValueError
     otherwise. ``bootstrap_resamples`` = 0 leaves the mAP intervals out. ``diagnose`` (rows with
     ΔmAP and its interval → more variants) runs after the accuracy pass; what it returns is
-    measured like the rest (components/evaluate/diagnose.py).
+    measured like the rest (components/evaluate/diagnose.py). ``views`` per photo for the gate's
+    ΔmAP (-1 = auto: more on small splits; components/evaluate/views.py).
     """
     from edgeship.base import progress as step_progress
 
@@ -246,16 +255,20 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
     samples: dict[str, tuple[Path, np.ndarray]] = {}
     float_eval: ModelEval | None = None
     count = len(variants) + (1 if float_detector is not None else 0)
+    per_photo = 1 if isinstance(examples, StreamedSplit) else tta.views_for(len(examples), views)
+    extra, groups = tta.extra_views(examples, per_photo)
     with progress_bar(show_progress) as progress:
         run = Run(examples, {split: examples, **make_slices(examples, slices, seed=seed)}, list(class_names),
-                   split, ece_min_score, progress, count, int(threads or all_threads()))
+                  split, ece_min_score, progress, count, int(threads or all_threads()), views=extra)
         if float_detector is not None:
             float_eval, dets[FLOAT_KERAS] = _float_row(run, float_detector)
         for index, spec in enumerate(variants, count - len(variants) + 1):
             results[spec.name], dets[spec.name], sample = _variant_row(run, spec, index)
             samples[spec.name] = (spec.path, sample)
         if diagnose is not None:
-            _more_variants(run, diagnose, results, float_eval, dets, samples, bootstrap_resamples, confidence, seed)
+            _more_variants(run, diagnose, results, float_eval, dets, samples,
+                           dict(resamples=bootstrap_resamples, confidence=confidence, seed=seed, groups=groups,
+                                views=tta.describe(len(examples), per_photo) if extra else None))
             count = run.count
     step_progress.emit(phase=f"latency of {len(samples)} variant(s), timed in turns")
     lat1, latn = measure_latency(samples, threads_n=run.threads_n, runs=latency_runs, warmup=latency_warmup,
@@ -268,8 +281,8 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
                  row.map50, row.size_bytes, row.latency_1.median, run.threads_n, row.latency_n.median)
     reference = _compare(results, float_eval, dets, ece_min_score)
     models = {**results, **({FLOAT_KERAS: float_eval} if float_eval is not None else {})}
-    intervals = add_accuracy_intervals(models, reference, resamples=bootstrap_resamples,
-                                       confidence=confidence, seed=seed)
+    intervals = add_intervals(models, reference, resamples=bootstrap_resamples, confidence=confidence, seed=seed,
+                              groups=groups, views=tta.describe(len(examples), per_photo) if extra else None)
     if intervals is not None:
         intervals["latency"] = latency_method(latency_blocks, latency_runs, confidence)
     return EvalReport(dataset_fingerprint=dataset_fingerprint, split=split, images=len(examples),
@@ -284,11 +297,11 @@ Diagnose = Callable[[dict[str, ModelEval]], Sequence[VariantSpec]]
 
 def _more_variants(run: Run, diagnose: Diagnose, results: dict[str, ModelEval], float_eval: ModelEval | None,
                    dets: dict[str, list[Detections]], samples: dict[str, tuple[Path, np.ndarray]],
-                   resamples: int, confidence: float, seed: int) -> None:
+                   interval_args: dict[str, Any]) -> None:
     """Give ``diagnose`` the rows with their ΔmAP and intervals so far; measure what it returns."""
     reference = _compare(results, float_eval, dets, run.ece_min_score)
     models = {**results, **({FLOAT_KERAS: float_eval} if float_eval is not None else {})}
-    add_accuracy_intervals(models, reference, resamples=resamples, confidence=confidence, seed=seed)
+    add_intervals(models, reference, **interval_args)
     extra = [spec for spec in diagnose(results) if spec.name not in results]
     run.count += len(extra)
     for index, spec in enumerate(extra, run.count - len(extra) + 1):
@@ -314,7 +327,7 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
              variants: Sequence[str] | None = None, bootstrap_resamples: int = EVALUATE.bootstrap_resamples,
              confidence: float = EVALUATE.confidence, latency_blocks: int = EVALUATE.latency_blocks,
              show_progress: bool = True, accuracy_budget: Any = None,
-             diagnose: bool = EVALUATE.diagnose) -> EvalReport:
+             diagnose: bool = EVALUATE.diagnose, views: int = EVALUATE.views) -> EvalReport:
     """Evaluate every variant in ``variants_dir`` (and the float Keras model) on ``split`` of the
     dataset at ``dataset_uri``; write report.json/.md/.html and tradeoff.png into ``out_dir``.
 
@@ -335,6 +348,8 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
             ``diagnose`` and a float model, when no int8 variant is provably within it the
             per-layer diagnosis runs and its selective-int8 variants are measured too
             (components/evaluate/diagnose.py; written under ``out_dir``/selective).
+        views: views per val photo for the gate's ΔmAP (mirror, centre crop; 1 = the photos only;
+            -1 = auto: up to 4 until 200 images are scored; components/evaluate/views.py).
     Raises FileNotFoundError / ValueError for missing or inconsistent inputs (empty split, labels
     outside the label map, label maps that disagree, corrupt models), naming the culprit.
     """
@@ -357,7 +372,7 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
                                latency_warmup=latency_warmup, threads=threads, slices=slices, seed=seed,
                                bootstrap_resamples=bootstrap_resamples, confidence=confidence,
                                latency_blocks=latency_blocks, show_progress=show_progress,
-                               diagnose=hook)
+                               diagnose=hook, views=views)
     if hook is not None and hook.found is not None:
         diagnosis.costs(hook.found, report.variants)
         report.diagnosis = hook.found.to_dict()

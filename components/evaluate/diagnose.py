@@ -37,11 +37,13 @@ TOP_LAYERS = 10               # layers named in report.json
 
 
 def upper_delta(row: Any) -> float | None:
-    """The ΔmAP bound the gate judges: the interval's upper end, else the point ΔmAP (points)."""
-    ci = getattr(row, "delta_map_ci", None)
+    """The ΔmAP bound the gate judges: the interval's upper end, else the point ΔmAP (points);
+    over the photos and their views when the split was scored with views (as the gate does)."""
+    views = getattr(row, "delta_map_views", None) is not None
+    ci = getattr(row, "delta_map_views_ci" if views else "delta_map_ci", None)
     if ci is not None:
         return float(ci[1])
-    delta = getattr(row, "delta_map_vs_float", None)
+    delta = getattr(row, "delta_map_views" if views else "delta_map_vs_float", None)
     return float(delta) if delta is not None else None
 
 
@@ -217,6 +219,8 @@ def costs(diag: Diagnosis, rows: Mapping[str, Any]) -> None:
         lat = row.latency_1.median if row.latency_1 is not None else None
         cand.update({"size_bytes": row.size_bytes, "delta_map_pts": row.delta_map_vs_float,
                      "delta_map_ci": list(row.delta_map_ci) if row.delta_map_ci else None,
+                     "delta_map_views": row.delta_map_views,
+                     "delta_map_views_ci": list(row.delta_map_views_ci) if row.delta_map_views_ci else None,
                      "latency_ms_1thread": lat, "map": row.map})
         if base is not None:
             cand["size_vs_full_int8"] = _ratio(row.size_bytes, base.size_bytes)

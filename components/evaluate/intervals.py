@@ -15,6 +15,40 @@ from edgeship.detection.latency import LatencyStats, interleaved_tflite_latency,
 log = logging.getLogger(__name__)
 
 
+def add_intervals(models: Mapping[str, Any], reference: str | None, *, resamples: int, confidence: float,
+                  seed: int, groups: np.ndarray | None = None,
+                  views: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    """The photos' intervals (:func:`add_accuracy_intervals`) and, when the split was also scored
+    with views (``groups``: the photo of every scored image; ``views``: how, views.describe), the
+    gate's ΔmAP over them (:func:`add_view_deltas`); report.json ``intervals``."""
+    doc = add_accuracy_intervals(models, reference, resamples=resamples, confidence=confidence, seed=seed)
+    if groups is not None and views is not None:
+        if add_view_deltas(models, reference, groups, resamples=resamples, confidence=confidence, seed=seed):
+            doc = {**(doc or {}), "views": views}
+    return doc
+
+
+def add_view_deltas(models: Mapping[str, Any], reference: str | None, groups: np.ndarray, *,
+                    resamples: int, confidence: float, seed: int) -> bool:
+    """Set ``delta_map_views`` (points) and ``delta_map_views_ci`` (paired bootstrap drawing photos
+    with all their views) on every row scored with views; False when the reference was not."""
+    scored = {name: row.views_coco for name, row in models.items() if getattr(row, "views_coco", None) is not None}
+    if reference not in scored:
+        return False
+    for name, coco in scored.items():
+        models[name].delta_map_views = round((scored[reference].map - coco.map) * 100.0, 4)
+    tables = {name: coco.matches for name, coco in scored.items() if coco.matches is not None}
+    if int(resamples) > 0 and reference in tables:
+        result = bootstrap_intervals(tables, reference=reference, resamples=resamples, confidence=confidence,
+                                     seed=seed, groups=groups)
+        for name, iv in result.intervals.items():
+            if iv.delta_map is not None:
+                models[name].delta_map_views_ci = (round(iv.delta_map[0], 4), round(iv.delta_map[1], 4))
+        log.info("ΔmAP over %d photos with their views (%d images): %d models in %.1f s", result.images,
+                 result.evaluated, len(tables), result.seconds)
+    return True
+
+
 def add_accuracy_intervals(models: Mapping[str, Any], reference: str | None, *, resamples: int,
                            confidence: float, seed: int) -> dict[str, Any] | None:
     """Set ``map_ci``, ``map50_ci`` and ``delta_map_ci`` (points) on every row of ``models`` whose

@@ -87,7 +87,8 @@ def table_rows(report: Mapping[str, Any]) -> list[list[str]]:
             _num(row.get("size_ratio_vs_fp32"), ".3f"),
             _with_ci(row.get("map"), evaluation.interval(dict(row), evaluation.MAP_CI), ".4f"),
             _with_ci(row.get("map50"), evaluation.interval(dict(row), evaluation.MAP50_CI), ".4f"),
-            _with_ci(row.get("delta_map_vs_float"), evaluation.interval(dict(row), evaluation.DELTA_MAP_CI), "+.2f"),
+            _with_ci(row.get("delta_map_vs_float"), evaluation.interval(dict(row), evaluation.DELTA_MAP_CI), "+.2f")
+            + _views_cell(row),
             _latency_cell(row, LATENCY_1T),
             _latency_cell(row, LATENCY_NT),
             _num(row.get("latency_ratio_vs_fp32"), ".3f"),
@@ -161,7 +162,19 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
                      f"latency: {iv.get('latency') or 'not stated'}")
     else:
         lines.append("- no intervals in this report (bootstrap off)")
+    views = iv.get("views") if isinstance(iv, Mapping) else None
+    if isinstance(views, Mapping):
+        lines.append(f"- ΔmAP \"views\" (what the gate judges): over the {views.get('photos')} val photos each scored "
+                     f"in {views.get('per_image')} views ({', '.join(views.get('kinds') or [])}; "
+                     f"{views.get('scored_images')} images), resampled by photo with all its views; the "
+                     "first ΔmAP is on the photos alone (components/evaluate/views.py)")
     return lines
+
+
+def _views_cell(row: Mapping[str, Any]) -> str:
+    """The gate's ΔmAP over the photos and their views, when the report has it."""
+    delta, ci, with_views = evaluation.gate_delta(dict(row))
+    return f"; views {_with_ci(delta, ci, '+.2f')}" if with_views and delta is not None else ""
 
 
 AUTOQUANT_COLUMNS = ("#", "candidate", "layers kept float", "size (KB)", "latency 1 thr (ms)", "mAP",

@@ -20,6 +20,9 @@ class EvaluateSettings:
     # the worst k layers kept float, for each k here (components/evaluate/diagnose.py)
     diagnose: bool = True
     selective_layers: tuple[int, ...] = (1, 3, 10)
+    # views per val photo for the gate's ΔmAP (photo, mirror, centre crop, both; resampled by photo):
+    # -1 = auto, up to 4 until photos × views ≥ 200 (components/evaluate/views.py); 1 = photos only
+    views: int = -1
 
 
 EVALUATE = EvaluateSettings()

@@ -107,9 +107,13 @@ def _candidate(name: str, row: Any, float_map: float, config: GateConfig, eviden
     if not isinstance(row, dict) or row.get("map") is None:
         raise ValueError(f"evaluation report: variant {name!r} has no 'map'")
     vmap = float(row["map"])
-    delta_ci = evaluation.interval(row, evaluation.DELTA_MAP_CI)
+    # the gate's ΔmAP: over the photos and their views when the report has them (small val
+    # splits), else the photos' (float mAP − variant mAP)
+    views_delta, views_ci, with_views = evaluation.gate_delta(row)
+    delta = views_delta if with_views else round((float_map - vmap) * 100.0, 4)
+    delta_ci = views_ci if with_views else evaluation.interval(row, evaluation.DELTA_MAP_CI)
     latency_ci = evaluation.latency_interval(row)
-    c = Candidate(name, vmap, round((float_map - vmap) * 100.0, 4), _latency(row), row.get("size_bytes"),
+    c = Candidate(name, vmap, delta, _latency(row), row.get("size_bytes"),
                   True, [], map50=float(row["map50"]) if row.get("map50") is not None else None,
                   delta_map_ci=list(delta_ci) if delta_ci else None,
                   latency_ci=list(latency_ci) if latency_ci else None)

@@ -24,6 +24,7 @@ class Evidence:
     confidence: float | None
     resamples: int | None
     intervals: bool  # the rows carry ΔmAP intervals
+    views: dict | None = None  # intervals.views: the photos were also scored in views (small val)
 
     @classmethod
     def of(cls, report: dict) -> "Evidence":
@@ -33,11 +34,21 @@ class Evidence:
         images = report.get("images")
         return cls(images=int(images) if isinstance(images, int) and not isinstance(images, bool) else None,
                    confidence=float(iv["confidence"]) if iv.get("confidence") else None,
-                   resamples=int(iv["resamples"]) if iv.get("resamples") else None, intervals=has)
+                   resamples=int(iv["resamples"]) if iv.get("resamples") else None, intervals=has,
+                   views=iv["views"] if isinstance(iv.get("views"), dict) else None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"val_images": self.images, "confidence": self.confidence, "resamples": self.resamples,
-                "intervals": self.intervals}
+                "intervals": self.intervals, "views_per_image": (self.views or {}).get("per_image")}
+
+    @property
+    def basis(self) -> str:
+        """What the ΔmAP interval was resampled over, in words."""
+        if self.views and (self.views.get("per_image") or 1) > 1:
+            kinds = ", ".join(str(k) for k in self.views.get("kinds") or [])
+            return (f"the {self.images or '?'} val images, each scored in {self.views['per_image']} views "
+                    f"({kinds}) and drawn with all of them")
+        return f"the {self.images or '?'} val images"
 
     @property
     def level(self) -> str:
@@ -171,7 +182,7 @@ def rules_text(config: GateConfig, evidence: Evidence, float_name: str) -> list[
     elif evidence.intervals:
         accuracy = (f"accuracy: a variant is within the budget when the upper bound of its {evidence.level} "
                     f"paired bootstrap interval of ΔmAP@[.5:.95] vs {float_name} "
-                    f"({evidence.resamples or '?'} resamples of the {evidence.images or '?'} val images) is "
+                    f"({evidence.resamples or '?'} resamples of {evidence.basis}) is "
                     f"≤ {budget:.2f} pt; over it when the lower bound is above; otherwise undecided "
                     "(not within)")
     else:

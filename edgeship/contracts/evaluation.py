@@ -30,6 +30,10 @@ MAP_CI = "map_ci"
 MAP50_CI = "map50_ci"
 DELTA_MAP_CI = "delta_map_ci"
 CI_KEYS = (MAP_CI, MAP50_CI, DELTA_MAP_CI)
+# the gate's ΔmAP on a small val split: over the photos and their views (mirror, centre crop),
+# resampled by photo; ``intervals.views`` says how (components/evaluate/views.py)
+DELTA_MAP_VIEWS = "delta_map_views"
+DELTA_MAP_VIEWS_CI = "delta_map_views_ci"
 INTERVALS = "intervals"  # top level: method, resamples, confidence, seed, images, latency method
 CALIBRATION_SET = "calibration_set"  # per row: the int8 calibration images (quantize's record)
 
@@ -40,6 +44,19 @@ def interval(row: dict | None, key: str) -> tuple[float, float] | None:
     if not isinstance(value, (list, tuple)) or len(value) != 2 or any(v is None for v in value):
         return None
     return float(value[0]), float(value[1])
+
+
+def gate_delta(row: dict | None) -> tuple[float | None, tuple[float, float] | None, bool]:
+    """The ΔmAP (points) and interval the gate judges a row by: over the photos and their views
+    when the report measured them (third item True), else on the photos alone."""
+    if not isinstance(row, dict):
+        return None, None, False
+    views = row.get(DELTA_MAP_VIEWS)
+    if isinstance(views, (int, float)) and not isinstance(views, bool):
+        return float(views), interval(row, DELTA_MAP_VIEWS_CI), True
+    delta = row.get("delta_map_vs_float")
+    return (float(delta) if isinstance(delta, (int, float)) and not isinstance(delta, bool) else None,
+            interval(row, DELTA_MAP_CI), False)
 
 
 def latency_interval(row: dict | None, threads: str = LATENCY_1T) -> tuple[float, float] | None:

@@ -174,33 +174,43 @@ class BootstrapResult:
     reference: str | None
     seconds: float
     samples: dict[str, np.ndarray] = field(default_factory=dict, repr=False)  # name -> [B, 2]
+    evaluated: int | None = None  # images evaluated (> images when groups hold several views each)
 
     def describe(self) -> dict[str, Any]:
-        return {"method": "percentile bootstrap over images; ΔmAP paired (the same drawn images for "
-                          "the float reference and the variant)",
-                "resamples": self.resamples, "confidence": self.confidence, "seed": self.seed,
-                "images": self.images, "reference": self.reference, "seconds": round(self.seconds, 3)}
+        doc = {"method": "percentile bootstrap over images; ΔmAP paired (the same drawn images for "
+                         "the float reference and the variant)",
+               "resamples": self.resamples, "confidence": self.confidence, "seed": self.seed,
+               "images": self.images, "reference": self.reference, "seconds": round(self.seconds, 3)}
+        if self.evaluated is not None and self.evaluated != self.images:
+            doc["method"] = ("percentile bootstrap over images, each drawn with all its views; ΔmAP "
+                             "paired (the same drawn images for the float reference and the variant)")
+            doc["evaluated"] = self.evaluated
+        return doc
 
 
 def bootstrap_intervals(tables: Mapping[str, MatchTable], *, reference: str | None = None,
                         resamples: int = DEFAULT_RESAMPLES, confidence: float = DEFAULT_CONFIDENCE,
-                        seed: int = 0, paired: bool = True) -> BootstrapResult:
+                        seed: int = 0, paired: bool = True, groups: np.ndarray | None = None) -> BootstrapResult:
     """mAP, mAP@.5 and (with ``reference``) ΔmAP intervals for every model in ``tables`` (all
     evaluated on the same images, in the same order). ``paired=False`` draws the reference's
     images independently of each variant's (for comparison only: it ignores the pairing and
-    gives wider ΔmAP intervals on correlated models)."""
+    gives wider ΔmAP intervals on correlated models). ``groups`` (int [images], ids 0..G-1):
+    images that belong together (the views of one photo) are drawn together: the bootstrap
+    draws G groups with replacement and every image of a drawn group counts as often as it."""
     start = time.perf_counter()
     sizes = {t.images for t in tables.values()}
     if len(sizes) != 1:
         raise ValueError(f"bootstrap: models were evaluated on different numbers of images {sorted(sizes)}")
     if reference is not None and reference not in tables:
         raise ValueError(f"bootstrap reference {reference!r} is not among {sorted(tables)}")
-    n = sizes.pop()
-    counts = resample_counts(n, resamples, seed)
+    evaluated = sizes.pop()
+    group_of = _group_index(groups, evaluated)
+    n = int(group_of.max()) + 1
+    counts = resample_counts(n, resamples, seed)[:, group_of]
     samples = {name: np.array([average_precision(table, c) for c in counts]) for name, table in tables.items()}
     ref_unpaired = None
     if reference is not None and not paired:
-        other = resample_counts(n, resamples, seed + 1)
+        other = resample_counts(n, resamples, seed + 1)[:, group_of]
         ref_unpaired = np.array([average_precision(tables[reference], c) for c in other])
     intervals = {}
     for name, values in samples.items():
@@ -214,4 +224,16 @@ def bootstrap_intervals(tables: Mapping[str, MatchTable], *, reference: str | No
         intervals[reference].delta_map = (0.0, 0.0)
     return BootstrapResult(intervals=intervals, images=n, resamples=int(resamples), confidence=float(confidence),
                            seed=int(seed), reference=reference, seconds=time.perf_counter() - start,
-                           samples=samples)
+                           samples=samples, evaluated=evaluated)
+
+
+def _group_index(groups: np.ndarray | None, images: int) -> np.ndarray:
+    """``groups`` checked (one id per image, every id 0..G-1 used); None = each image its own."""
+    if groups is None:
+        return np.arange(images)
+    g = np.asarray(groups)
+    if g.shape != (images,) or not np.issubdtype(g.dtype, np.integer) or images == 0:
+        raise ValueError(f"bootstrap groups: need one integer id per image ({images}), got shape {g.shape} {g.dtype}")
+    if g.min() < 0 or len(np.unique(g)) != int(g.max()) + 1:
+        raise ValueError(f"bootstrap groups: ids must be 0..G-1 with every id used, got {sorted(set(g.tolist()))[:10]}")
+    return g.astype(np.int64)

@@ -133,3 +133,35 @@ def test_models_on_different_images_are_refused():
               "b": coco_evaluate(b, db, CLASSES, keep_matches=True).matches}
     with pytest.raises(ValueError, match="different numbers of images"):
         bootstrap.bootstrap_intervals(tables)
+
+
+def test_views_drawn_with_their_photo_are_not_counted_as_new_photos():
+    """Four identical 'views' of each photo add no information: drawn by photo (groups) the
+    interval stays that of the photos alone; drawn as if independent it would shrink ~2x."""
+    examples, dets = synthetic(60, 21)
+    photos = coco_evaluate(examples, dets, CLASSES, keep_matches=True).matches
+    copies = [make_example(k * 60 + i, e.boxes, e.labels, size=(16, 16)) for k in range(4) for i, e in enumerate(examples)]
+    scored = coco_evaluate(copies, dets * 4, CLASSES, keep_matches=True).matches
+    groups = np.tile(np.arange(60), 4)
+
+    def width(tables, **kw):
+        r = bootstrap.bootstrap_intervals(tables, resamples=300, seed=2, **kw)
+        return r, r.intervals["m"].map[1] - r.intervals["m"].map[0]
+
+    _, alone = width({"m": photos})
+    grouped, by_photo = width({"m": scored}, groups=groups)
+    _, independent = width({"m": scored})
+    assert by_photo == pytest.approx(alone, rel=0.1), (alone, by_photo)
+    assert independent < 0.65 * by_photo, (independent, by_photo)
+    assert grouped.images == 60 and grouped.evaluated == 240
+    assert grouped.describe()["evaluated"] == 240 and "views" in grouped.describe()["method"]
+
+
+@pytest.mark.parametrize("groups, match", [(np.zeros(5, np.int64), "one integer id per image"),
+                                           (np.array([0, 0, 2, 2, 2, 2] * 5), "every id used"),
+                                           (np.full(30, 0.5), "one integer id per image")])
+def test_bad_groups_are_refused(groups, match):
+    examples, dets = synthetic(30, 3)
+    table = coco_evaluate(examples, dets, CLASSES, keep_matches=True).matches
+    with pytest.raises(ValueError, match=match):
+        bootstrap.bootstrap_intervals({"m": table}, groups=groups)

@@ -26,6 +26,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--accuracy-budget", default="",
                    help="the gate's ΔmAP budget in points: when no int8 variant is provably within it, "
                         "the per-layer diagnosis runs and selective-int8 candidates are measured too")
+    p.add_argument("--views", type=int, default=EVALUATE.views,
+                   help="views per val photo for the gate's ΔmAP (photo, mirror, centre crop, both; "
+                        "resampled by photo): -1 = auto, up to 4 until 200 images are scored; 1 = photos only")
     p.add_argument("--no-diagnose", dest="diagnose", action="store_false", default=EVALUATE.diagnose,
                    help="skip the per-layer diagnosis even when int8 misses the budget")
     p.set_defaults(func=_evaluate)
@@ -44,7 +47,8 @@ def _evaluate(args: argparse.Namespace) -> int:
                            split=args.split, latency_runs=args.latency_runs,
                            latency_warmup=args.latency_warmup, threads=args.threads, slices=slices,
                            max_images=args.max_images, variants=args.only,
-                           accuracy_budget=args.accuracy_budget, diagnose=args.diagnose)
+                           accuracy_budget=args.accuracy_budget, diagnose=args.diagnose,
+                           views=args.views)
     from rich.table import Table
 
     table = Table(title=f"{report.split} split: {report.images} images, {report.objects} objects")

@@ -187,3 +187,30 @@ def test_not_published_message_says_cannot_decide(tmp_path):
     message = explain_refusal(tmp_path / "d.json", tmp_path / "why.md")
     assert message.startswith("NOT PUBLISHED: the quality gate could not decide")
     assert "val images would be needed" in message
+
+
+def test_with_views_the_gate_judges_the_delta_over_the_views_and_says_so():
+    """The raccoon case: 29 photos, every int8 interval 4 pt wide on the photos alone; over the
+    photos with their views (drawn by photo) full int8 is shown within 1.0 pt."""
+    def viewed(r, delta, ci):
+        return {**r, "delta_map_views": delta, "delta_map_views_ci": ci}
+
+    rows = {"fp32": viewed(row(0.2665, 0.58, 1894, [0.0, 0.0], [0.56, 0.62]), 0.0, [0.0, 0.0]),
+            "full_int8": viewed(row(0.2755, 0.44, 784, [-3.01, 1.48], [0.42, 0.58]), -0.44, [-1.17, 0.35]),
+            "qat_int8": viewed(row(0.2685, 0.44, 792, [-2.73, 2.06], [0.42, 0.45]), -0.27, [-2.26, 1.41])}
+    doc = report(rows, images=29, float_map=0.2665)
+    doc["intervals"]["views"] = {"per_image": 4, "kinds": ["photo", "mirror", "crop85", "crop85_mirror"],
+                                 "photos": 29, "scored_images": 116}
+    d = decide(doc, GateConfig(accuracy_budget=1.0), None)
+    by = {c.name: c for c in d.candidates}
+    assert by["full_int8"].accuracy == "within" and by["full_int8"].delta_map_pts == -0.44
+    assert by["full_int8"].delta_map_ci == [-1.17, 0.35]
+    assert by["qat_int8"].accuracy == "undecided"
+    assert d.publish and d.chosen == "full_int8"  # qat_int8 (as fast) is not shown within
+    assert any("each scored in 4 views (photo, mirror, crop85, crop85_mirror)" in r for r in d.rules)
+    assert d.evidence["views_per_image"] == 4
+    # the same rows without the views: every int8 variant is undecided on the photos alone
+    plain = decide(report({k: {kk: vv for kk, vv in v.items() if not kk.startswith("delta_map_views")}
+                           for k, v in rows.items()}, images=29, float_map=0.2665), GateConfig(accuracy_budget=1.0), None)
+    assert {c.name: c.accuracy for c in plain.candidates}["full_int8"] == "undecided"
+    assert plain.chosen == "fp32" and plain.outcome == "cannot_decide"
