@@ -148,7 +148,7 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
         alpha: float = PIPELINE_TRAIN.alpha, patience: int = PIPELINE_TRAIN.patience,
         anchors: str = PIPELINE_TRAIN.anchors, backbone_weights: str = PIPELINE_TRAIN.backbone_weights,
         frozen_epochs: int = PIPELINE_TRAIN.frozen_epochs, init_from: str = PIPELINE_TRAIN.init_from,
-        head: str = PIPELINE_TRAIN.head,
+        head: str = PIPELINE_TRAIN.head, train_min_steps: int = PIPELINE_TRAIN.min_steps,
     ):
         """Args:
         data_uri: dataset folder or gs:// prefix in the contract's layout; "" = generate the
@@ -170,6 +170,8 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
             on the limit it returns the best so far, marked partial).
         alpha, patience, anchors ("fit" | "default"), backbone_weights ("none" | "imagenet" | a
             weights URI), frozen_epochs, init_from, head ("ssd" | "fpn"): the train step's.
+        train_min_steps: a small train split's epochs are raised to reach this many optimizer
+            steps (patience alike; 0 = epochs exactly); the embedded data's 40 epochs are 6,750.
         """
         data_task = step("data", data_uri=data_uri, image_size=input_size)
         dataset = data_task.outputs["dataset"]
@@ -177,7 +179,7 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
         train_task = step("train", dataset=dataset, input_size=input_size, epochs=epochs, alpha=alpha,
                           learning_rate=learning_rate, patience=patience, anchors=anchors,
                           backbone_weights=backbone_weights, frozen_epochs=frozen_epochs,
-                          init_from=init_from, head=head)
+                          init_from=init_from, head=head, min_steps=train_min_steps)
         float_model = train_task.outputs["model"]
 
         qat_task = step("qat", dataset=dataset, float_model=float_model, epochs=qat_epochs)

@@ -9,7 +9,7 @@ _TYPES = {"STRING": str, "NUMBER_DOUBLE": float, "NUMBER_INTEGER": int, "BOOLEAN
 
 # Parameters whose value is a budget or tolerance: numbers >= 0 (accuracy_budget may be "none").
 NON_NEGATIVE = ("latency_budget_ms", "tolerance", "epochs", "qat_epochs", "input_size",
-                "autoquant_max_seconds")
+                "autoquant_max_seconds", "train_min_steps")
 # Parameters that must be strictly positive.
 POSITIVE = ("learning_rate",)
 # Parameters that count something that must happen at least once.

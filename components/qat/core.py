@@ -30,7 +30,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,36 +77,14 @@ class QatResult:
 
 def fine_tune_schedule(train_images: int, global_batch: int, *, epochs: int, min_steps: int,
                        patience: int) -> dict[str, Any]:
-    """The fine-tune's length from the data. An epoch is one pass over the train split
-    (``train_images // global_batch`` steps, at least 1) and ``epochs`` is a minimum: when it gives
-    fewer than ``min_steps`` optimizer steps, the epochs are raised to reach them, to at most
-    ``max(epochs, MAX_RAISED_EPOCHS)``; past that each epoch covers more than one pass (a tiny
-    split would otherwise validate and checkpoint after every step or two). A large dataset is
-    never made longer than asked. ``patience`` (epochs) is stretched by the same factor as the
-    epochs, so early stopping waits for the same share of the fine-tune. ``min_steps`` = 0:
-    exactly ``epochs`` passes. Returns what is used and why (history.json "schedule")."""
-    if epochs < 1 or global_batch < 1 or min_steps < 0 or patience < 1:
-        raise ValueError(f"need epochs >= 1, batch_size >= 1, min_steps >= 0, patience >= 1; got epochs={epochs}, "
-                         f"batch {global_batch}, min_steps={min_steps}, patience={patience}")
-    pass_steps = max(1, train_images // global_batch)
-    run_epochs, steps_per_epoch = epochs, pass_steps
-    if epochs * pass_steps < min_steps:
-        run_epochs = min(math.ceil(min_steps / pass_steps), max(epochs, MAX_RAISED_EPOCHS))
-        steps_per_epoch = max(pass_steps, math.ceil(min_steps / run_epochs))
-    stretch = run_epochs / epochs
-    total = run_epochs * steps_per_epoch
-    passes = steps_per_epoch / pass_steps
-    if run_epochs == epochs and steps_per_epoch == pass_steps:
-        reason = f"{epochs} epochs as asked: {total} steps >= min_steps={min_steps}"
-    else:
-        reason = (f"{epochs} epochs of {pass_steps} steps ({train_images} train images, batch {global_batch}) are "
-                  f"fewer than min_steps={min_steps}: raised to {run_epochs} epochs of {steps_per_epoch} steps "
-                  f"({passes:.3g} passes each), patience x{stretch:.3g}")
-    return {"epochs_requested": epochs, "min_steps": min_steps, "epochs": run_epochs,
-            "steps_per_epoch": steps_per_epoch, "passes_per_epoch": passes, "total_steps": total,
-            "warmup_steps": round(WARMUP_FRACTION * total),
-            "patience_requested": patience, "patience": max(patience, math.ceil(patience * stretch)),
-            "lr_schedule": "linear warm-up, then cosine decay to 1% of the peak", "reason": reason}
+    """The fine-tune's length from the data (:func:`edgeship.detection.training.epoch_schedule`,
+    epochs raised up to ``MAX_RAISED_EPOCHS``) and its lr schedule (history.json "schedule")."""
+    from edgeship.detection.training import epoch_schedule
+
+    schedule = epoch_schedule(train_images, global_batch, epochs=epochs, min_steps=min_steps, patience=patience,
+                              max_raised_epochs=MAX_RAISED_EPOCHS)
+    return {**schedule, "warmup_steps": round(WARMUP_FRACTION * schedule["total_steps"]),
+            "lr_schedule": "linear warm-up, then cosine decay to 1% of the peak"}
 
 
 def _check_labels(dataset_uri: str, model_dir: str | Path, config: Any) -> None:

@@ -23,6 +23,7 @@ def train(
     init_from: str = "",
     head: str = "ssd",
     deterministic: bool = True,
+    min_steps: int = 0,
 ):
     """Train the SSDLite MobileNetV2 detector on the Dataset artifact (from scratch or warm-started).
 
@@ -37,6 +38,8 @@ def train(
         earlier Model artifact to continue from (backbone only when the labels changed).
         head: "ssd" (a head per level) or "fpn" (FPN-lite top-down merge, 64 channels, first).
         deterministic: TensorFlow's deterministic ops (the same seed gives the same model).
+        min_steps: on a small train split, raise the epochs (and patience alike) until the run
+            makes this many optimizer steps (0 = epochs exactly; history.json "schedule").
     Outputs: model (weights.h5, model_config.json, anchors.npy, saved_model/, history.json, and
     TensorBoard logs in logs/), metrics (final losses, val mAP of the Keras model, step time).
     """
@@ -47,7 +50,7 @@ def train(
                         input_size=(input_size, input_size) if input_size else None,
                         learning_rate=learning_rate, seed=seed, patience=patience, anchors=anchors,
                         backbone_weights=backbone_weights, frozen_epochs=frozen_epochs,
-                        init_from=init_from, head=head, deterministic=deterministic,
+                        init_from=init_from, head=head, deterministic=deterministic, min_steps=min_steps,
                         progress=False)
     h = result.history
     log_metrics(metrics, (("loss", h["loss"][-1]), ("val_loss", result.best_val_loss),

@@ -33,6 +33,7 @@ from edgeship.detection.train_data import dataset_labels
 from edgeship.detection.training import (
     LossConfig,
     configure_devices,
+    epoch_schedule,
     evaluate_map,
     export_model,
     fit,
@@ -40,6 +41,8 @@ from edgeship.detection.training import (
 )
 
 log = logging.getLogger(__name__)
+
+MAX_RAISED_EPOCHS = 400  # min_steps raises the epochs up to this many; then the epochs get longer
 
 
 @dataclass
@@ -200,7 +203,7 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
           aspect_ratios: Sequence[float] | None = None, anchors: str = TRAIN.anchors,
           backbone_weights: str = TRAIN.backbone_weights, frozen_epochs: int = TRAIN.frozen_epochs,
           init_from: str = TRAIN.init_from, head: str = TRAIN.head,
-          deterministic: bool = TRAIN.deterministic, fmt: str = "tfrecord",
+          deterministic: bool = TRAIN.deterministic, min_steps: int = TRAIN.min_steps, fmt: str = "tfrecord",
           max_train_images: int | None = None, max_val_images: int | None = None,
           evaluate: bool = True, saved_model: bool = True, progress: bool = True) -> TrainResult:
     """Train a detector on ``dataset_uri``; write a Model artifact to ``out_dir`` (weights.h5,
@@ -210,6 +213,8 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     "default"; explicit ``strides`` / ``anchor_scales`` / ``aspect_ratios`` win. Warm start:
     ``backbone_weights`` ("none", "imagenet", a weights file or Model artifact) or ``init_from``,
     then ``frozen_epochs``. ``head``: "ssd" | "fpn". ``deterministic``: a seed gives one model.
+    ``min_steps`` (0 = ``epochs`` exactly): on a small train split the epochs are raised until
+    the run makes that many optimizer steps, patience alike (history.json "schedule" says so).
     Raises ValueError for an input size the backbone cannot take, an empty split, a label map
     that disagrees with the data, or weights that do not fit.
     """
@@ -237,18 +242,22 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     log.info("training %s (%d params, %d anchors) on %s: %d train / %d val images, %d epochs, batch %d",
              model.name, model.count_params(), len(anchors), device, train_src.images, val_src.images, epochs, batch_size)
     global_batch = scaling["global_batch_size"]
+    schedule = epoch_schedule(train_src.images, global_batch, epochs=epochs, min_steps=min_steps, patience=patience,
+                              max_raised_epochs=MAX_RAISED_EPOCHS)
+    if schedule["epochs"] != epochs:
+        log.info("schedule: %s", schedule["reason"])
     train_ds = stream.training_dataset(train_src, anchors, config, batch_size=global_batch, training=True, seed=seed,
                                        loss_config=loss_config, repeat=True)
     val_ds = stream.training_dataset(val_src, anchors, config, batch_size=64, training=False, loss_config=loss_config)
-    fit_kwargs = dict(steps_per_epoch=max(1, train_src.images // global_batch), batch_size=global_batch,
+    fit_kwargs = dict(steps_per_epoch=schedule["steps_per_epoch"], batch_size=global_batch,
                       learning_rate=scaling["learning_rate"], num_classes=config.num_classes, out_dir=out,
-                      loss_config=loss_config, patience=patience, warmup_epochs=warmup_epochs,
+                      loss_config=loss_config, patience=schedule["patience"], warmup_epochs=warmup_epochs,
                       weight_decay=weight_decay, progress=progress, title="train", distribution=dist,
                       resume=distribute.should_resume(dist))
     frozen = _fit_frozen(model, (train_ds, val_ds), frozen_epochs, start, fit_kwargs, out)
-    history = fit(model, train_ds, val_ds, epochs=epochs, **fit_kwargs)
+    history = fit(model, train_ds, val_ds, epochs=schedule["epochs"], **fit_kwargs)
     history.update({"anchors": anchor_record, "warm_start": {**start, "frozen_epochs": frozen_epochs,
-                                                             "frozen": frozen}})
+                                                             "frozen": frozen}, "schedule": schedule})
     if dist.precision != distribute.FLOAT32:  # export and convert a float32 model
         model = distribute.float32_copy(model, lambda: build_detector(config))
     train_seconds = time.perf_counter() - t_start
@@ -262,7 +271,7 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
                                        "warmup_epochs": warmup_epochs, "anchors": anchor_mode,
                                        "backbone_weights": backbone_weights, "init_from": init_from,
                                        "frozen_epochs": frozen_epochs, "head": head,
-                                       "deterministic": deterministic,
+                                       "deterministic": deterministic, "min_steps": min_steps,
                                        "loss": asdict(loss_config)})
     step_progress.emit(phase="exporting", map=metrics.get("map"), map50=metrics.get("map50"))
     export_model(model, config, anchors, out, history, saved_model=saved_model)

@@ -221,6 +221,39 @@ def _end_epoch(run: _FitRun, val_ds: Any, eval_step: Any, epoch: int, t0: float,
     return tr, va
 
 
+def epoch_schedule(train_images: int, global_batch: int, *, epochs: int, min_steps: int, patience: int,
+                   max_raised_epochs: int) -> dict[str, Any]:
+    """A training run's length from the data (train and qat). An epoch is one pass over the train
+    split (``train_images // global_batch`` steps, at least 1). When ``epochs`` gives fewer than
+    ``min_steps`` optimizer steps, the epochs are raised to reach them, to at most
+    ``max(epochs, max_raised_epochs)``; past that each epoch covers more than one pass (a tiny
+    split would otherwise validate and checkpoint after every step or two). A large dataset is
+    never made longer than asked. ``patience`` (epochs) is stretched by the same factor as the
+    epochs, so early stopping waits for the same share of the run. ``min_steps`` = 0: exactly
+    ``epochs`` passes. Returns what is used and why (history.json "schedule")."""
+    if epochs < 1 or global_batch < 1 or min_steps < 0 or patience < 1:
+        raise ValueError(f"need epochs >= 1, batch_size >= 1, min_steps >= 0, patience >= 1; got epochs={epochs}, "
+                         f"batch {global_batch}, min_steps={min_steps}, patience={patience}")
+    pass_steps = max(1, train_images // global_batch)
+    run_epochs, steps_per_epoch = epochs, pass_steps
+    if epochs * pass_steps < min_steps:
+        run_epochs = min(math.ceil(min_steps / pass_steps), max(epochs, max_raised_epochs))
+        steps_per_epoch = max(pass_steps, math.ceil(min_steps / run_epochs))
+    stretch = run_epochs / epochs
+    total = run_epochs * steps_per_epoch
+    passes = steps_per_epoch / pass_steps
+    if run_epochs == epochs and steps_per_epoch == pass_steps:
+        reason = f"{epochs} epochs as asked: {total} steps >= min_steps={min_steps}"
+    else:
+        reason = (f"{epochs} epochs of {pass_steps} steps ({train_images} train images, batch {global_batch}) are "
+                  f"fewer than min_steps={min_steps}: raised to {run_epochs} epochs of {steps_per_epoch} steps "
+                  f"({passes:.3g} passes each), patience x{stretch:.3g}")
+    return {"epochs_requested": epochs, "min_steps": min_steps, "epochs": run_epochs,
+            "steps_per_epoch": steps_per_epoch, "passes_per_epoch": passes, "total_steps": total,
+            "patience_requested": patience, "patience": max(patience, math.ceil(patience * stretch)),
+            "reason": reason}
+
+
 def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch: int, batch_size: int,
         learning_rate: float, num_classes: int, out_dir: Path, loss_config: LossConfig,
         patience: int = 8, warmup_epochs: float = 1.0, weight_decay: float = 1e-4,

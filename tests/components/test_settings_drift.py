@@ -89,7 +89,7 @@ def test_quantize_component_takes_every_scheme_by_default():
 @pytest.mark.parametrize("func, settings, names", [
     (train_core.train, TRAIN, ("epochs", "batch_size", "alpha", "learning_rate", "seed", "patience",
                                "anchors", "backbone_weights", "frozen_epochs", "init_from", "head",
-                               "deterministic")),
+                               "deterministic", "min_steps")),
     (qat_core.qat, QAT, ("epochs", "batch_size", "learning_rate", "seed", "patience", "min_steps", "freeze_bn",
                          "freeze_ranges", "deterministic")),
     (evaluate_core.evaluate, EVALUATE, ("split", "latency_runs", "latency_warmup", "bootstrap_resamples",
@@ -112,7 +112,7 @@ def test_core_functions_read_the_settings(func, settings, names):
                          "learning_rate": "learning_rate", "patience": "patience", "seed": "seed",
                          "anchors": "anchors", "backbone_weights": "backbone_weights",
                          "frozen_epochs": "frozen_epochs", "init_from": "init_from", "head": "head",
-                         "deterministic": "deterministic"}),
+                         "deterministic": "deterministic", "min_steps": "min_steps"}),
     (("qat",), QAT, {"epochs": "epochs", "batch_size": "batch_size", "learning_rate": "learning_rate",
                      "seed": "seed", "patience": "patience", "min_steps": "min_steps", "freeze_bn": "freeze_bn",
                      "freeze_ranges": "freeze_ranges", "deterministic": "deterministic"}),
@@ -163,6 +163,7 @@ def test_pipeline_parameters_read_the_settings():
     assert got["epochs"] == PIPELINE_TRAIN.epochs and got["learning_rate"] == PIPELINE_TRAIN.learning_rate
     for name in ("alpha", "patience", "anchors", "backbone_weights", "frozen_epochs", "init_from", "head"):
         assert got[name] == getattr(PIPELINE_TRAIN, name), name
+    assert got["train_min_steps"] == PIPELINE_TRAIN.min_steps
     assert got["qat_epochs"] == PIPELINE_QAT.epochs
     for name in ("accuracy_budget", "latency_budget_ms", "tolerance", "force_promote", "min_map", "min_map50"):
         assert got[name] == getattr(SELECT, name), name

@@ -77,8 +77,9 @@ def test_the_custom_job_keeps_trains_inputs_and_outputs(mw_spec):
     assert task["inputs"]["artifacts"]["dataset"]["taskOutputArtifact"] == {
         "outputArtifactKey": "dataset", "producerTask": "data"}
     assert {k: v["componentInputParameter"] for k, v in task["inputs"]["parameters"].items()} == {
-        name: name for name in ("epochs", "input_size", "learning_rate", "alpha", "patience", "anchors",
-                                "backbone_weights", "frozen_epochs", "init_from", "head")}
+        **{name: name for name in ("epochs", "input_size", "learning_rate", "alpha", "patience", "anchors",
+                                   "backbone_weights", "frozen_epochs", "init_from", "head")},
+        "min_steps": "train_min_steps"}
     comp = mw_spec["components"]["comp-train"]
     assert set(comp["outputDefinitions"]["artifacts"]) == {"model", "metrics"}
     assert "gcp_resources" in comp["outputDefinitions"]["parameters"]

@@ -35,6 +35,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="ssd: a head on each feature level; fpn: FPN-lite top-down merge first")
     p.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=TRAIN.deterministic,
                    help="TensorFlow's deterministic ops: the same --seed gives the same model (a few %% slower)")
+    p.add_argument("--min-steps", type=int, default=TRAIN.min_steps,
+                   help="raise the epochs of a small train split (patience alike) until the run makes this "
+                        "many optimizer steps; 0 = --epochs exactly (the pipeline uses 1500)")
     p.set_defaults(func=_train)
 
     q = subparsers.add_parser("qat", help="quantization-aware fine-tuning of a trained detector",
@@ -70,7 +73,7 @@ def _train(args: argparse.Namespace) -> int:
               input_size=size, learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
               anchors=args.anchors, backbone_weights=args.backbone_weights,
               frozen_epochs=args.frozen_epochs, init_from=args.init_from, head=args.head,
-              deterministic=args.deterministic)
+              deterministic=args.deterministic, min_steps=args.min_steps)
     print(f"model: {r.model_dir}")
     print(f"epochs: {r.epochs_run} (best {r.best_epoch}, val loss {r.best_val_loss:.4f}), "
           f"{r.train_seconds:.0f} s, {r.ms_per_image:.2f} ms/image")

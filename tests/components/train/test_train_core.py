@@ -17,14 +17,17 @@ def test_train_writes_the_model_artifact_and_load_model_rebuilds_it(tiny_dataset
     from edgeship.base.tfcompat import tf
 
     out = tmp_path / "model"
-    result = core.train(str(tiny_dataset), out, epochs=2, batch_size=8, alpha=0.35, input_size=(96, 96),
-                        learning_rate=2e-3, seed=1, progress=False)
+    # 1 epoch of 2 steps (16 images, batch 8) asked, min_steps 4: raised to 2 epochs
+    result = core.train(str(tiny_dataset), out, epochs=1, min_steps=4, batch_size=8, alpha=0.35,
+                        input_size=(96, 96), learning_rate=2e-3, seed=1, progress=False)
     for name in ("weights.h5", "model_config.json", "anchors.npy", "history.json", "saved_model/saved_model.pb"):
         assert (out / name).exists(), name
     assert list((out / "logs" / "train").glob("events.out.tfevents.*")), "no TensorBoard log"
     assert list((out / "checkpoints").glob("ckpt-*.index")), "no checkpoint"
     history = json.loads((out / "history.json").read_text())
     assert len(history["loss"]) == len(history["val_loss"]) == result.epochs_run == 2
+    assert history["schedule"]["epochs_requested"] == 1 and history["schedule"]["total_steps"] == 4
+    assert "raised to 2 epochs of 2 steps" in history["schedule"]["reason"]
     assert all(np.isfinite(history["loss"])) and history["float_ms_per_image"] > 0
     assert 0.0 <= history["val_map50"] <= 1.0 and result.val_map50 == history["val_map50"]
     config = json.loads((out / "model_config.json").read_text())
