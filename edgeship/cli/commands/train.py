@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="TensorFlow's deterministic ops: the same --seed gives the same model (a few %% slower)")
     p.add_argument("--min-steps", type=int, default=TRAIN.min_steps,
                    help="raise the epochs of a small train split (patience alike) until the run makes this "
-                        "many optimizer steps; 0 = --epochs exactly (the pipeline uses 1500)")
+                        "many optimizer steps; 0 = --epochs exactly (the pipeline uses 2700)")
     p.set_defaults(func=_train)
 
     q = subparsers.add_parser("qat", help="quantization-aware fine-tuning of a trained detector",
