@@ -126,8 +126,11 @@ def summary_table(report: dict[str, Any], decision: dict[str, Any]):
     if fp32_size is None:  # auto-quantize: fp32 was the search's reference, not a variant
         fp32_size = next((c.get("size_bytes") for c in (report.get("autoquant") or {}).get("candidates", [])
                           if c.get("name") == "fp32"), None)
-    table = Table(title="variants (val split, converted models run in LiteRT)")
-    for col, just in (("variant", "left"), ("mAP@[.5:.95]", "right"), ("ΔmAP (pt)", "right"),
+    views = (report.get(evaluation.INTERVALS) or {}).get("views") or {}
+    caption = (f"ΔmAP: the gate's, over the {views.get('photos')} val photos each in {views.get('per_image')} views "
+               "(mirror, centre crop), resampled by photo; mAP columns: the photos alone") if views else None
+    table = Table(title="variants (val split, converted models run in LiteRT)", caption=caption)
+    for col, just in (("variant", "left"), ("mAP@[.5:.95]", "right"), ("ΔmAP views (pt)" if views else "ΔmAP (pt)", "right"),
                       ("mAP@.5", "right"), ("size (KB)", "right"), ("× fp32", "right"),
                       ("latency 1T (ms)", "right"), ("decision", "left")):
         table.add_column(col, justify=just)

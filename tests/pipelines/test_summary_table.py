@@ -49,3 +49,15 @@ def test_progress_shows_a_branch_step_under_its_plain_name():
     assert list(progress.rows) == ["evaluate", "select"]
     assert progress.rows["evaluate"]["status"] == "SUCCESS" and progress.rows["select"]["status"] == "CACHED"
     assert "↺ select CACHED" in out.getvalue()
+
+
+def test_with_views_the_delta_column_says_it_is_the_gates_over_the_views():
+    report = {"variants": {"fp32": row(0.30, 2000, 0.5), "full_int8": row(0.28, 800, 0.4)},
+              "intervals": {"views": {"photos": 29, "per_image": 4}}}
+    decision = {"chosen": "full_int8", "publish": True, "candidates": [
+        {"name": "fp32", "eligible": True, "delta_map_pts": 0.0},
+        {"name": "full_int8", "eligible": True, "delta_map_pts": 0.27}]}
+    text = render(summary_table(report, decision))
+    assert "ΔmAP views (pt)" in text and "29 val photos each in 4 views" in text
+    assert "0.27" in next(ln for ln in text.splitlines() if "full_int8" in ln)
+    assert "views" not in render(summary_table({"variants": report["variants"]}, decision))
