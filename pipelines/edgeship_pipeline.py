@@ -170,9 +170,8 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
             on the limit it returns the best so far, marked partial).
         alpha, patience, anchors ("fit" | "default"), backbone_weights ("none" | "imagenet" | a
             weights URI), frozen_epochs, init_from, head ("ssd" | "fpn"): the train step's.
-        train_min_steps: a small train split's epochs are raised to reach this many optimizer
-            steps (patience alike; 0 = epochs exactly): raccoon's 151 photos get 300 epochs, the
-            embedded data's 40 epochs (6,750 steps) stay 40.
+        train_min_steps: a small train split's epochs are raised to reach this many optimizer steps
+            (patience alike; 0 = epochs exactly): 151 photos get 300 epochs, the embedded data 40.
         """
         data_task = step("data", data_uri=data_uri, image_size=input_size)
         dataset = data_task.outputs["dataset"]

@@ -185,6 +185,15 @@ def _complete_history(history: dict, *, device: str, train_seconds: float, seed:
     history["float_ms_per_image"] = float(np.median(steady))
 
 
+def _schedule(train_images: int, global_batch: int, epochs: int, min_steps: int, patience: int) -> dict[str, Any]:
+    """The run's epochs, steps per epoch and patience (epoch_schedule), logged when raised."""
+    schedule = epoch_schedule(train_images, global_batch, epochs=epochs, min_steps=min_steps, patience=patience,
+                              max_raised_epochs=MAX_RAISED_EPOCHS)
+    if schedule["epochs"] != epochs:
+        log.info("schedule: %s", schedule["reason"])
+    return schedule
+
+
 def _deterministic(func):
     """Run ``func`` under training.op_determinism(its ``deterministic`` argument)."""
     @functools.wraps(func)
@@ -242,10 +251,7 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     log.info("training %s (%d params, %d anchors) on %s: %d train / %d val images, %d epochs, batch %d",
              model.name, model.count_params(), len(anchors), device, train_src.images, val_src.images, epochs, batch_size)
     global_batch = scaling["global_batch_size"]
-    schedule = epoch_schedule(train_src.images, global_batch, epochs=epochs, min_steps=min_steps, patience=patience,
-                              max_raised_epochs=MAX_RAISED_EPOCHS)
-    if schedule["epochs"] != epochs:
-        log.info("schedule: %s", schedule["reason"])
+    schedule = _schedule(train_src.images, global_batch, epochs, min_steps, patience)
     train_ds = stream.training_dataset(train_src, anchors, config, batch_size=global_batch, training=True, seed=seed,
                                        loss_config=loss_config, repeat=True)
     val_ds = stream.training_dataset(val_src, anchors, config, batch_size=64, training=False, loss_config=loss_config)
@@ -265,13 +271,11 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     metrics = evaluate_map(model, stream.eval_dataset(val_src, size), config, anchors) if evaluate else {}
     _complete_history(history, device=device, train_seconds=train_seconds, seed=seed, dist=dist, scaling=scaling,
                       xla=xla, metrics=metrics,
-                      hyperparameters={"epochs": epochs, "batch_size": batch_size, "alpha": alpha,
-                                       "input_size": list(size), "learning_rate": learning_rate,
-                                       "weight_decay": weight_decay, "patience": patience,
-                                       "warmup_epochs": warmup_epochs, "anchors": anchor_mode,
-                                       "backbone_weights": backbone_weights, "init_from": init_from,
-                                       "frozen_epochs": frozen_epochs, "head": head,
-                                       "deterministic": deterministic, "min_steps": min_steps,
+                      hyperparameters={"epochs": epochs, "batch_size": batch_size, "alpha": alpha, "input_size": list(size),
+                                       "learning_rate": learning_rate, "weight_decay": weight_decay, "patience": patience,
+                                       "warmup_epochs": warmup_epochs, "anchors": anchor_mode, "head": head,
+                                       "backbone_weights": backbone_weights, "init_from": init_from, "min_steps": min_steps,
+                                       "frozen_epochs": frozen_epochs, "deterministic": deterministic,
                                        "loss": asdict(loss_config)})
     step_progress.emit(phase="exporting", map=metrics.get("map"), map50=metrics.get("map50"))
     export_model(model, config, anchors, out, history, saved_model=saved_model)
