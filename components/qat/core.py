@@ -27,7 +27,6 @@ under TensorFlow's deterministic ops (``deterministic``).
 """
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import time
@@ -50,7 +49,7 @@ from edgeship.detection.qat import (
     quantize_scope,
     time_steps_interleaved,
 )
-from edgeship.detection.training import op_determinism
+from edgeship.detection.training import deterministic_by_default, epoch_schedule
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +78,6 @@ def fine_tune_schedule(train_images: int, global_batch: int, *, epochs: int, min
                        patience: int) -> dict[str, Any]:
     """The fine-tune's length from the data (:func:`edgeship.detection.training.epoch_schedule`,
     epochs raised up to ``MAX_RAISED_EPOCHS``) and its lr schedule (history.json "schedule")."""
-    from edgeship.detection.training import epoch_schedule
-
     schedule = epoch_schedule(train_images, global_batch, epochs=epochs, min_steps=min_steps, patience=patience,
                               max_raised_epochs=MAX_RAISED_EPOCHS)
     return {**schedule, "warmup_steps": round(WARMUP_FRACTION * schedule["total_steps"]),
@@ -204,16 +201,7 @@ def _fine_tune(qmodel: Any, datasets: tuple[Any, Any], schedule: dict, *, learni
                       resume=distribute.should_resume(dist))
 
 
-def _deterministic(func):
-    """Run ``func`` under training.op_determinism(its ``deterministic`` argument)."""
-    @functools.wraps(func)
-    def wrapper(*args, deterministic: bool = QAT.deterministic, **kwargs):
-        with op_determinism(deterministic):
-            return func(*args, deterministic=deterministic, **kwargs)
-    return wrapper
-
-
-@_deterministic
+@deterministic_by_default(QAT.deterministic)
 def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs: int = QAT.epochs,
         batch_size: int = QAT.batch_size, learning_rate: float = QAT.learning_rate,
         seed: int = QAT.seed, patience: int = QAT.patience, min_steps: int = QAT.min_steps,

@@ -13,7 +13,6 @@ box is also force-matched to its best anchor, so no object goes unassigned.
 """
 from __future__ import annotations
 
-import functools
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -33,11 +32,11 @@ from edgeship.detection.train_data import dataset_labels
 from edgeship.detection.training import (
     LossConfig,
     configure_devices,
+    deterministic_by_default,
     epoch_schedule,
     evaluate_map,
     export_model,
     fit,
-    op_determinism,
 )
 
 log = logging.getLogger(__name__)
@@ -194,16 +193,7 @@ def _schedule(train_images: int, global_batch: int, epochs: int, min_steps: int,
     return schedule
 
 
-def _deterministic(func):
-    """Run ``func`` under training.op_determinism(its ``deterministic`` argument)."""
-    @functools.wraps(func)
-    def wrapper(*args, deterministic: bool = TRAIN.deterministic, **kwargs):
-        with op_determinism(deterministic):
-            return func(*args, deterministic=deterministic, **kwargs)
-    return wrapper
-
-
-@_deterministic
+@deterministic_by_default(TRAIN.deterministic)
 def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
           batch_size: int = TRAIN.batch_size, alpha: float = TRAIN.alpha,
           input_size: Sequence[int] | None = None, learning_rate: float = TRAIN.learning_rate,

@@ -3,6 +3,7 @@
 Model artifact export."""
 from __future__ import annotations
 
+import functools
 import itertools
 import json
 import logging
@@ -11,7 +12,7 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -45,6 +46,18 @@ def op_determinism(enabled: bool) -> Iterator[bool]:
     finally:
         if turn_on:
             tf_config.disable_op_determinism()
+
+
+def deterministic_by_default(default: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a step's core function so that it runs under :func:`op_determinism` of its
+    ``deterministic`` keyword argument (``default`` when not given), and receives it too."""
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(func)
+        def wrapper(*args: Any, deterministic: bool = default, **kwargs: Any) -> Any:
+            with op_determinism(deterministic):
+                return func(*args, deterministic=deterministic, **kwargs)
+        return wrapper
+    return decorate
 
 
 def lr_schedule(base_lr: float, total_steps: int, warmup_steps: int) -> Any:
