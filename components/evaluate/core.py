@@ -257,6 +257,8 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
     count = len(variants) + (1 if float_detector is not None else 0)
     per_photo = 1 if isinstance(examples, StreamedSplit) else tta.views_for(len(examples), views)
     extra, groups = tta.extra_views(examples, per_photo)
+    interval_args = dict(resamples=bootstrap_resamples, confidence=confidence, seed=seed, groups=groups,
+                         views=tta.describe(len(examples), per_photo) if extra else None)
     with progress_bar(show_progress) as progress:
         run = Run(examples, {split: examples, **make_slices(examples, slices, seed=seed)}, list(class_names),
                   split, ece_min_score, progress, count, int(threads or all_threads()), views=extra)
@@ -266,9 +268,7 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
             results[spec.name], dets[spec.name], sample = _variant_row(run, spec, index)
             samples[spec.name] = (spec.path, sample)
         if diagnose is not None:
-            _more_variants(run, diagnose, results, float_eval, dets, samples,
-                           dict(resamples=bootstrap_resamples, confidence=confidence, seed=seed, groups=groups,
-                                views=tta.describe(len(examples), per_photo) if extra else None))
+            _more_variants(run, diagnose, results, float_eval, dets, samples, interval_args)
             count = run.count
     step_progress.emit(phase=f"latency of {len(samples)} variant(s), timed in turns")
     lat1, latn = measure_latency(samples, threads_n=run.threads_n, runs=latency_runs, warmup=latency_warmup,
@@ -281,8 +281,7 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
                  row.map50, row.size_bytes, row.latency_1.median, run.threads_n, row.latency_n.median)
     reference = _compare(results, float_eval, dets, ece_min_score)
     models = {**results, **({FLOAT_KERAS: float_eval} if float_eval is not None else {})}
-    intervals = add_intervals(models, reference, resamples=bootstrap_resamples, confidence=confidence, seed=seed,
-                              groups=groups, views=tta.describe(len(examples), per_photo) if extra else None)
+    intervals = add_intervals(models, reference, **interval_args)
     if intervals is not None:
         intervals["latency"] = latency_method(latency_blocks, latency_runs, confidence)
     return EvalReport(dataset_fingerprint=dataset_fingerprint, split=split, images=len(examples),
