@@ -62,6 +62,8 @@ class ModelClient(ChannelWatch):
             every ``conditions_recheck_s``. ``network`` probes the network (default:
             $EDGESHIP_NETWORK, see ``cache.env_network_state``).
         progress: ``progress(version, bytes_done, bytes_total)`` while a model downloads.
+        first_snapshot_timeout_s: a new listener that has not delivered its first snapshot by
+            then is treated as stuck and re-created (ChannelWatch._listener_problem).
     """
 
     def __init__(self, model: str, channel: str, cache_dir: str | os.PathLike, *,
@@ -71,7 +73,7 @@ class ModelClient(ChannelWatch):
                  supervise_interval_s: float = 0.5, conditions: cache.DownloadConditions | None = None,
                  network: Callable[[], cache.NetworkState] | None = None,
                  progress: Callable[[str, int, int], None] | None = None,
-                 conditions_recheck_s: float = 5.0) -> None:
+                 conditions_recheck_s: float = 5.0, first_snapshot_timeout_s: float = 15.0) -> None:
         self.model = mf.check_name(model, "model name")
         self.channel = mf.check_channel(channel)
         self.cache_dir = Path(cache_dir)
@@ -88,6 +90,7 @@ class ModelClient(ChannelWatch):
         self._network = network or cache.env_network_state
         self._progress = progress
         self.conditions_recheck_s = conditions_recheck_s
+        self.first_snapshot_timeout_s = first_snapshot_timeout_s
         self._recheck_at: float | None = None
         self._lock = threading.Condition()
         self._wake = threading.Event()
@@ -99,6 +102,8 @@ class ModelClient(ChannelWatch):
         self._failures: dict[str, int] = {}
         self._release_cache: dict[str, dict] = {}
         self._watches: dict[str, Any] = {}
+        self._generation, self._stuck_retries = 0, 0  # subscriptions made; stuck ones in a row
+        self._subscribed_at, self._first_snapshots = 0.0, set()  # ChannelWatch._subscribe sets them
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         self.status: str = "idle"
@@ -140,7 +145,7 @@ class ModelClient(ChannelWatch):
         """Unsubscribe and stop the worker (the installed model stays on disk)."""
         self._stop.set()
         self._wake.set()
-        self._unsubscribe()
+        self._unsubscribe(wait_s=5.0)
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join(timeout=30)
 
@@ -174,9 +179,10 @@ class ModelClient(ChannelWatch):
             self._wake.clear()
             if self._stop.is_set():
                 break
-            if not self._watches_alive():
+            problem = self._listener_problem()
+            if problem:
                 woke = True
-                self._note("reconnect", None, "listener stopped; subscribing again")
+                self._note("reconnect", None, f"{problem}; subscribing again")
                 self._unsubscribe()
                 try:
                     self._subscribe()

@@ -53,3 +53,58 @@ def test_listener_is_recreated_after_the_server_restarts(private, make_variants,
         assert client.reconnects >= 1 and any(h["event"] == "reconnect" for h in client.history)
     finally:
         client.stop()
+
+
+def test_a_listener_that_hangs_while_closing_does_not_stop_the_client(private, make_variants, tmp_path):
+    """CI saw the supervisor stop after 'listener stopped; subscribing again' when the server went
+    away: closing the dead listener can block inside the Firestore library. Here closing blocks
+    for good (the real watches' unsubscribe replaced by a wait); the client must still subscribe
+    again and deliver the next release."""
+    import threading
+
+    srv, gcs, fn = private
+    client = ModelClient("detector", "stable", tmp_path / "cache", db=srv.firestore_client(),
+                         storage_client=gcs, supervise_interval_s=0.2).start()
+    never = threading.Event()
+    try:
+        first = _publish_and_register(make_variants, srv, gcs, fn)
+        assert client.wait_for(first.version, 30) is not None, client.last_error
+        for watch in client._watches.values():
+            watch.unsubscribe = lambda: never.wait()
+        srv.stop_firestore()
+        srv.start_firestore()
+        second = _publish_and_register(make_variants, srv, gcs, fn)
+        assert client.wait_for(second.version, 60) is not None, (client.last_error, client.history[-5:])
+        assert client.reconnects >= 1
+    finally:
+        client.stop()  # waits 5 s for the hung close, then leaves it
+        never.set()
+
+
+def test_a_listener_that_never_delivers_its_first_snapshot_is_replaced(private, make_variants, tmp_path):
+    """A new listener stuck connecting looks alive (its thread runs) but never calls back: after
+    first_snapshot_timeout_s it is re-created. The first subscription's callbacks are dropped
+    here (what a stream stuck in the library looks like to the client)."""
+    srv, gcs, fn = private
+    first = _publish_and_register(make_variants, srv, gcs, fn)
+    client = ModelClient("detector", "stable", tmp_path / "cache", db=srv.firestore_client(),
+                         storage_client=gcs, supervise_interval_s=0.2, first_snapshot_timeout_s=1.0)
+    real_releases, real_control = client._on_releases, client._on_control
+
+    def stuck_releases(*args, gen):
+        if gen > 1:
+            real_releases(*args, gen=gen)
+
+    def stuck_control(*args, gen):
+        if gen > 1:
+            real_control(*args, gen=gen)
+
+    client._on_releases, client._on_control = stuck_releases, stuck_control
+    client.start()
+    try:
+        assert client.wait_for(first.version, 60) is not None, (client.last_error, client.history[-5:])
+        reasons = [h["reason"] for h in client.history if h["event"] == "reconnect"]
+        assert reasons and reasons[0].startswith("no first snapshot within 1 s"), client.history
+        assert client.reconnects >= 1
+    finally:
+        client.stop()
