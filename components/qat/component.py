@@ -18,6 +18,7 @@ def qat(
     min_steps: int = 25,
     freeze_bn: bool = True,
     freeze_ranges: bool = True,
+    objective: str = "both",
     deterministic: bool = True,
 ):
     """Quantization-aware fine-tuning (tfmot) of the whole float detector.
@@ -27,7 +28,8 @@ def qat(
         epochs: a minimum, raised when it gives fewer than min_steps optimizer steps (0: exactly epochs).
         batch_size, learning_rate (peak: 5 % warm-up, then cosine decay; lower than float training), seed.
         freeze_bn: BatchNorm statistics frozen (gamma/beta train). freeze_ranges: activation ranges
-        kept at their calibrated values. deterministic: TensorFlow's deterministic ops.
+        kept at their calibrated values. objective: "distill" (towards the float model's own
+        outputs), "labels" or "both" (the two losses summed). deterministic: TensorFlow's deterministic ops.
     Outputs: model (the train layout with fine-tuned float-layout weights.h5, plus qat_weights.h5
     and qat_saved_model/; rebuild with components.qat.core.load_qat_model), metrics (final
     losses, the epochs and steps run, float vs QAT step time measured in this run, their ratio,
@@ -38,7 +40,8 @@ def qat(
 
     result = core.qat(float_model.path, dataset.path, model.path, epochs=epochs, batch_size=batch_size,
                       learning_rate=learning_rate, seed=seed, min_steps=min_steps, freeze_bn=freeze_bn,
-                      freeze_ranges=freeze_ranges, deterministic=deterministic, progress=False)
+                      freeze_ranges=freeze_ranges, objective=objective, deterministic=deterministic,
+                      progress=False)
     h = result.history
     log_metrics(metrics, (("loss", h["loss"][-1]), ("val_loss", result.best_val_loss),
                           ("epochs_run", result.epochs_run), ("total_steps", result.schedule.get("total_steps")),

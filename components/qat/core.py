@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from components.qat.settings import QAT
+from components.qat.settings import OBJECTIVES, QAT
 from edgeship.detection import distribute, stream
 from edgeship.detection import train_data as data_lib
 from edgeship.detection.model import build_detector, load_model
@@ -183,9 +183,24 @@ def _export(qmodel: Any, config: Any, anchors: Any, out: Path, history: dict, sa
     (out / "history.json").write_text(json.dumps(history, indent=2, default=float) + "\n")
 
 
+def _objective_loss(objective: str, model_dir: str | Path, dist: Any) -> Any:
+    """The fine-tune's loss (``loss.step_loss``): the labels' detection loss ("labels"), the
+    distance to the float model's outputs ("distill"), or both summed ("both")."""
+    from edgeship.detection.loss import step_loss
+
+    if objective == "labels":
+        return step_loss()
+    with dist.scope():
+        teacher = load_model(model_dir)[0]
+    teacher.trainable = False
+    return step_loss(teacher, labels_too=objective == "both")
+
+
 def _fine_tune(qmodel: Any, datasets: tuple[Any, Any], schedule: dict, *, learning_rate: float, config: Any,
-               out: Path, dist: Any, freeze_ranges: bool, progress: bool, loss_config: Any) -> dict:
-    """Run the fine-tune (training.fit) with the schedule; return its history."""
+               out: Path, dist: Any, freeze_ranges: bool, progress: bool, loss_config: Any,
+               loss: Any = None) -> dict:
+    """Run the fine-tune (training.fit) with the schedule and ``loss`` (train and val:
+    :func:`_objective_loss`); return its history."""
     from edgeship.detection import training as tc
 
     log.info("QAT fine-tune: %d epochs x %d steps = %d steps, lr %g (warm-up %d steps, cosine), patience %d: %s",
@@ -198,7 +213,7 @@ def _fine_tune(qmodel: Any, datasets: tuple[Any, Any], schedule: dict, *, learni
                       patience=schedule["patience"],
                       warmup_epochs=(schedule["warmup_steps"] + 0.5) / schedule["steps_per_epoch"],
                       weight_decay=0.0, progress=progress, title="qat", distribution=dist,
-                      resume=distribute.should_resume(dist))
+                      resume=distribute.should_resume(dist), loss=loss)
 
 
 @deterministic_by_default(QAT.deterministic)
@@ -206,7 +221,8 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
         batch_size: int = QAT.batch_size, learning_rate: float = QAT.learning_rate,
         seed: int = QAT.seed, patience: int = QAT.patience, min_steps: int = QAT.min_steps,
         freeze_bn: bool = QAT.freeze_bn, freeze_ranges: bool = QAT.freeze_ranges,
-        deterministic: bool = QAT.deterministic, timing_steps: int = 10, fmt: str = "tfrecord",
+        objective: str = QAT.objective, deterministic: bool = QAT.deterministic, timing_steps: int = 10,
+        fmt: str = "tfrecord",
         max_train_images: int | None = None, max_val_images: int | None = None, evaluate: bool = True,
         saved_model: bool = True, progress: bool = True) -> QatResult:
     """Quantization-aware fine-tuning of the float detector in ``model_dir`` on ``dataset_uri``;
@@ -215,15 +231,20 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
     ``epochs`` is a minimum and ``min_steps`` may raise it (:func:`fine_tune_schedule`);
     ``learning_rate`` is the peak of a warm-up + cosine schedule; ``freeze_bn``: BatchNorm
     statistics frozen; ``freeze_ranges``: activation ranges fixed at their calibrated values;
+    ``objective``: "distill" fine-tunes towards the float model's own outputs on the train
+    images (and keeps the epoch closest to them on val), "labels" towards the labels, "both"
+    on the sum of the two losses;
     ``deterministic``: TensorFlow's deterministic ops (the same seed gives the same model).
     Before fine-tuning it times ``timing_steps`` float and QAT training steps on the same batches
     (history.json: ``step_time``). Raises ValueError when the dataset's classes disagree with the
-    model's label map, or on a bad epochs / batch_size / min_steps / patience.
+    model's label map, or on a bad epochs / batch_size / min_steps / patience / objective.
     """
     from edgeship.base import progress as step_progress
     from edgeship.detection import training as tc
 
     fine_tune_schedule(1, batch_size, epochs=epochs, min_steps=min_steps, patience=patience)  # bad args: now
+    if objective not in OBJECTIVES:
+        raise ValueError(f"qat objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
     float_model, config, anchors = load_model(model_dir)
     _check_labels(dataset_uri, model_dir, config)
     device, dist, scaling = _set_up_devices(seed, batch_size, learning_rate)
@@ -244,7 +265,7 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
                                    freeze_bn=freeze_bn, freeze_ranges=freeze_ranges)
     history = _fine_tune(qmodel, (train_ds, val_ds), schedule, learning_rate=scaling["learning_rate"],
                          config=config, out=out, dist=dist, freeze_ranges=freeze_ranges, progress=progress,
-                         loss_config=loss_config)
+                         loss_config=loss_config, loss=_objective_loss(objective, model_dir, dist))
     qat_seconds = time.perf_counter() - t_start
     step_progress.emit(phase="val mAP of the QAT model")
     metrics = tc.evaluate_map(qmodel, stream.eval_dataset(val_src, config.input_size), config, anchors) \
@@ -255,7 +276,8 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
                     "source_model": str(model_dir), "val_map": metrics.get("map"), "val_map50": metrics.get("map50"),
                     "hyperparameters": {"epochs": epochs, "min_steps": min_steps, "batch_size": batch_size,
                                         "learning_rate": learning_rate, "patience": patience, "freeze_bn": freeze_bn,
-                                        "freeze_ranges": freeze_ranges, "deterministic": deterministic,
+                                        "freeze_ranges": freeze_ranges, "objective": objective,
+                                        "deterministic": deterministic,
                                         "weight_decay": 0.0, "warmup_fraction": WARMUP_FRACTION}})
     _export(qmodel, config, anchors, out, history, saved_model)
     log.info("QAT done in %.0f s; val mAP@.5 %s, mAP %s (fake-quant Keras model); model in %s",

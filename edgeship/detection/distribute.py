@@ -329,19 +329,20 @@ def restore_latest(checkpoint: Any, directory: str | Path) -> int:
 
 
 def make_distributed_step_fns(dist: Distribution, model: Any, optimizer: Any, num_classes: int,
-                              loss_config: Any, *, jit_compile: bool = False) -> tuple[Callable, Callable]:
+                              loss_config: Any, *, jit_compile: bool = False,
+                              loss: Callable | None = None) -> tuple[Callable, Callable]:
     """(train_step, eval_step) with ``loss.make_step_fns``' signature and results under
     ``dist``: train_step(images, targets) takes a global batch (split across the replicas here)
     or per-replica values from ``strategy.experimental_distribute_dataset`` and returns the
     global (cls_loss, box_loss); eval_step runs the model once, in cross-replica context.
-    One device in float32 gets ``loss.make_step_fns`` itself."""
+    One device in float32 gets ``loss.make_step_fns`` itself. ``loss``: a ``loss.step_loss``."""
     from edgeship.base.tfcompat import tf
-    from edgeship.detection.loss import detection_loss, make_step_fns
+    from edgeship.detection.loss import make_step_fns, step_loss
 
     if dist.plan.kind == ONE_DEVICE and dist.precision == FLOAT32 and not jit_compile:
-        return make_step_fns(model, optimizer, num_classes, loss_config)
-    strategy = dist.strategy
-    replicas = dist.replicas
+        return make_step_fns(model, optimizer, num_classes, loss_config, loss=loss)
+    loss = loss or step_loss()
+    strategy, replicas = dist.strategy, dist.replicas
     scaled = hasattr(optimizer, "get_scaled_loss")
     SUM = tf.distribute.ReduceOp.SUM
 
@@ -355,7 +356,7 @@ def make_distributed_step_fns(dist: Distribution, model: Any, optimizer: Any, nu
         global_npos = tf.maximum(ctx.all_reduce(SUM, pos), 1.0)
         with tf.GradientTape() as tape:
             outputs = as_float32(model(images, training=True))
-            cls_loss, box_loss = detection_loss(outputs, targets, num_classes, loss_config)
+            cls_loss, box_loss = loss(outputs, images, targets, num_classes, loss_config)
             cls_part = cls_loss * local_npos / global_npos
             box_part = box_loss * local_npos / global_npos
             total = cls_part + box_part
@@ -393,6 +394,6 @@ def make_distributed_step_fns(dist: Distribution, model: Any, optimizer: Any, nu
     @tf.function
     def eval_step(images, targets):
         outputs = as_float32(model(images, training=False))
-        return detection_loss(outputs, targets, num_classes, loss_config)
+        return loss(outputs, images, targets, num_classes, loss_config)
 
     return train_step, eval_step

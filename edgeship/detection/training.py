@@ -271,13 +271,14 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
         learning_rate: float, num_classes: int, out_dir: Path, loss_config: LossConfig,
         patience: int = 8, warmup_epochs: float = 1.0, weight_decay: float = 1e-4,
         progress: bool = True, title: str = "train", distribution: Any = None,
-        resume: bool = False) -> dict[str, Any]:
+        resume: bool = False, loss: Any = None) -> dict[str, Any]:
     """The training loop shared by train and qat. Writes TensorBoard logs to ``out_dir/logs``,
     checkpoints to ``out_dir/checkpoints``, and keeps the weights of the best val-loss epoch (set
     on ``model`` at the end). Returns the history dict (per-epoch losses, lr, step times).
     ``distribution`` (edgeship.detection.distribute; default one device): the strategy the model
     was built under and its precision; ``batch_size`` is then the global batch. ``resume``:
-    continue after the newest checkpoint in ``out_dir/checkpoints``."""
+    continue after the newest checkpoint in ``out_dir/checkpoints``. ``loss``: what to train and
+    validate on (``loss.step_loss``: the detection loss by default, or distillation)."""
     from rich.progress import Progress
 
     from edgeship.base.progress import Reporter
@@ -291,7 +292,7 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
     dist = distribution or distribute.one_device()
     optimizer, ckpt = _build_optimizer(model, schedule, dist, weight_decay)
     train_step, eval_step = distribute.make_distributed_step_fns(dist, model, optimizer, num_classes,
-                                                                 loss_config)
+                                                                 loss_config, loss=loss)
     manager, first_epoch = _checkpoint_manager(ckpt, out_dir, dist, resume)
     writers = {k: tf.summary.create_file_writer(str(out_dir / "logs" / k)) for k in ("train", "val")}
     history = _new_history()

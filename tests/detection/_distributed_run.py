@@ -86,13 +86,13 @@ def optimizer_like_fit(keras, sgd: bool = False):
 
 def train(dist, config, init, batches, *, steps: range, reference: bool = False, sgd: bool = False,
           ckpt_dir: Path | None = None, save_at: int | None = None, restore: bool = False,
-          qat: bool = False):
+          qat: bool = False, teacher_weights=None):
     """Per-step total losses over ``steps``, the optimizer's iteration count at the end, and
     (not written out) the final trainable weights. ``init``: the float weights, or with ``qat``
-    the QAT model's weights."""
+    the QAT model's weights; ``teacher_weights``: distil towards a float model with these."""
     from edgeship.base.tfcompat import keras, tf
     from edgeship.detection import distribute
-    from edgeship.detection.loss import make_step_fns
+    from edgeship.detection.loss import make_step_fns, step_loss
     from edgeship.detection.model import build_detector
     from edgeship.detection.qat import quantize_detector
     from edgeship.detection.training import LossConfig
@@ -103,12 +103,16 @@ def train(dist, config, init, batches, *, steps: range, reference: bool = False,
             model = quantize_detector(model)
         model.set_weights(init)
         optimizer = optimizer_like_fit(keras, sgd)
+        teacher = None
+        if teacher_weights is not None:
+            teacher = build_detector(config)
+            teacher.set_weights(teacher_weights)
         ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer)
     if reference:
-        step_fn, _ = make_step_fns(model, optimizer, config.num_classes, LossConfig())
+        step_fn, _ = make_step_fns(model, optimizer, config.num_classes, LossConfig(), loss=step_loss(teacher))
     else:
         step_fn, _ = distribute.make_distributed_step_fns(dist, model, optimizer, config.num_classes,
-                                                          LossConfig())
+                                                          LossConfig(), loss=step_loss(teacher))
     start = steps.start
     if restore:
         read_dir, _ = distribute.checkpoint_dirs(ckpt_dir, dist)
@@ -183,6 +187,11 @@ def run_checks(steps: int) -> dict:
     out["qat_one_device"], _ = train(one, config, qinit, dup, steps=range(0, 2), reference=True,
                                      sgd=True, qat=True)
     out["qat_mirrored"], _ = train(mirrored, config, qinit, dup, steps=range(0, 2), sgd=True, qat=True)
+    # QAT distilled towards the float model: the teacher runs inside each replica's step
+    out["distill_one_device"], _ = train(one, config, qinit, dup, steps=range(0, 2), reference=True,
+                                         sgd=True, qat=True, teacher_weights=init)
+    out["distill_mirrored"], _ = train(mirrored, config, qinit, dup, steps=range(0, 2), sgd=True, qat=True,
+                                       teacher_weights=init)
     out["mixed"] = mixed_precision_path(config, init, dup)
     return out
 

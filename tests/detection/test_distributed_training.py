@@ -84,6 +84,14 @@ def test_qat_model_trains_under_mirrored_strategy(run):
     assert max(relative(m, o) for m, o in zip(mirrored, one)) < 0.05
 
 
+def test_qat_distillation_trains_under_mirrored_strategy(run):
+    one, mirrored = run["distill_one_device"]["losses"], run["distill_mirrored"]["losses"]
+    assert len(one) == len(mirrored) == 2
+    assert max(relative(m, o) for m, o in zip(mirrored, one)) < 0.05
+    # a different loss from the labels' (the distance to the float model, not to the labels)
+    assert max(relative(d, q) for d, q in zip(one, run["qat_one_device"]["losses"])) > 0.2
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("localhost", 0))

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import argparse
 
-from components.qat.settings import QAT
+from components.qat.settings import OBJECTIVES, QAT
 from components.train.settings import TRAIN
 
 
@@ -60,6 +60,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="BatchNorm in inference mode: moving mean/variance frozen, gamma/beta still train")
     q.add_argument("--freeze-ranges", action=argparse.BooleanOptionalAction, default=QAT.freeze_ranges,
                    help="keep the activation ranges at their calibrated values (no moving average)")
+    q.add_argument("--objective", choices=OBJECTIVES, default=QAT.objective,
+                   help="distill: towards the float model's own outputs; labels: the labels; "
+                        "both: the two losses summed")
     q.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=QAT.deterministic,
                    help="TensorFlow's deterministic ops: the same --seed gives the same model")
     q.set_defaults(func=_qat)
@@ -87,7 +90,8 @@ def _qat(args: argparse.Namespace) -> int:
 
     r = qat(args.model, args.data, args.out, epochs=args.epochs, batch_size=args.batch_size,
             learning_rate=args.learning_rate, seed=args.seed, patience=args.patience, min_steps=args.min_steps,
-            freeze_bn=args.freeze_bn, freeze_ranges=args.freeze_ranges, deterministic=args.deterministic)
+            freeze_bn=args.freeze_bn, freeze_ranges=args.freeze_ranges, objective=args.objective,
+            deterministic=args.deterministic)
     s = r.schedule
     print(f"model: {r.model_dir}")
     print(f"fine-tune: {r.epochs_run} of {s['epochs']} epochs x {s['steps_per_epoch']} steps ({s['reason']})")

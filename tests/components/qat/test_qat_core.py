@@ -96,6 +96,7 @@ def test_qat_runs_and_writes_a_loadable_model_dir(qat_run):
     assert result.schedule == history["schedule"]
     hp = history["hyperparameters"]
     assert (hp["freeze_bn"], hp["freeze_ranges"], hp["deterministic"], hp["min_steps"]) == (True, True, True, 0)
+    assert hp["objective"] == "both"
 
     qmodel, cfg, anchors = qat_lib.load_qat_model(out)
     fmodel, _, _ = load_model(out)         # float layout, QAT-tuned weights
@@ -183,3 +184,29 @@ def test_qat_rejects_a_dataset_with_other_classes(float_model_dir, qat_dataset, 
 def test_load_qat_model_names_a_missing_file(float_model_dir):
     with pytest.raises(FileNotFoundError, match="qat_weights.h5"):
         qat_lib.load_qat_model(float_model_dir)
+
+
+def test_distillation_fine_tunes_towards_the_float_model(qat_run, float_model_dir, qat_dataset, tmp_path):
+    """objective="distill": the loss it trains and validates on is the distance to the float
+    model's outputs (not the labels' loss), and it moves the QAT model no further from the float
+    model's outputs than the default fine-tune (qat_run: labels + distance, "both") does, with the
+    same schedule."""
+    labels, _ = qat_run
+    out = tmp_path / "distill"
+    core.qat(float_model_dir, str(qat_dataset), out, **{**QUICK, "objective": "distill"})
+    history = json.loads((out / "history.json").read_text())
+    assert history["hyperparameters"]["objective"] == "distill"
+    assert history["val_loss"][0] < json.loads((labels / "history.json").read_text())["val_loss"][0]
+    float_model, cfg, _ = load_model(float_model_dir)
+    x = load_training_data(str(qat_dataset), "val", cfg.input_size, cfg.num_classes).images[:8].astype(np.float32)
+    reference = np.asarray(float_model(x, training=False)[1])
+
+    def gap(model_dir):
+        return float(np.abs(np.asarray(qat_lib.load_qat_model(model_dir)[0](x, training=False)[1]) - reference).mean())
+
+    assert gap(out) <= gap(labels) * 1.05
+
+
+def test_qat_names_an_unknown_objective(float_model_dir, qat_dataset, tmp_path):
+    with pytest.raises(ValueError, match="'teacher'.*both, distill, labels"):
+        core.qat(float_model_dir, str(qat_dataset), tmp_path / "q", objective="teacher", progress=False)
