@@ -132,10 +132,11 @@ def _calibrated_qat_model(dist: Any, float_model: Any, train_src: Any, config: A
 
 
 def _time_float_vs_qat(model_dir: str | Path, train_ds: Any, config: Any, batch_size: int, timing_steps: int,
-                       device: str, *, freeze_bn: bool, freeze_ranges: bool) -> dict:
+                       device: str, *, freeze_bn: bool, freeze_ranges: bool, qat_loss: Any = None) -> dict:
     """Time float and QAT training steps on the same batches, in turns (each on a throwaway copy);
     return the step_time dict. "float" is the train step's own step (BatchNorm training), "qat"
-    the fine-tune's step as configured; with ``freeze_bn`` a float step with frozen BatchNorm is
+    the fine-tune's step as configured (``qat_loss``: its objective, the float teacher's forward
+    pass included); with ``freeze_bn`` a float step with frozen BatchNorm is
     timed too (``ratio_same_bn``: the fake-quant overhead alone)."""
     from edgeship.base import progress as step_progress
 
@@ -150,7 +151,7 @@ def _time_float_vs_qat(model_dir: str | Path, train_ds: Any, config: Any, batch_
     if freeze_bn:
         freeze_batchnorm(models["qat"])
     with fixed_ranges(models["qat"], freeze_ranges):
-        times = time_steps_interleaved(models, batches, config.num_classes)
+        times = time_steps_interleaved(models, batches, config.num_classes, losses={"qat": qat_loss})
     del models
     med = {name: float(np.median(t)) for name, t in times.items()}
     step_time = {"batch_size": batch_size, "steps": n_timing - 2, "method": "median over batches, models timed in turns",
@@ -261,11 +262,12 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
                                        seed=seed, loss_config=loss_config, repeat=True)
     val_ds = stream.training_dataset(val_src, anchors, config, batch_size=64, training=False, loss_config=loss_config)
     qmodel = _calibrated_qat_model(dist, float_model, train_src, config, freeze_bn)
+    loss = _objective_loss(objective, model_dir, dist)
     step_time = _time_float_vs_qat(model_dir, train_ds, config, batch_size, timing_steps, device,
-                                   freeze_bn=freeze_bn, freeze_ranges=freeze_ranges)
+                                   freeze_bn=freeze_bn, freeze_ranges=freeze_ranges, qat_loss=loss)
     history = _fine_tune(qmodel, (train_ds, val_ds), schedule, learning_rate=scaling["learning_rate"],
                          config=config, out=out, dist=dist, freeze_ranges=freeze_ranges, progress=progress,
-                         loss_config=loss_config, loss=_objective_loss(objective, model_dir, dist))
+                         loss_config=loss_config, loss=loss)
     qat_seconds = time.perf_counter() - t_start
     step_progress.emit(phase="val mAP of the QAT model")
     metrics = tc.evaluate_map(qmodel, stream.eval_dataset(val_src, config.input_size), config, anchors) \

@@ -251,17 +251,19 @@ def fixed_ranges(qat_model: Any, enabled: bool = True) -> Iterator[int]:
 
 
 def time_steps_interleaved(models: dict[str, Any], batches: list, num_classes: int, *, warmup: int = 2,
-                           lr: float = 1e-4) -> dict[str, list[float]]:
+                           lr: float = 1e-4, losses: dict[str, Any] | None = None) -> dict[str, list[float]]:
     """Seconds per training step of each of ``models`` on ``batches``, timed in turns: after
     ``warmup`` untimed steps each, every batch is run by every model back to back (the order
     rotated per batch), so a change in machine load hits them alike. Returns {name: [seconds per
-    timed batch]}. Trains throwaway optimizers' steps: pass models whose weights may change."""
+    timed batch]}. Trains throwaway optimizers' steps: pass models whose weights may change.
+    ``losses``: a model's ``loss.step_loss`` (a distillation step runs its teacher too)."""
     from edgeship.base.tfcompat import keras
     from edgeship.detection.loss import make_step_fns
     from edgeship.detection.training import LossConfig
 
-    steps = {name: make_step_fns(m, keras.optimizers.Adam(lr), num_classes, LossConfig())[0]
-             for name, m in models.items()}
+    losses = losses or {}
+    steps = {name: make_step_fns(m, keras.optimizers.Adam(lr), num_classes, LossConfig(),
+                                 loss=losses.get(name))[0] for name, m in models.items()}
     for step in steps.values():
         for images, targets in batches[:warmup]:
             step(images, targets)
