@@ -26,7 +26,7 @@ class ChannelWatch:
         replaced by a later subscription (still closing in the background) changes nothing."""
         from google.cloud.firestore_v1.base_query import FieldFilter
 
-        self._generation = gen = getattr(self, "_generation", 0) + 1
+        self._generation = gen = self._generation + 1
         self._subscribed_at, self._first_snapshots = time.monotonic(), set()
         query = (self._model_ref().collection("releases")
                  .where(filter=FieldFilter("channel", "==", self.channel))

@@ -12,6 +12,14 @@ from edgeship.detection.train_data import (
 )
 
 
+def _smooth_l1(diff: Any, delta: float) -> Any:
+    """Elementwise smooth-L1 (Huber) of ``diff``: quadratic below ``delta``, linear above."""
+    from edgeship.base.tfcompat import tf
+
+    diff = tf.abs(diff)
+    return tf.where(diff < delta, 0.5 * diff * diff / delta, diff - 0.5 * delta)
+
+
 def detection_loss(outputs: Any, targets: dict[str, Any], num_classes: int,
                    loss_config: LossConfig | None = None) -> tuple[Any, Any]:
     """(classification, box) losses of a batch, each summed and divided by the positive count:
@@ -30,10 +38,7 @@ def detection_loss(outputs: Any, targets: dict[str, Any], num_classes: int,
     focal = tf.reduce_sum(alpha_t * tf.pow(1 - p_t, lc.focal_gamma) * ce, -1) * targets["weight"]
     pos = tf.cast(cls > 0, tf.float32)
     npos = tf.maximum(tf.reduce_sum(pos), 1.0)
-    diff = tf.abs(box_pred - targets["box"])
-    d = lc.huber_delta
-    huber = tf.where(diff < d, 0.5 * diff * diff / d, diff - 0.5 * d)
-    box = tf.reduce_sum(tf.reduce_sum(huber, -1) * pos)
+    box = tf.reduce_sum(tf.reduce_sum(_smooth_l1(box_pred - targets["box"], lc.huber_delta), -1) * pos)
     return tf.reduce_sum(focal) / npos, lc.box_weight * box / npos
 
 
@@ -59,9 +64,7 @@ def distillation_loss(outputs: Any, teacher_outputs: Any, targets: dict[str, Any
     cls = tf.reduce_sum(tf.maximum(kl, 0.0))
     npos = tf.maximum(tf.reduce_sum(tf.cast(targets["cls"] > 0, tf.float32)), 1.0)
     confidence = tf.reduce_max(p_teacher[..., 1:], -1)
-    diff = tf.abs(box_pred - tf.stop_gradient(tf.cast(box_t, tf.float32)))
-    d = lc.huber_delta
-    huber = tf.where(diff < d, 0.5 * diff * diff / d, diff - 0.5 * d)
+    huber = _smooth_l1(box_pred - tf.stop_gradient(tf.cast(box_t, tf.float32)), lc.huber_delta)
     box = tf.reduce_sum(tf.reduce_sum(huber, -1) * confidence)
     return cls / npos, lc.box_weight * box / npos
 
