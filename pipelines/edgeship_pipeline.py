@@ -149,6 +149,7 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
         anchors: str = PIPELINE_TRAIN.anchors, backbone_weights: str = PIPELINE_TRAIN.backbone_weights,
         frozen_epochs: int = PIPELINE_TRAIN.frozen_epochs, init_from: str = PIPELINE_TRAIN.init_from,
         head: str = PIPELINE_TRAIN.head, train_min_steps: int = PIPELINE_TRAIN.min_steps,
+        seed: int = PIPELINE_TRAIN.seed, qat_objective: str = PIPELINE_QAT.objective,
     ):
         """Args:
         data_uri: dataset folder or gs:// prefix in the contract's layout; "" = generate the
@@ -172,6 +173,8 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
             weights URI), frozen_epochs, init_from, head ("ssd" | "fpn"): the train step's.
         train_min_steps: a small train split's epochs are raised to reach this many optimizer steps
             (patience alike; 0 = epochs exactly): 151 photos get 300 epochs, the embedded data 40.
+        seed: the float training's and the QAT fine-tune's seed (the data step's carved splits keep
+            their own). qat_objective: what QAT fine-tunes towards, "both" | "distill" | "labels".
         """
         data_task = step("data", data_uri=data_uri, image_size=input_size)
         dataset = data_task.outputs["dataset"]
@@ -179,10 +182,11 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
         train_task = step("train", dataset=dataset, input_size=input_size, epochs=epochs, alpha=alpha,
                           learning_rate=learning_rate, patience=patience, anchors=anchors,
                           backbone_weights=backbone_weights, frozen_epochs=frozen_epochs,
-                          init_from=init_from, head=head, min_steps=train_min_steps)
+                          init_from=init_from, head=head, min_steps=train_min_steps, seed=seed)
         float_model = train_task.outputs["model"]
 
-        qat_task = step("qat", dataset=dataset, float_model=float_model, epochs=qat_epochs)
+        qat_task = step("qat", dataset=dataset, float_model=float_model, epochs=qat_epochs, seed=seed,
+                        objective=qat_objective)
         qat_model = qat_task.outputs["model"]
 
         gate = dict(dataset=dataset, float_model=float_model, model_name=model_name,

@@ -9,7 +9,7 @@ _TYPES = {"STRING": str, "NUMBER_DOUBLE": float, "NUMBER_INTEGER": int, "BOOLEAN
 
 # Parameters whose value is a budget or tolerance: numbers >= 0 (accuracy_budget may be "none").
 NON_NEGATIVE = ("latency_budget_ms", "tolerance", "epochs", "qat_epochs", "input_size",
-                "autoquant_max_seconds", "train_min_steps")
+                "autoquant_max_seconds", "train_min_steps", "seed")
 # Parameters that must be strictly positive.
 POSITIVE = ("learning_rate",)
 # Parameters that count something that must happen at least once.
@@ -85,6 +85,11 @@ def check_values(values: dict[str, Any], *, where: str = "pipeline parameters") 
     for name in AT_LEAST_ONE:
         if name in values and float(values[name]) < 1:
             raise ValueError(f"{where}: parameter {name!r} must be >= 1, got {values[name]!r}")
+    from components.qat.settings import OBJECTIVES
+
+    if "qat_objective" in values and values["qat_objective"] not in OBJECTIVES:
+        raise ValueError(f"{where}: parameter 'qat_objective' must be one of {', '.join(OBJECTIVES)}, "
+                         f"got {values['qat_objective']!r}")
 
 
 def parse_assignments(items: list[str] | None, *, where: str = "--param") -> dict[str, str]:

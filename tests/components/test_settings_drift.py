@@ -164,7 +164,8 @@ def test_pipeline_parameters_read_the_settings():
     assert got["epochs"] == PIPELINE_TRAIN.epochs and got["learning_rate"] == PIPELINE_TRAIN.learning_rate
     for name in ("alpha", "patience", "anchors", "backbone_weights", "frozen_epochs", "init_from", "head"):
         assert got[name] == getattr(PIPELINE_TRAIN, name), name
-    assert got["train_min_steps"] == PIPELINE_TRAIN.min_steps
+    assert got["train_min_steps"] == PIPELINE_TRAIN.min_steps and got["seed"] == PIPELINE_TRAIN.seed
+    assert got["qat_objective"] == PIPELINE_QAT.objective
     assert got["qat_epochs"] == PIPELINE_QAT.epochs
     for name in ("accuracy_budget", "latency_budget_ms", "tolerance", "force_promote", "min_map", "min_map50"):
         assert got[name] == getattr(SELECT, name), name

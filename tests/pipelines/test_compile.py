@@ -122,7 +122,8 @@ def test_parameters_types_and_defaults(spec):
         "alpha": ("NUMBER_DOUBLE", 0.35), "patience": ("NUMBER_INTEGER", None),
         "anchors": ("STRING", None), "backbone_weights": ("STRING", "none"),
         "frozen_epochs": ("NUMBER_INTEGER", 0), "init_from": ("STRING", ""), "head": ("STRING", "ssd"),
-        "train_min_steps": ("NUMBER_INTEGER", None),
+        "train_min_steps": ("NUMBER_INTEGER", None), "seed": ("NUMBER_INTEGER", 0),
+        "qat_objective": ("STRING", "both"),
     }
     assert set(params) == set(expected)
     for name, (kind, default) in expected.items():

@@ -30,6 +30,8 @@ def no_stack(monkeypatch):
     (["--epochs", "2.5"], "'epochs' must be an integer"),
     (["--qat-epochs", "-1"], "'qat_epochs' must be >= 0"),
     (["--learning-rate", "0"], "'learning_rate' must be > 0"),
+    (["--seed", "-1"], "'seed' must be >= 0"),
+    (["--qat-objective", "teacher"], "'qat_objective' must be one of both, distill, labels, got 'teacher'"),
     (["--auto-quantize", "--param", "autoquant_max_candidates=0"], "'autoquant_max_candidates' must be >= 1"),
     (["--auto-quantize", "--param", "autoquant_max_seconds=-5"], "'autoquant_max_seconds' must be >= 0"),
     (["--auto-quantize", "--param", "autoquant_max_candidates=many"], "'autoquant_max_candidates' must be an integer"),
@@ -57,3 +59,10 @@ def test_auto_quantize_flag_sets_the_parameter():
 
     args = cli.build_parser().parse_args(["run", "--auto-quantize", "--budget", "0.3"])
     assert _collect_params(args) == {"auto_quantize": True, "accuracy_budget": "0.3"}
+
+
+def test_seed_and_qat_objective_flags_set_the_parameters():
+    from edgeship.cli.commands.pipeline import _collect_params
+
+    args = cli.build_parser().parse_args(["run", "--seed", "2", "--qat-objective", "distill"])
+    assert _collect_params(args) == {"seed": "2", "qat_objective": "distill"}

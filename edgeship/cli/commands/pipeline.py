@@ -17,7 +17,7 @@ from pathlib import Path
 _PARAM_FLAGS = {
     "data_uri": "data_uri", "model_name": "model_name", "channel": "channel", "bucket": "bucket",
     "input_size": "input_size", "epochs": "epochs", "learning_rate": "learning_rate",
-    "qat_epochs": "qat_epochs",
+    "qat_epochs": "qat_epochs", "seed": "seed", "qat_objective": "qat_objective",
     "budget": "accuracy_budget", "latency_budget": "latency_budget_ms", "tolerance": "tolerance",
     "min_map": "min_map", "min_map50": "min_map50", "min_app_version": "min_app_version",
 }
@@ -33,6 +33,9 @@ def _add_param_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--epochs", help="float training epochs")
     g.add_argument("--learning-rate", help="peak learning rate of the float training")
     g.add_argument("--qat-epochs", help="quantization-aware fine-tuning epochs")
+    g.add_argument("--seed", help="seed of the float training and the QAT fine-tune")
+    g.add_argument("--qat-objective", help="what QAT fine-tunes towards: both (labels + the float "
+                                           "model's outputs), distill, labels")
     g.add_argument("--budget", help="accuracy budget: max ΔmAP@[.5:.95] vs float, in mAP points; 'none' = not configured")
     g.add_argument("--latency-budget", help="max 1-thread median latency in ms (0 = none)")
     g.add_argument("--tolerance", help="max mAP drop vs the channel's current model, points")
