@@ -83,7 +83,9 @@ def build_manifest(variants_dir: str | os.PathLike, variant: str, *, model: str,
     vjson_path = vdir / variants_contract.FILE_NAME
     vjson = variants_contract.read_variants(vdir)
     entry = variants_contract.entry(vjson, variant, where=str(vjson_path))
-    uploads = _model_uploads(vdir, vjson_path, vjson, entry, variant, include_coreml)
+    uploads = [_Upload(vdir / entry["file"], MODEL_FILE, "tflite", entry.get("scheme") or variant)]
+    if include_coreml:  # Core ML's own conversions of the float model, whichever .tflite was chosen
+        uploads += _coreml_uploads(Path(variants_dir))
     labels, labels_upload = _read_labels(vdir)
     _tag_with_metadata(uploads[0], entry, labels, model=model, version=version, variant=variant,
                        work_dir=work_dir)
@@ -139,17 +141,17 @@ def _check_release_ids(model: str, channel: str, version: str, min_app_version: 
         mf.check_version(parent_version, "parent_version")
 
 
-def _model_uploads(vdir: Path, vjson_path: Path, vjson: dict, entry: dict, variant: str,
-                   include_coreml: bool) -> list[_Upload]:
-    """The variant's .tflite, then the Core ML packages present in the variants artifact."""
-    uploads = [_Upload(vdir / entry["file"], MODEL_FILE, "tflite", entry.get("scheme") or variant)]
-    if include_coreml:
-        for cm in vjson.get("coreml", []) or []:
-            path = vdir / str(cm.get("file", ""))
-            if cm.get("file") and path.is_file():
-                uploads.append(_Upload(path, path.name, "coreml", cm.get("name")))
-            else:
-                log.warning("Core ML package %s listed in %s is absent: not published", path, vjson_path)
+def _coreml_uploads(variants_dir: Path) -> list[_Upload]:
+    """The Core ML packages listed in the variants artifact (the quantize step's), also when the
+    chosen .tflite is a selective-int8 candidate from the evaluation."""
+    vjson_path = variants_dir / variants_contract.FILE_NAME
+    uploads = []
+    for cm in variants_contract.read_variants(variants_dir).get("coreml", []) or []:
+        path = variants_dir / str(cm.get("file", ""))
+        if cm.get("file") and path.is_file():
+            uploads.append(_Upload(path, path.name, "coreml", cm.get("name")))
+        else:
+            log.warning("Core ML package %s listed in %s is absent: not published", path, vjson_path)
     return uploads
 
 

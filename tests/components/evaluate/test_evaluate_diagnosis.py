@@ -5,6 +5,7 @@ against full int8 in the report, and publish finding the chosen one under evalua
 from __future__ import annotations
 
 import json
+import shutil
 from types import SimpleNamespace
 
 import pytest
@@ -153,6 +154,22 @@ def test_publish_finds_a_chosen_selective_variant_in_the_evaluation(diagnosed):
     mf.validate(manifest)
     assert manifest["variant"] == name and manifest["files"][0]["quantization"] == "selective_int8"
     assert manifest["metrics"]["map"] == report.variants[name].map
+    assert [f["format"] for f in manifest["files"]][:2] == ["tflite", "labels"]   # no Core ML made here
+
+    # the quantize step's Core ML packages go with the selective .tflite too (iOS apps use them)
+    variants = root / "variants_coreml"
+    shutil.copytree(root / "variants", variants)
+    (variants / "coreml_fp16.mlpackage.zip").write_bytes(b"PK\x05\x06" + bytes(18))
+    index = json.loads((variants / "variants.json").read_text())
+    index["coreml"] = [{"name": "coreml_fp16", "file": "coreml_fp16.mlpackage.zip", "size_bytes": 22}]
+    (variants / "variants.json").write_text(json.dumps(index))
+    manifest, uploads = publish_core.build_manifest(
+        variants, name, model="detector", channel="stable", version=mf.new_version(),
+        created_at="2026-12-01T00:00:00.000000Z", report_dir=root / "eval", work_dir=root / "work")
+    assert manifest["variant"] == name and manifest["files"][0]["quantization"] == "selective_int8"
+    coreml = [f for f in manifest["files"] if f["format"] == "coreml"]
+    assert [f["path"] for f in coreml] == ["coreml_fp16.mlpackage.zip"]
+    assert [u.local for u in uploads if u.format == "coreml"] == [variants / "coreml_fp16.mlpackage.zip"]
     with pytest.raises(ValueError, match="no_such_variant"):
         publish_core.build_manifest(root / "variants", "no_such_variant", model="detector", channel="stable",
                                     version=mf.new_version(), created_at="2026-12-01T00:00:00.000000Z",
