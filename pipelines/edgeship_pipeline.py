@@ -152,13 +152,11 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
         seed: int = PIPELINE_TRAIN.seed, qat_objective: str = PIPELINE_QAT.objective,
     ):
         """Args:
-        data_uri: dataset folder or gs:// prefix in the contract's layout; "" = generate the
-            embedded default dataset.
-        model_name, channel, bucket: where the model is published
-            (gs://bucket/models/model_name/) and which channel's current release is the champion.
-        input_size: square input side in pixels. epochs: float training epochs.
-        learning_rate: peak learning rate of the float training (warm-up, then cosine to 1%).
-        qat_epochs: quantization-aware fine-tuning epochs.
+        data_uri: dataset folder or gs:// prefix in the contract's layout; "" = the embedded data.
+        model_name, channel, bucket: where it is published (gs://bucket/models/model_name/) and
+            which channel's current release is the champion.
+        input_size: square input side in pixels. epochs: float training epochs. learning_rate:
+            its peak (warm-up, then cosine to 1%). qat_epochs: quantization-aware fine-tuning epochs.
         accuracy_budget: max ΔmAP@[.5:.95] vs float, in points; "none" = not configured.
         latency_budget_ms: max 1-thread median latency (0 = none). tolerance: max mAP drop vs the
             champion, points. force_promote: publish even when the gate fails (recorded).
@@ -173,11 +171,10 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
             weights URI), frozen_epochs, init_from, head ("ssd" | "fpn"): the train step's.
         train_min_steps: a small train split's epochs are raised to reach this many optimizer steps
             (patience alike; 0 = epochs exactly): 151 photos get 300 epochs, the embedded data 40.
-        seed: the float training's and the QAT fine-tune's seed (the data step's carved splits keep
-            their own). qat_objective: what QAT fine-tunes towards, "both" | "distill" | "labels".
+        seed: the train and QAT steps' seed (the data step's carved splits keep their own).
+            qat_objective: what QAT fine-tunes towards, "both" | "distill" | "labels".
         """
-        data_task = step("data", data_uri=data_uri, image_size=input_size)
-        dataset = data_task.outputs["dataset"]
+        dataset = step("data", data_uri=data_uri, image_size=input_size).outputs["dataset"]
 
         train_task = step("train", dataset=dataset, input_size=input_size, epochs=epochs, alpha=alpha,
                           learning_rate=learning_rate, patience=patience, anchors=anchors,
@@ -185,9 +182,8 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
                           init_from=init_from, head=head, min_steps=train_min_steps, seed=seed)
         float_model = train_task.outputs["model"]
 
-        qat_task = step("qat", dataset=dataset, float_model=float_model, epochs=qat_epochs, seed=seed,
-                        objective=qat_objective)
-        qat_model = qat_task.outputs["model"]
+        qat_model = step("qat", dataset=dataset, float_model=float_model, epochs=qat_epochs,
+                         seed=seed, objective=qat_objective).outputs["model"]
 
         gate = dict(dataset=dataset, float_model=float_model, model_name=model_name,
                     channel=channel, bucket=bucket, accuracy_budget=accuracy_budget,
