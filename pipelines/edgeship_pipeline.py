@@ -142,7 +142,7 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
         tolerance: float = SELECT.tolerance, force_promote: bool = SELECT.force_promote,
         min_map: float = SELECT.min_map, min_map50: float = SELECT.min_map50,
         min_app_version: str = PUBLISH.min_app_version,
-        auto_quantize: bool = False,
+        auto_quantize: bool = False, early_stop: str = PIPELINE_TRAIN.early_stop,
         autoquant_max_candidates: int = AUTOQUANT.max_candidates,
         autoquant_max_seconds: float = AUTOQUANT.max_seconds,
         alpha: float = PIPELINE_TRAIN.alpha, patience: int = PIPELINE_TRAIN.patience,
@@ -160,15 +160,14 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
         accuracy_budget: max ΔmAP@[.5:.95] vs float, in points; "none" = not configured.
         latency_budget_ms: max 1-thread median latency (0 = none). tolerance: max mAP drop vs the
             champion, points. force_promote: publish even when the gate fails (recorded).
-        min_map, min_map50: quality floor (mAP@[.5:.95], mAP@.5 in 0..1) every release must pass,
-            the first one included; 0 = off.
-        min_app_version: the lowest client app version that can run the model (in the manifest).
+        min_map, min_map50: quality floor (mAP@[.5:.95], mAP@.5 in 0..1) every release, the first
+            one too, must pass; 0 = off. min_app_version: the lowest app version that can run it.
         auto_quantize: candidates from the autoquant search (fastest within accuracy_budget, with
-            selective int8) instead of the fixed set of schemes.
-        autoquant_max_candidates, autoquant_max_seconds: the search's limits (0 s = no time limit;
-            on the limit it returns the best so far, marked partial).
+            selective int8) instead of the fixed set; autoquant_max_candidates and
+            autoquant_max_seconds limit it (0 s = no limit; then the best so far, marked partial).
         alpha, patience, anchors ("fit" | "default"), backbone_weights ("none" | "imagenet" | a
-            weights URI), frozen_epochs, init_from, head ("ssd" | "fpn"): the train step's.
+            weights URI), frozen_epochs, init_from, head ("ssd" | "fpn"), early_stop ("val_loss" |
+            "val_map" | "none"): the train step's.
         train_min_steps: a small train split's epochs are raised to reach this many optimizer steps
             (patience alike; 0 = epochs exactly): 151 photos get 300 epochs, the embedded data 40.
         seed: the train and QAT steps' seed (the data step's carved splits keep their own).
@@ -179,7 +178,8 @@ def build_pipeline(plan: resources.ResourcePlan | None = None, *, cpu_image: str
         train_task = step("train", dataset=dataset, input_size=input_size, epochs=epochs, alpha=alpha,
                           learning_rate=learning_rate, patience=patience, anchors=anchors,
                           backbone_weights=backbone_weights, frozen_epochs=frozen_epochs,
-                          init_from=init_from, head=head, min_steps=train_min_steps, seed=seed)
+                          init_from=init_from, head=head, min_steps=train_min_steps, seed=seed,
+                          early_stop=early_stop)
         float_model = train_task.outputs["model"]
 
         qat_model = step("qat", dataset=dataset, float_model=float_model, epochs=qat_epochs,

@@ -86,10 +86,12 @@ def check_values(values: dict[str, Any], *, where: str = "pipeline parameters") 
         if name in values and float(values[name]) < 1:
             raise ValueError(f"{where}: parameter {name!r} must be >= 1, got {values[name]!r}")
     from components.qat.settings import OBJECTIVES
+    from edgeship.detection.early_stop import METRICS
 
-    if "qat_objective" in values and values["qat_objective"] not in OBJECTIVES:
-        raise ValueError(f"{where}: parameter 'qat_objective' must be one of {', '.join(OBJECTIVES)}, "
-                         f"got {values['qat_objective']!r}")
+    for name, allowed in (("qat_objective", OBJECTIVES), ("early_stop", METRICS)):
+        if name in values and values[name] not in allowed:
+            raise ValueError(f"{where}: parameter {name!r} must be one of {', '.join(allowed)}, "
+                             f"got {values[name]!r}")
 
 
 def parse_assignments(items: list[str] | None, *, where: str = "--param") -> dict[str, str]:

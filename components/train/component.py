@@ -24,14 +24,15 @@ def train(
     head: str = "ssd",
     deterministic: bool = True,
     min_steps: int = 0,
+    early_stop: str = "val_loss",
 ):
     """Train the SSDLite MobileNetV2 detector on the Dataset artifact (from scratch or warm-started).
 
     Args:
-        dataset: the data step's Dataset artifact. epochs: maximum epochs (early stopping on val
-        loss). batch_size, alpha (MobileNetV2 width), learning_rate (peak, warm-up + cosine), seed.
+        dataset: the data step's Dataset artifact. epochs: maximum epochs (see early_stop).
+        batch_size, alpha (MobileNetV2 width), learning_rate (peak, warm-up + cosine), seed.
         input_size: square model input side, a multiple of 32 (0 = the dataset's image size).
-        patience: early-stopping patience in epochs (on val loss). anchors: "fit" (clustered on
+        patience: early-stopping patience in epochs. anchors: "fit" (clustered on
         the training boxes, a stride-8 level for small objects) or "default".
         backbone_weights: "none", "imagenet" (downloads) or a weights file / Model artifact
         (local or gs://). frozen_epochs: epochs with that backbone frozen first. init_from: an
@@ -40,6 +41,8 @@ def train(
         deterministic: TensorFlow's deterministic ops (the same seed gives the same model).
         min_steps: on a small train split, raise the epochs (and patience alike) until the run
             makes this many optimizer steps (0 = epochs exactly; history.json "schedule").
+        early_stop: which epoch is kept and ends the run after `patience` epochs without a better
+            one: "val_loss", "val_map" (the Keras model's val mAP after each epoch) or "none".
     Outputs: model (weights.h5, model_config.json, anchors.npy, saved_model/, history.json, and
     TensorBoard logs in logs/), metrics (final losses, val mAP of the Keras model, step time).
     """
@@ -51,7 +54,7 @@ def train(
                         learning_rate=learning_rate, seed=seed, patience=patience, anchors=anchors,
                         backbone_weights=backbone_weights, frozen_epochs=frozen_epochs,
                         init_from=init_from, head=head, deterministic=deterministic, min_steps=min_steps,
-                        progress=False)
+                        early_stop=early_stop, progress=False)
     h = result.history
     log_metrics(metrics, (("loss", h["loss"][-1]), ("val_loss", result.best_val_loss),
                           ("epochs", result.epochs_run), ("train_seconds", result.train_seconds),

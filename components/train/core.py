@@ -13,6 +13,7 @@ box is also force-matched to its best anchor, so no object goes unassigned.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from dataclasses import asdict, dataclass
@@ -23,6 +24,7 @@ import numpy as np
 
 from components.train.settings import TRAIN
 from edgeship.detection import distribute, stream
+from edgeship.detection.early_stop import check_metric as check_early_stop
 from edgeship.detection.model import (
     ModelConfig,
     build_detector,
@@ -64,8 +66,10 @@ ANCHOR_MODES = ("fit", "default")
 HEADS = {"ssd": 0, "fpn": 64}  # head → ModelConfig.fpn_channels (FPN-lite: 64-channel merged levels)
 
 
-def _check_settings(epochs: int, batch_size: int, anchors: str, head: str, frozen_epochs: int) -> None:
-    """Refuse bad schedule / anchor / head settings before any data is read."""
+def _check_settings(epochs: int, batch_size: int, anchors: str, head: str, frozen_epochs: int,
+                    early_stop: str) -> None:
+    """Refuse bad schedule / anchor / head / early-stop settings before any data is read."""
+    check_early_stop(early_stop)
     if epochs < 1 or batch_size < 1:
         raise ValueError(f"epochs and batch_size must be >= 1, got epochs={epochs}, batch_size={batch_size}")
     if anchors not in ANCHOR_MODES:
@@ -74,6 +78,21 @@ def _check_settings(epochs: int, batch_size: int, anchors: str, head: str, froze
         raise ValueError(f"head={head!r}: use one of {list(HEADS)}")
     if frozen_epochs < 0:
         raise ValueError(f"frozen_epochs must be >= 0, got {frozen_epochs}")
+
+
+def _input_spec(dataset_uri: str, input_size: Sequence[int] | None) -> tuple[list[str], tuple, str]:
+    """The dataset's labels, the model's input size (default the dataset's) and the dataset's
+    resize policy (kept by the model)."""
+    from edgeship.contracts.dataset import read_dataset_info
+
+    info = read_dataset_info(dataset_uri)
+    size = tuple(input_size) if input_size else tuple(info.image_size)
+    return dataset_labels(dataset_uri), size, info.resize.get("policy", "stretch")
+
+
+def _val_map(model: Any, *, val_src: Any, size: tuple, config: ModelConfig, anchors: np.ndarray) -> float:
+    """The Keras model's mAP@[.5:.95] on the val split (early_stop "val_map", after each epoch)."""
+    return evaluate_map(model, stream.eval_dataset(val_src, size), config, anchors)["map"]
 
 
 def _model_config(labels: list[str], size: tuple, alpha: float, policy: str, layout: dict[str, Any],
@@ -202,7 +221,8 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
           aspect_ratios: Sequence[float] | None = None, anchors: str = TRAIN.anchors,
           backbone_weights: str = TRAIN.backbone_weights, frozen_epochs: int = TRAIN.frozen_epochs,
           init_from: str = TRAIN.init_from, head: str = TRAIN.head,
-          deterministic: bool = TRAIN.deterministic, min_steps: int = TRAIN.min_steps, fmt: str = "tfrecord",
+          deterministic: bool = TRAIN.deterministic, min_steps: int = TRAIN.min_steps,
+          early_stop: str = TRAIN.early_stop, fmt: str = "tfrecord",
           max_train_images: int | None = None, max_val_images: int | None = None,
           evaluate: bool = True, saved_model: bool = True, progress: bool = True) -> TrainResult:
     """Train a detector on ``dataset_uri``; write a Model artifact to ``out_dir`` (weights.h5,
@@ -214,17 +234,14 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
     then ``frozen_epochs``. ``head``: "ssd" | "fpn". ``deterministic``: a seed gives one model.
     ``min_steps`` (0 = ``epochs`` exactly): on a small train split the epochs are raised until
     the run makes that many optimizer steps, patience alike (history.json "schedule" says so).
+    ``early_stop``: the epoch kept, "val_loss" | "val_map" | "none" (edgeship.detection.early_stop).
     Raises ValueError for an input size the backbone cannot take, an empty split, a label map
     that disagrees with the data, or weights that do not fit.
     """
     from edgeship.base import progress as step_progress
-    from edgeship.contracts.dataset import read_dataset_info
 
-    _check_settings(epochs, batch_size, anchors, head, frozen_epochs)
-    labels = dataset_labels(dataset_uri)
-    info = read_dataset_info(dataset_uri)
-    size = tuple(input_size) if input_size else tuple(info.image_size)
-    policy = info.resize.get("policy", "stretch")  # the dataset's resize policy, kept by the model
+    _check_settings(epochs, batch_size, anchors, head, frozen_epochs, early_stop)
+    labels, size, policy = _input_spec(dataset_uri, input_size)
     device, dist, scaling, xla = _set_up_devices(seed, batch_size, learning_rate)
     out = distribute.worker_dir(out_dir, dist)  # non-chief workers write to a private folder
     t_start = time.perf_counter()
@@ -249,7 +266,8 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
                       learning_rate=scaling["learning_rate"], num_classes=config.num_classes, out_dir=out,
                       loss_config=loss_config, patience=schedule["patience"], warmup_epochs=warmup_epochs,
                       weight_decay=weight_decay, progress=progress, title="train", distribution=dist,
-                      resume=distribute.should_resume(dist))
+                      resume=distribute.should_resume(dist), early_stop=early_stop,
+                      val_map=functools.partial(_val_map, val_src=val_src, size=size, config=config, anchors=anchors))
     frozen = _fit_frozen(model, (train_ds, val_ds), frozen_epochs, start, fit_kwargs, out)
     history = fit(model, train_ds, val_ds, epochs=schedule["epochs"], **fit_kwargs)
     history.update({"anchors": anchor_record, "warm_start": {**start, "frozen_epochs": frozen_epochs,
@@ -265,7 +283,7 @@ def train(dataset_uri: str, out_dir: str | Path, *, epochs: int = TRAIN.epochs,
                                        "learning_rate": learning_rate, "weight_decay": weight_decay, "patience": patience,
                                        "warmup_epochs": warmup_epochs, "anchors": anchor_mode, "head": head,
                                        "backbone_weights": backbone_weights, "init_from": init_from, "min_steps": min_steps,
-                                       "frozen_epochs": frozen_epochs, "deterministic": deterministic,
+                                       "frozen_epochs": frozen_epochs, "deterministic": deterministic, "early_stop": early_stop,
                                        "loss": asdict(loss_config)})
     step_progress.emit(phase="exporting", map=metrics.get("map"), map50=metrics.get("map50"))
     export_model(model, config, anchors, out, history, saved_model=saved_model)

@@ -7,7 +7,7 @@ from dataclasses import dataclass, replace
 
 @dataclass(frozen=True)
 class TrainSettings:
-    epochs: int = 60              # maximum epochs (early stopping on val loss)
+    epochs: int = 60              # maximum epochs (early stopping: early_stop, patience)
     batch_size: int = 16
     alpha: float = 0.35           # MobileNetV2 width multiplier
     input_size: int = 0           # square input side, multiple of 32; 0 = the dataset's image size
@@ -21,6 +21,7 @@ class TrainSettings:
     head: str = "ssd"             # "ssd": a head on each level; "fpn": FPN-lite top-down merge first
     deterministic: bool = True    # TF deterministic ops: same seed, same model (~2-4 % slower on CPU)
     min_steps: int = 0            # raise the epochs of a small train split to this many steps (0 = epochs exactly)
+    early_stop: str = "val_loss"  # which epoch is kept and stops the run: val_loss | val_map | none
 
 
 TRAIN = TrainSettings()

@@ -271,10 +271,13 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
         learning_rate: float, num_classes: int, out_dir: Path, loss_config: LossConfig,
         patience: int = 8, warmup_epochs: float = 1.0, weight_decay: float = 1e-4,
         progress: bool = True, title: str = "train", distribution: Any = None,
-        resume: bool = False, loss: Any = None) -> dict[str, Any]:
+        resume: bool = False, loss: Any = None, early_stop: str = "val_loss",
+        val_map: Callable[[Any], float] | None = None) -> dict[str, Any]:
     """The training loop shared by train and qat. Writes TensorBoard logs to ``out_dir/logs``,
-    checkpoints to ``out_dir/checkpoints``, and keeps the weights of the best val-loss epoch (set
-    on ``model`` at the end). Returns the history dict (per-epoch losses, lr, step times).
+    checkpoints to ``out_dir/checkpoints``, and keeps the weights of the best epoch by
+    ``early_stop`` (edgeship.detection.early_stop: "val_loss", "val_map" with ``val_map`` the
+    model's val mAP, or "none"), set on ``model`` at the end. Returns the history dict (per-epoch
+    losses, "val_maps" when measured, lr, step times).
     ``distribution`` (edgeship.detection.distribute; default one device): the strategy the model
     was built under and its precision; ``batch_size`` is then the global batch. ``resume``:
     continue after the newest checkpoint in ``out_dir/checkpoints``. ``loss``: what to train and
@@ -284,7 +287,9 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
     from edgeship.base.progress import Reporter
     from edgeship.base.tfcompat import tf
     from edgeship.detection import distribute
+    from edgeship.detection.early_stop import EarlyStop
 
+    stop = EarlyStop(early_stop, patience, val_map)
     report = Reporter(interval=1.0)  # EDGESHIP_PROGRESS lines for the main job (when asked for)
     epoch_seconds: list[float] = []  # wall time of each finished epoch, validation included
     total = max(1, epochs * steps_per_epoch)
@@ -296,7 +301,6 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
     manager, first_epoch = _checkpoint_manager(ckpt, out_dir, dist, resume)
     writers = {k: tf.summary.create_file_writer(str(out_dir / "logs" / k)) for k in ("train", "val")}
     history = _new_history()
-    best, best_epoch, best_weights, waited = math.inf, 0, model.get_weights(), 0
     with Progress(*_progress_columns(), disable=not progress, transient=False) as bar:
         task = bar.add_task(title, total=total, info="")
         run = _FitRun(report, bar, task, epochs, steps_per_epoch, batch_size, total, title, history,
@@ -312,21 +316,19 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
             batches = itertools.islice(train_iter, steps_per_epoch) if endless else train_ds.take(steps_per_epoch)
             sums, n, t_first, step = _train_epoch(run, batches, train_step, epoch, t0, step)
             tr, va = _end_epoch(run, val_ds, eval_step, epoch, t0, step, sums, n, t_first)
-            if va.sum() < best - 1e-4:
-                best, best_epoch, best_weights, waited = float(va.sum()), epoch, model.get_weights(), 0
-            else:
-                waited += 1
-                if waited >= patience:
-                    report(force=True, mark=True, epoch=epoch, epochs=epochs,
-                           phase=f"early stop (best epoch {best_epoch}, val {best:.3f})")
-                    log.info("early stop: val loss has not improved for %d epochs (best %.4f at epoch %d)",
-                             patience, best, best_epoch)
-                    break
+            if stop.epoch_end(model, epoch, float(va.sum())):
+                report(force=True, mark=True, epoch=epoch, epochs=epochs, phase=f"early stop ({stop.describe()})")
+                log.info("early stop: %s has not improved for %d epochs (best %s)", early_stop, patience,
+                         stop.describe())
+                break
+            if stop.val_maps:
+                with writers["val"].as_default():
+                    tf.summary.scalar("map", stop.val_maps[-1], step=epoch)
     for w in writers.values():
         w.flush()
-    model.set_weights(best_weights)
-    history["best_epoch"] = best_epoch  # type: ignore[assignment]
-    history["best_val_loss"] = best  # type: ignore[assignment]
+    if stop.best_weights:
+        model.set_weights(stop.best_weights)
+    history.update(stop.record())  # type: ignore[arg-type]
     return history
 
 

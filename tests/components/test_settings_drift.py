@@ -89,7 +89,7 @@ def test_quantize_component_takes_every_scheme_by_default():
 @pytest.mark.parametrize("func, settings, names", [
     (train_core.train, TRAIN, ("epochs", "batch_size", "alpha", "learning_rate", "seed", "patience",
                                "anchors", "backbone_weights", "frozen_epochs", "init_from", "head",
-                               "deterministic", "min_steps")),
+                               "deterministic", "min_steps", "early_stop")),
     (qat_core.qat, QAT, ("epochs", "batch_size", "learning_rate", "seed", "patience", "min_steps", "freeze_bn",
                          "freeze_ranges", "objective", "deterministic")),
     (evaluate_core.evaluate, EVALUATE, ("split", "latency_runs", "latency_warmup", "bootstrap_resamples",
@@ -112,7 +112,8 @@ def test_core_functions_read_the_settings(func, settings, names):
                          "learning_rate": "learning_rate", "patience": "patience", "seed": "seed",
                          "anchors": "anchors", "backbone_weights": "backbone_weights",
                          "frozen_epochs": "frozen_epochs", "init_from": "init_from", "head": "head",
-                         "deterministic": "deterministic", "min_steps": "min_steps"}),
+                         "deterministic": "deterministic", "min_steps": "min_steps",
+                         "early_stop": "early_stop"}),
     (("qat",), QAT, {"epochs": "epochs", "batch_size": "batch_size", "learning_rate": "learning_rate",
                      "seed": "seed", "patience": "patience", "min_steps": "min_steps", "freeze_bn": "freeze_bn",
                      "freeze_ranges": "freeze_ranges", "objective": "objective",
@@ -162,7 +163,8 @@ def test_pipeline_parameters_read_the_settings():
     got = defaults(edgeship_pipeline)
     assert got["data_uri"] == DATA.data_uri and got["input_size"] == DATA.image_size
     assert got["epochs"] == PIPELINE_TRAIN.epochs and got["learning_rate"] == PIPELINE_TRAIN.learning_rate
-    for name in ("alpha", "patience", "anchors", "backbone_weights", "frozen_epochs", "init_from", "head"):
+    for name in ("alpha", "patience", "anchors", "backbone_weights", "frozen_epochs", "init_from", "head",
+                 "early_stop"):
         assert got[name] == getattr(PIPELINE_TRAIN, name), name
     assert got["train_min_steps"] == PIPELINE_TRAIN.min_steps and got["seed"] == PIPELINE_TRAIN.seed
     assert got["qat_objective"] == PIPELINE_QAT.objective

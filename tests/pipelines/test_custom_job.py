@@ -78,7 +78,8 @@ def test_the_custom_job_keeps_trains_inputs_and_outputs(mw_spec):
         "outputArtifactKey": "dataset", "producerTask": "data"}
     assert {k: v["componentInputParameter"] for k, v in task["inputs"]["parameters"].items()} == {
         **{name: name for name in ("epochs", "input_size", "learning_rate", "alpha", "patience", "anchors",
-                                   "backbone_weights", "frozen_epochs", "init_from", "head", "seed")},
+                                   "backbone_weights", "frozen_epochs", "init_from", "head", "seed",
+                                   "early_stop")},
         "min_steps": "train_min_steps"}
     comp = mw_spec["components"]["comp-train"]
     assert set(comp["outputDefinitions"]["artifacts"]) == {"model", "metrics"}

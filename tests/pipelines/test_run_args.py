@@ -32,6 +32,7 @@ def no_stack(monkeypatch):
     (["--learning-rate", "0"], "'learning_rate' must be > 0"),
     (["--seed", "-1"], "'seed' must be >= 0"),
     (["--qat-objective", "teacher"], "'qat_objective' must be one of both, distill, labels, got 'teacher'"),
+    (["--early-stop", "val_acc"], "'early_stop' must be one of val_loss, val_map, none, got 'val_acc'"),
     (["--auto-quantize", "--param", "autoquant_max_candidates=0"], "'autoquant_max_candidates' must be >= 1"),
     (["--auto-quantize", "--param", "autoquant_max_seconds=-5"], "'autoquant_max_seconds' must be >= 0"),
     (["--auto-quantize", "--param", "autoquant_max_candidates=many"], "'autoquant_max_candidates' must be an integer"),
@@ -64,5 +65,6 @@ def test_auto_quantize_flag_sets_the_parameter():
 def test_seed_and_qat_objective_flags_set_the_parameters():
     from edgeship.cli.commands.pipeline import _collect_params
 
-    args = cli.build_parser().parse_args(["run", "--seed", "2", "--qat-objective", "distill"])
-    assert _collect_params(args) == {"seed": "2", "qat_objective": "distill"}
+    args = cli.build_parser().parse_args(["run", "--seed", "2", "--qat-objective", "distill",
+                                          "--early-stop", "val_map"])
+    assert _collect_params(args) == {"seed": "2", "qat_objective": "distill", "early_stop": "val_map"}

@@ -18,6 +18,7 @@ _PARAM_FLAGS = {
     "data_uri": "data_uri", "model_name": "model_name", "channel": "channel", "bucket": "bucket",
     "input_size": "input_size", "epochs": "epochs", "learning_rate": "learning_rate",
     "qat_epochs": "qat_epochs", "seed": "seed", "qat_objective": "qat_objective",
+    "early_stop": "early_stop",
     "budget": "accuracy_budget", "latency_budget": "latency_budget_ms", "tolerance": "tolerance",
     "min_map": "min_map", "min_map50": "min_map50", "min_app_version": "min_app_version",
 }
@@ -36,6 +37,8 @@ def _add_param_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", help="seed of the float training and the QAT fine-tune")
     g.add_argument("--qat-objective", help="what QAT fine-tunes towards: both (labels + the float "
                                            "model's outputs), distill, labels")
+    g.add_argument("--early-stop", help="which epoch of the float training is kept (and ends it "
+                                        "early): val_loss, val_map (measured every epoch), none")
     g.add_argument("--budget", help="accuracy budget: max ΔmAP@[.5:.95] vs float, in mAP points; 'none' = not configured")
     g.add_argument("--latency-budget", help="max 1-thread median latency in ms (0 = none)")
     g.add_argument("--tolerance", help="max mAP drop vs the channel's current model, points")

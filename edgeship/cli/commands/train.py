@@ -5,6 +5,7 @@ import argparse
 
 from components.qat.settings import OBJECTIVES, QAT
 from components.train.settings import TRAIN
+from edgeship.detection.early_stop import METRICS
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -14,7 +15,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                           "saved_model/, history.json, logs/).")
     p.add_argument("--data", required=True, help="dataset directory (dataset.json)")
     p.add_argument("--out", required=True, help="output model directory")
-    p.add_argument("--epochs", type=int, default=TRAIN.epochs, help="maximum epochs; early stopping on val loss")
+    p.add_argument("--epochs", type=int, default=TRAIN.epochs, help="maximum epochs (see --early-stop)")
     p.add_argument("--batch-size", type=int, default=TRAIN.batch_size, help="batch size")
     p.add_argument("--alpha", type=float, default=TRAIN.alpha, help="MobileNetV2 width multiplier")
     p.add_argument("--input-size", type=int, help="square input side, a multiple of 32 (default: the data's)")
@@ -38,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--min-steps", type=int, default=TRAIN.min_steps,
                    help="raise the epochs of a small train split (patience alike) until the run makes this "
                         "many optimizer steps; 0 = --epochs exactly (the pipeline uses 2700)")
+    p.add_argument("--early-stop", choices=METRICS, default=TRAIN.early_stop,
+                   help="which epoch is kept and ends the run after --patience epochs without a better "
+                        "one: val_loss, val_map (the model's val mAP after every epoch), none (the last)")
     p.set_defaults(func=_train)
 
     q = subparsers.add_parser("qat", help="quantization-aware fine-tuning of a trained detector",
@@ -76,7 +80,7 @@ def _train(args: argparse.Namespace) -> int:
               input_size=size, learning_rate=args.learning_rate, patience=args.patience, seed=args.seed,
               anchors=args.anchors, backbone_weights=args.backbone_weights,
               frozen_epochs=args.frozen_epochs, init_from=args.init_from, head=args.head,
-              deterministic=args.deterministic, min_steps=args.min_steps)
+              deterministic=args.deterministic, min_steps=args.min_steps, early_stop=args.early_stop)
     print(f"model: {r.model_dir}")
     print(f"epochs: {r.epochs_run} (best {r.best_epoch}, val loss {r.best_val_loss:.4f}), "
           f"{r.train_seconds:.0f} s, {r.ms_per_image:.2f} ms/image")
