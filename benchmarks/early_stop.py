@@ -123,14 +123,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("early_stop_bench"))
     p.add_argument("--epochs", type=int, help="default: the pipeline's")
     p.add_argument("--min-steps", type=int, help="default: the pipeline's")
+    p.add_argument("--replay", type=Path, help="a runs.json of an earlier run: table and plot only")
     args = p.parse_args(argv)
     from components.train.settings import PIPELINE_TRAIN
 
     epochs = args.epochs or PIPELINE_TRAIN.epochs
     min_steps = PIPELINE_TRAIN.min_steps if args.min_steps is None else args.min_steps
     args.out.mkdir(parents=True, exist_ok=True)
-    runs = []
-    for seed in args.seeds:
+    runs = json.loads(args.replay.read_text()) if args.replay else []
+    for seed in [] if args.replay else args.seeds:
         runs.append(train_recording(args.data, args.out, seed, epochs, min_steps))
         (args.out / "runs.json").write_text(json.dumps(runs, indent=1))
         print(f"seed {seed}: {len(runs[-1]['val_loss'])} epochs in {runs[-1]['train_seconds']:.0f} s", flush=True)
