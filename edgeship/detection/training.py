@@ -289,7 +289,7 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
     from edgeship.detection import distribute
     from edgeship.detection.early_stop import EarlyStop
 
-    stop = EarlyStop(early_stop, patience, val_map)
+    stop = EarlyStop(early_stop, patience, val_map, best_weights=model.get_weights())  # kept if no epoch scores
     report = Reporter(interval=1.0)  # EDGESHIP_PROGRESS lines for the main job (when asked for)
     epoch_seconds: list[float] = []  # wall time of each finished epoch, validation included
     total = max(1, epochs * steps_per_epoch)
@@ -326,8 +326,7 @@ def fit(model: Any, train_ds: Any, val_ds: Any, *, epochs: int, steps_per_epoch:
                     tf.summary.scalar("map", stop.val_maps[-1], step=epoch)
     for w in writers.values():
         w.flush()
-    if stop.best_weights:
-        model.set_weights(stop.best_weights)
+    model.set_weights(stop.best_weights)
     history.update(stop.record())  # type: ignore[arg-type]
     return history
 
