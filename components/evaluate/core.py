@@ -151,6 +151,7 @@ class EvalReport:
     autoquant: dict[str, Any] | None = None  # the search behind an autoquant variants artifact
     diagnosis: dict[str, Any] | None = None  # the per-layer diagnosis, when int8 missed the budget
     intervals: dict[str, Any] | None = None  # how the intervals were made (report.json "intervals")
+    latency_host: dict[str, Any] | None = None  # the host's load while latency was timed
 
     def to_dict(self) -> dict[str, Any]:
         doc = {
@@ -166,6 +167,7 @@ class EvalReport:
             "variants": {name: row.to_dict() for name, row in self.variants.items()},
             "float_keras": self.float_keras.to_dict() if self.float_keras is not None else None,
             evaluation.INTERVALS: self.intervals,
+            evaluation.LATENCY_HOST: self.latency_host,
         }
         if self.autoquant is not None:
             doc["autoquant"] = self.autoquant
@@ -271,8 +273,8 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
             _more_variants(run, diagnose, results, float_eval, dets, samples, interval_args)
             count = run.count
     step_progress.emit(phase=f"latency of {len(samples)} variant(s), timed in turns")
-    lat1, latn = measure_latency(samples, threads_n=run.threads_n, runs=latency_runs, warmup=latency_warmup,
-                                 blocks=latency_blocks, confidence=confidence)
+    lat1, latn, host = measure_latency(samples, threads_n=run.threads_n, runs=latency_runs,
+                                       warmup=latency_warmup, blocks=latency_blocks, confidence=confidence)
     for index, (name, row) in enumerate(results.items(), count - len(results) + 1):
         row.latency_1, row.latency_n = lat1[name], latn[name]
         step_progress.emit(item=name, index=index, count=count, map=row.map,
@@ -288,7 +290,7 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
                       objects=int(sum(len(np.asarray(ex.labels).reshape(-1)) for ex in truth_of(examples))),
                       classes=[names[i] for i in sorted(names)], variants=results, float_keras=float_eval,
                       float_reference=reference, latency_runs=int(latency_runs), threads_n=run.threads_n,
-                      intervals=intervals)
+                      intervals=intervals, latency_host=host)
 
 
 Diagnose = Callable[[dict[str, ModelEval]], Sequence[VariantSpec]]

@@ -10,7 +10,13 @@ from typing import Any, Mapping
 import numpy as np
 
 from edgeship.detection.bootstrap import bootstrap_intervals
-from edgeship.detection.latency import LatencyStats, interleaved_tflite_latency, tflite_latency
+from edgeship.detection.latency import (
+    LatencyStats,
+    host_conditions,
+    host_load,
+    interleaved_tflite_latency,
+    tflite_latency,
+)
 
 log = logging.getLogger(__name__)
 
@@ -72,17 +78,24 @@ def add_accuracy_intervals(models: Mapping[str, Any], reference: str | None, *, 
 
 def measure_latency(models: Mapping[str, tuple[Any, np.ndarray]], *, threads_n: int, runs: int,
                     warmup: int, blocks: int, confidence: float
-                    ) -> tuple[dict[str, LatencyStats], dict[str, LatencyStats]]:
+                    ) -> tuple[dict[str, LatencyStats], dict[str, LatencyStats], dict[str, Any] | None]:
     """1-thread latency of every .tflite (name -> (path, input)) with the models timed in turns,
     and ``threads_n``-thread latency one model at a time (interpreters with thread pools alive at
-    once slow each other down: edgeship/detection/latency.py)."""
+    once slow each other down: edgeship/detection/latency.py); and the host's load while the
+    1-thread figures were timed (:func:`host_conditions`: ``busy`` = not to be trusted)."""
     if not models:
-        return {}, {}
+        return {}, {}, None
+    before = host_load()
     one = interleaved_tflite_latency(models, threads=1, runs=runs, warmup=warmup, blocks=blocks,
                                      confidence=confidence)
+    host = host_conditions(before, host_load())
+    if host["busy"]:
+        log.warning("latency timed on a busy host (load %.2f per CPU on %d CPUs > %.1f): the 1-thread "
+                    "figures are reported but the gate will not rank variants by them",
+                    host["load_per_cpu"], host["cpus"], host["threshold_load_per_cpu"])
     many = {name: tflite_latency(path, x, threads=threads_n, runs=runs, warmup=warmup, blocks=blocks,
                                  confidence=confidence) for name, (path, x) in models.items()}
-    return one, many
+    return one, many, host
 
 
 def latency_method(blocks: int, runs: int, confidence: float) -> str:

@@ -162,6 +162,13 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
                      f"latency: {iv.get('latency') or 'not stated'}")
     else:
         lines.append("- no intervals in this report (bootstrap off)")
+    host = report.get(evaluation.LATENCY_HOST)
+    if isinstance(host, Mapping):
+        lines.append(f"- host while the 1-thread latencies were timed: load average "
+                     f"{host.get('load_1min_before')} before, {host.get('load_1min_after')} after, on "
+                     f"{host.get('cpus')} CPUs ({host.get('load_per_cpu')} per CPU)"
+                     + ("; **busy: the latencies are not trusted to rank variants** (the gate ranks by "
+                        "scheme instead)" if host.get("busy") else ""))
     views = iv.get("views") if isinstance(iv, Mapping) else None
     if isinstance(views, Mapping):
         lines.append(f"- ΔmAP \"views\" (what the gate judges): over the {views.get('photos')} val photos each scored "

@@ -80,11 +80,11 @@ def decide(report: dict, config: GateConfig, champion: Champion | None) -> Decis
     evidence = Evidence.of(report)
     reasons: list[str] = []
     candidates = [_candidate(name, variants[name], float_map, config, evidence) for name in sorted(variants)]
-    chosen, rule_failed = _choose(candidates, config, reasons)
+    chosen, rule_failed = _choose(candidates, config, reasons, evidence)
     outcome = "refused" if rule_failed else "passed"
     needed = None
     certified = chosen if chosen is not None and chosen.eligible else None  # not a forced pick
-    undecided = rules.too_small_to_decide(candidates, certified, config)
+    undecided = rules.too_small_to_decide(candidates, certified, config, trusted=evidence.latency_trusted)
     if undecided:  # said plainly; the choice (if any) is the variant shown within the budget
         text, needed = rules.cannot_decide_reason(undecided, certified, config, evidence)
         reasons.append(text)
@@ -116,7 +116,7 @@ def _candidate(name: str, row: Any, float_map: float, config: GateConfig, eviden
     c = Candidate(name, vmap, delta, _latency(row), row.get("size_bytes"),
                   True, [], map50=float(row["map50"]) if row.get("map50") is not None else None,
                   delta_map_ci=list(delta_ci) if delta_ci else None,
-                  latency_ci=list(latency_ci) if latency_ci else None)
+                  latency_ci=list(latency_ci) if latency_ci else None, scheme=str(row.get("scheme") or name))
     rules.judge_accuracy(c, config, evidence)
     c.eligible = c.accuracy in ("within", "")
     if config.latency_budget_ms > 0:
@@ -148,8 +148,8 @@ def _lat(c: Candidate) -> str:
     return f"{c.latency_ms:.3f} ms{ci}"
 
 
-def _choose(candidates: list[Candidate], config: GateConfig,
-            reasons: list[str]) -> tuple[Candidate | None, bool]:
+def _choose(candidates: list[Candidate], config: GateConfig, reasons: list[str],
+            evidence: Evidence) -> tuple[Candidate | None, bool]:
     """Rules 2, 4 and 6: the chosen variant (or None) and whether a rule failed; appends the reasons."""
     budget = config.accuracy_budget
     eligible = [c for c in candidates if c.eligible]
@@ -163,11 +163,14 @@ def _choose(candidates: list[Candidate], config: GateConfig,
             return chosen, True
         return chosen, False
     if eligible:
-        chosen, fastest, tied = rules.fastest_with_ties(eligible)
+        chosen, fastest, tied = rules.fastest_with_ties(eligible, trusted=evidence.latency_trusted)
         text = (f"{len(eligible)} of {len(candidates)} variants within ΔmAP ≤ {budget:.2f} pt"
                 + (f" and latency ≤ {config.latency_budget_ms:.2f} ms" if config.latency_budget_ms > 0 else "")
-                + (" and the quality floor" if config.min_map > 0 or config.min_map50 > 0 else "")
-                + f"; fastest: {fastest.name!r} ({_lat(fastest)}, ΔmAP {fastest.delta_map_pts:.2f} pt)")
+                + (" and the quality floor" if config.min_map > 0 or config.min_map50 > 0 else ""))
+        if not evidence.latency_trusted:
+            reasons.append(text + "; " + rules.untrusted_choice_text(chosen, tied, evidence))
+            return chosen, False
+        text += f"; fastest: {fastest.name!r} ({_lat(fastest)}, ΔmAP {fastest.delta_map_pts:.2f} pt)"
         if len(tied) > 1:
             others = ", ".join(f"{c.name!r} ({_lat(c)}, {(c.size_bytes or 0) / 1024:.0f} KB)"
                                for c in tied if c is not fastest)

@@ -25,6 +25,7 @@ class Evidence:
     resamples: int | None
     intervals: bool  # the rows carry ΔmAP intervals
     views: dict | None = None  # intervals.views: the photos were also scored in views (small val)
+    latency_host: dict | None = None  # the host's load while latency was timed (evaluate)
 
     @classmethod
     def of(cls, report: dict) -> "Evidence":
@@ -35,11 +36,24 @@ class Evidence:
         return cls(images=int(images) if isinstance(images, int) and not isinstance(images, bool) else None,
                    confidence=float(iv["confidence"]) if iv.get("confidence") else None,
                    resamples=int(iv["resamples"]) if iv.get("resamples") else None, intervals=has,
-                   views=iv["views"] if isinstance(iv.get("views"), dict) else None)
+                   views=iv["views"] if isinstance(iv.get("views"), dict) else None,
+                   latency_host=host if isinstance(host := report.get(evaluation.LATENCY_HOST), dict) else None)
 
     def to_dict(self) -> dict[str, Any]:
         return {"val_images": self.images, "confidence": self.confidence, "resamples": self.resamples,
-                "intervals": self.intervals, "views_per_image": (self.views or {}).get("per_image")}
+                "intervals": self.intervals, "views_per_image": (self.views or {}).get("per_image"),
+                "latency_host": self.latency_host, "latency_trusted": self.latency_trusted}
+
+    @property
+    def latency_trusted(self) -> bool:
+        """False when evaluate timed latency on a busy host (reports that do not say: trusted)."""
+        return not (self.latency_host or {}).get("busy")
+
+    @property
+    def host_text(self) -> str:
+        h = self.latency_host or {}
+        return (f"load average {max(x for x in (h.get('load_1min_before'), h.get('load_1min_after'), 0.0) if x is not None):.2f} "
+                f"on {h.get('cpus', '?')} CPUs, {h.get('load_per_cpu', '?')} per CPU > {h.get('threshold_load_per_cpu', '?')}")
 
     @property
     def basis(self) -> str:
@@ -120,21 +134,59 @@ def _speed(c: Candidate) -> float:
     return c.latency_ms if c.latency_ms is not None else math.inf
 
 
+# Each scheme's speed class on LiteRT's XNNPACK CPU kernels, fastest first, used when latency was
+# timed on a busy host: integer-only int8 (1-thread 0.36-0.40 ms on the quiet x86 host of the
+# README's raccoon table), then float32 and float16 (which a CPU runs in float32: 0.54-0.55 ms),
+# dynamic-range int8 (float activations, quantized per op: 1.45 ms), 16x8 (reference kernels:
+# 24 ms). Phones' CPUs order them alike (TFLite's post-training quantization guide).
+SCHEME_SPEED_CLASS = {"full_int8": 0, "full_int8_pt": 0, "qat_int8": 0, "selective_int8": 0,
+                      "fp32": 1, "float16": 1, "dynamic_int8": 2, "int16x8": 3}
+
+
+def speed_class(c: Candidate) -> int:
+    """The scheme's speed class (unknown schemes: with the float ones)."""
+    return SCHEME_SPEED_CLASS.get(c.scheme or c.name, 1)
+
+
+def faster(a: Candidate, b: Candidate, trusted: bool = True) -> bool:
+    """``a`` is faster than ``b``: a lower median with intervals that do not overlap, or (latency
+    not trusted) a faster scheme class."""
+    if not trusted:
+        return speed_class(a) < speed_class(b)
+    return _speed(a) < _speed(b) and not latency_tied(a, b)
+
+
 def tie_key(c: Candidate) -> tuple:
     """Among tied variants: the smaller file, then the more accurate (then the faster, the name)."""
     return (c.size_bytes if c.size_bytes is not None else math.inf, -c.map, _speed(c), c.name)
 
 
-def fastest_with_ties(eligible: list[Candidate]) -> tuple[Candidate, Candidate, list[Candidate]]:
+def fastest_with_ties(eligible: list[Candidate], trusted: bool = True
+                      ) -> tuple[Candidate, Candidate, list[Candidate]]:
     """(chosen, fastest, tied): the fastest by median, the variants tied with it, and the choice
-    among them by :func:`tie_key`."""
+    among them by :func:`tie_key`. Latency not ``trusted``: the fastest scheme class instead, every
+    variant of that class tied."""
+    if not trusted:
+        fastest = min(eligible, key=lambda c: (speed_class(c), *tie_key(c)))
+        tied = [c for c in eligible if speed_class(c) == speed_class(fastest)]
+        return fastest, fastest, tied
     fastest = min(eligible, key=lambda c: (_speed(c), *tie_key(c)))
     tied = [c for c in eligible if latency_tied(c, fastest)]
     return min(tied, key=tie_key), fastest, tied
 
 
+def untrusted_choice_text(chosen: Candidate, tied: list[Candidate], evidence: Evidence) -> str:
+    """The choice in words when latency was timed on a busy host."""
+    others = ", ".join(f"{c.name!r} ({(c.size_bytes or 0) / 1024:.0f} KB)" for c in tied if c is not chosen)
+    return (f"latency not trusted: timed on a busy host ({evidence.host_text}), so variants are ranked "
+            f"by scheme (integer-only int8, then float, then dynamic-range int8, then 16x8) instead of "
+            f"by the measured medians: chose {chosen.name!r} ({chosen.scheme}, "
+            f"{(chosen.size_bytes or 0) / 1024:.0f} KB, ΔmAP {chosen.delta_map_pts:.2f} pt)"
+            + (f", the smaller file (then the more accurate) of its class beside {others}" if others else ""))
+
+
 def too_small_to_decide(candidates: list[Candidate], chosen: Candidate | None,
-                        config: GateConfig) -> list[Candidate]:
+                        config: GateConfig, trusted: bool = True) -> list[Candidate]:
     """Variants the val split cannot judge at this budget: undecided, wider than the budget
     (half-width > budget), passing every other rule, and faster than the choice (any, without one)."""
     budget = config.accuracy_budget
@@ -145,7 +197,7 @@ def too_small_to_decide(candidates: list[Candidate], chosen: Candidate | None,
         other_rules = [w for w in c.why if not w.startswith("ΔmAP")]
         if c.accuracy != "undecided" or other_rules or (half_width(c) or 0.0) <= budget:
             continue
-        if chosen is None or (_speed(c) < _speed(chosen) and not latency_tied(c, chosen)):
+        if chosen is None or faster(c, chosen, trusted):
             out.append(c)
     return out
 
@@ -198,9 +250,16 @@ def rules_text(config: GateConfig, evidence: Evidence, float_name: str) -> list[
                      "within the budget, and with none nothing is published unless forced")
     rules.append("latency: 1-thread median ≤ " + (f"{config.latency_budget_ms:.2f} ms" if config.latency_budget_ms > 0
                                                   else "no budget"))
-    rules.append("choice: the fastest eligible variant by 1-thread median latency; variants whose latency "
-                 "intervals overlap the fastest one's are tied (without intervals: equal medians); ties go "
-                 "to the smaller file, then the more accurate")
+    if evidence.latency_trusted:
+        rules.append("choice: the fastest eligible variant by 1-thread median latency; variants whose latency "
+                     "intervals overlap the fastest one's are tied (without intervals: equal medians); ties go "
+                     "to the smaller file, then the more accurate")
+    else:
+        rules.append(f"choice: latency was timed on a busy host ({evidence.host_text}) and is not trusted to "
+                     "rank variants; the eligible variant of the fastest scheme class on XNNPACK "
+                     "(integer-only int8 < fp32 = float16 < dynamic-range int8 < 16x8) is chosen, ties to "
+                     "the smaller file, then the more accurate; a latency budget still compares the measured "
+                     "medians")
     if config.min_map > 0 or config.min_map50 > 0:
         parts = [f"mAP@[.5:.95] ≥ {config.min_map:.4f}" if config.min_map > 0 else "",
                  f"mAP@.5 ≥ {config.min_map50:.4f}" if config.min_map50 > 0 else ""]

@@ -76,6 +76,7 @@ class Candidate:
     latency_ci: list[float] | None = None    # [low, high] ms of the 1-thread median
     accuracy: str = ""  # vs the budget: "within" | "over" | "undecided" | "" (no budget)
     images_to_settle: int | None = None  # val images that would put the interval on one side of the budget
+    scheme: str = ""  # the row's quantization scheme (fp32, full_int8, selective_int8, ...)
 
 
 @dataclass

@@ -35,6 +35,9 @@ CI_KEYS = (MAP_CI, MAP50_CI, DELTA_MAP_CI)
 DELTA_MAP_VIEWS = "delta_map_views"
 DELTA_MAP_VIEWS_CI = "delta_map_views_ci"
 INTERVALS = "intervals"  # top level: method, resamples, confidence, seed, images, latency method
+# top level: the host's load while the 1-thread latencies were timed (load averages, CPUs, busy):
+# on a busy host the gate does not rank variants by latency (components/select/rules.py)
+LATENCY_HOST = "latency_host"
 CALIBRATION_SET = "calibration_set"  # per row: the int8 calibration images (quantize's record)
 
 
@@ -119,6 +122,12 @@ class EvaluationReport:
     def intervals(self) -> dict:
         """How the intervals were made (method, resamples, confidence, ...); {} when absent."""
         value = self.doc.get(INTERVALS)
+        return value if isinstance(value, dict) else {}
+
+    @property
+    def latency_host(self) -> dict:
+        """The host's load while latency was timed ({} in reports that do not say)."""
+        value = self.doc.get(LATENCY_HOST)
         return value if isinstance(value, dict) else {}
 
     def float_reference(self) -> tuple[str, float]:

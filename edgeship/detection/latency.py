@@ -137,6 +137,45 @@ def interleaved_calls(fns: Mapping[str, Callable[[], object]], *, runs: int = 50
                            confidence=confidence) for name in names}
 
 
+# Above this 1-minute load average per usable CPU (the timing thread itself included) the host
+# is oversubscribed: measured 2026-12-02 beside the test suite at load 6-194 on 2 CPUs, every
+# 1-thread latency read 5x its quiet figure and int8 came out slower than fp32 (1.28x, thread
+# CPU time too), the reverse of the quiet ordering (0.73x). Figures timed so are not trusted.
+BUSY_LOAD_PER_CPU = 1.0
+
+_loadavg = os.getloadavg  # tests replace it with a fake reading
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask; os.cpu_count() where there is none)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return all_threads()
+
+
+def host_load() -> float | None:
+    """The host's 1-minute load average (None where the platform has none)."""
+    try:
+        return float(_loadavg()[0])
+    except (AttributeError, OSError):
+        return None
+
+
+def host_conditions(before: float | None, after: float | None, cpus: int | None = None, *,
+                    threshold: float = BUSY_LOAD_PER_CPU) -> dict[str, Any]:
+    """What the host was doing while latency was timed: the load averages read before and after,
+    the usable CPUs, and ``busy`` = the higher reading per CPU is above ``threshold`` (then the
+    latencies are not trusted to rank the variants; unknown load counts as not busy)."""
+    cpus = int(cpus or usable_cpus())
+    readings = [x for x in (before, after) if x is not None]
+    per_cpu = max(readings) / cpus if readings else None
+    return {"load_1min_before": before, "load_1min_after": after, "cpus": cpus,
+            "load_per_cpu": round(per_cpu, 3) if per_cpu is not None else None,
+            "threshold_load_per_cpu": float(threshold),
+            "busy": bool(per_cpu is not None and per_cpu > threshold)}
+
+
 def all_threads() -> int:
     """The thread count used for the "all threads" figure: os.cpu_count()."""
     return max(1, os.cpu_count() or 1)

@@ -34,9 +34,28 @@ def test_evaluate_on_the_data_steps_val_split(tiny_dataset, matching_variants, t
     assert report.images == 5 and report.dataset_fingerprint == info.fingerprint
     doc = json.loads((tmp_path / "eval" / "report.json").read_text())
     assert set(doc["variants"]) == {"fp32", "full_int8"}
+    assert set(doc["latency_host"]) >= {"load_1min_before", "load_1min_after", "cpus", "busy"}
     assert set(doc["variants"]["fp32"]["per_class_ap"]) == set(info.class_names)
     for name in ("report.md", "report.html", "tradeoff.png"):
         assert (tmp_path / "eval" / name).is_file()
+
+
+def test_latency_timed_on_a_busy_host_is_marked_in_the_report(tiny_dataset, matching_variants, tmp_path,
+                                                              monkeypatch):
+    """The host's load is read before and after the 1-thread timing (the real os.getloadavg in the
+    test above; here a reading the test controls): above one per usable CPU the report says busy."""
+    from edgeship.detection import latency
+
+    cpus = latency.usable_cpus()
+    readings = iter([(0.2 * cpus, 0.0, 0.0), (1.6 * cpus, 0.0, 0.0)])
+    monkeypatch.setattr(latency, "_loadavg", lambda: next(readings))
+    uri, _ = tiny_dataset
+    core.evaluate(matching_variants, str(uri), tmp_path / "eval", latency_runs=3, latency_warmup=1,
+                  show_progress=False, slices=[])
+    host = json.loads((tmp_path / "eval" / "report.json").read_text())["latency_host"]
+    assert host["busy"] is True and host["cpus"] == cpus and host["load_per_cpu"] == pytest.approx(1.6)
+    assert host["load_1min_before"] == pytest.approx(0.2 * cpus)
+    assert "busy: the latencies are not trusted" in (tmp_path / "eval" / "report.md").read_text()
 
 
 def test_label_map_that_disagrees_with_the_data_is_an_error(tiny_dataset, standin_variants, tmp_path):
