@@ -123,3 +123,11 @@ def _no_outbound_connections() -> Iterator[None]:
         where, stack = _outbound[0]
         pytest.fail(f"the test connected to {where} ({len(_outbound)} outbound connection(s)); "
                     f"tests must not use the network. First one from:\n{stack}", pytrace=False)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Modules with a ``slow`` test run first, each module's tests in their own order: under
+    pytest-xdist (scripts/test.sh: whole modules per worker) the long modules then start at once
+    instead of leaving one worker with them at the end while the other idles."""
+    slow = {item.nodeid.split("::")[0] for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.nodeid.split("::")[0] not in slow)

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -129,6 +130,10 @@ def _calibrated_qat_model(dist: Any, float_model: Any, train_src: Any, config: A
     log.info("QAT model: %d layers, %d activation ranges calibrated on 64 train images, %d BatchNorm layers "
              "with frozen statistics", len(qmodel.layers), n_ranges, n_bn)
     return qmodel
+
+
+NOT_TIMED = {"measured": False, "reason": "timing_steps=0", "float_ms_per_image": math.nan,
+             "qat_ms_per_image": math.nan, "ratio": math.nan}
 
 
 def _time_float_vs_qat(model_dir: str | Path, train_ds: Any, config: Any, batch_size: int, timing_steps: int,
@@ -237,13 +242,16 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
     on the sum of the two losses;
     ``deterministic``: TensorFlow's deterministic ops (the same seed gives the same model).
     Before fine-tuning it times ``timing_steps`` float and QAT training steps on the same batches
-    (history.json: ``step_time``). Raises ValueError when the dataset's classes disagree with the
+    (history.json: ``step_time``; 0 = not timed, which saves tracing three more models: the
+    ratios are then NaN). Raises ValueError when the dataset's classes disagree with the
     model's label map, or on a bad epochs / batch_size / min_steps / patience / objective.
     """
     from edgeship.base import progress as step_progress
     from edgeship.detection import training as tc
 
     fine_tune_schedule(1, batch_size, epochs=epochs, min_steps=min_steps, patience=patience)  # bad args: now
+    if isinstance(timing_steps, bool) or int(timing_steps) != timing_steps or timing_steps < 0:
+        raise ValueError(f"qat timing_steps must be an integer >= 0 (0 = not timed), got {timing_steps!r}")
     if objective not in OBJECTIVES:
         raise ValueError(f"qat objective {objective!r} is not one of {', '.join(OBJECTIVES)}")
     float_model, config, anchors = load_model(model_dir)
@@ -264,7 +272,8 @@ def qat(model_dir: str | Path, dataset_uri: str, out_dir: str | Path, *, epochs:
     qmodel = _calibrated_qat_model(dist, float_model, train_src, config, freeze_bn)
     loss = _objective_loss(objective, model_dir, dist)
     step_time = _time_float_vs_qat(model_dir, train_ds, config, batch_size, timing_steps, device,
-                                   freeze_bn=freeze_bn, freeze_ranges=freeze_ranges, qat_loss=loss)
+                                   freeze_bn=freeze_bn, freeze_ranges=freeze_ranges, qat_loss=loss) \
+        if timing_steps > 0 else dict(NOT_TIMED)
     history = _fine_tune(qmodel, (train_ds, val_ds), schedule, learning_rate=scaling["learning_rate"],
                          config=config, out=out, dist=dist, freeze_ranges=freeze_ranges, progress=progress,
                          loss_config=loss_config, loss=loss)

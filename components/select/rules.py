@@ -167,7 +167,8 @@ def fastest_with_ties(eligible: list[Candidate], trusted: bool = True
     among them by :func:`tie_key`. Latency not ``trusted``: the fastest scheme class instead, every
     variant of that class tied."""
     if not trusted:
-        fastest = min(eligible, key=lambda c: (speed_class(c), *tie_key(c)))
+        fastest = min(eligible, key=lambda c: (speed_class(c), c.size_bytes if c.size_bytes is not None else math.inf,
+                                               -c.map, c.name))  # no measured latency in the key
         tied = [c for c in eligible if speed_class(c) == speed_class(fastest)]
         return fastest, fastest, tied
     fastest = min(eligible, key=lambda c: (_speed(c), *tie_key(c)))

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 STEPS = 4  # K: 2K steps are trained, the checkpoint is written after K
 
 # fresh TensorFlow processes: ~2 min (run) and ~40 s (workers) here with the stack up
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def run(tmp_path_factory):
     out = tmp_path_factory.mktemp("distributed") / "result.json"
     proc = subprocess.run([sys.executable, "-m", "tests.detection._distributed_run", str(out),
                            "--steps", str(STEPS)], cwd=ROOT, capture_output=True, text=True,
-                          timeout=720)
+                          timeout=1500)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
     return json.loads(out.read_text())
 
@@ -111,7 +111,7 @@ def workers(tmp_path_factory):
                               text=True) for i in (0, 1)]
     outputs = []
     try:
-        outputs = [p.communicate(timeout=480)[0] for p in procs]
+        outputs = [p.communicate(timeout=900)[0] for p in procs]
     finally:
         for p in procs:
             if p.poll() is None:

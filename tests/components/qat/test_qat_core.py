@@ -37,7 +37,7 @@ def test_quantized_detector_wraps_every_layer_and_starts_close_to_float(float_mo
     assert float(np.abs(np.asarray(fc) - np.asarray(qc)).mean()) < 0.1 * float(np.abs(np.asarray(fc)).mean()) + 0.05
 
 
-QUICK = {"epochs": 1, "min_steps": 0, "batch_size": 8, "timing_steps": 3, "progress": False,
+QUICK = {"epochs": 1, "min_steps": 0, "batch_size": 8, "timing_steps": 0, "progress": False,
          "saved_model": False, "evaluate": False}
 
 
@@ -45,7 +45,7 @@ QUICK = {"epochs": 1, "min_steps": 0, "batch_size": 8, "timing_steps": 3, "progr
 def qat_run(float_model_dir, qat_dataset, tmp_path_factory):
     """One QAT fine-tune with the default recipe (frozen BN and ranges, deterministic), 1 epoch."""
     out = tmp_path_factory.mktemp("qat_run") / "qat"
-    result = core.qat(float_model_dir, str(qat_dataset), out, **QUICK)
+    result = core.qat(float_model_dir, str(qat_dataset), out, **{**QUICK, "timing_steps": 3})
     return out, result
 
 
@@ -125,6 +125,8 @@ def test_without_the_freezes_bn_statistics_and_ranges_move(float_model_dir, qat_
                                                         "deterministic": False})
     moved = _bn_moved(load_model(float_model_dir)[0], load_model(out)[0])
     assert moved["moving_mean"] and moved["moving_variance"]
+    step_time = json.loads((out / "history.json").read_text())["step_time"]  # timing_steps=0: not timed
+    assert step_time["measured"] is False and np.isnan(step_time["ratio"])
     tuned = _ranges(qat_lib.load_qat_model(out)[0])
     start = _ranges(_calibrated(float_model_dir, qat_dataset))
     assert any(not np.array_equal(tuned[k], start[k]) for k in tuned)
@@ -133,7 +135,7 @@ def test_without_the_freezes_bn_statistics_and_ranges_move(float_model_dir, qat_
 def test_the_same_seed_gives_the_same_qat_model(qat_run, float_model_dir, qat_dataset, tmp_path):
     out, _ = qat_run
     again = tmp_path / "again"
-    core.qat(float_model_dir, str(qat_dataset), again, **QUICK)
+    core.qat(float_model_dir, str(qat_dataset), again, **{**QUICK, "timing_steps": 3})  # as qat_run
     first, second = qat_lib.load_qat_model(out)[0].weights, qat_lib.load_qat_model(again)[0].weights
     assert len(first) == len(second) > 100  # in the same order (names carry Keras's layer numbers)
     assert [a.name for a, b in zip(first, second) if not np.array_equal(np.asarray(a), np.asarray(b))] == []
@@ -205,6 +207,12 @@ def test_distillation_fine_tunes_towards_the_float_model(qat_run, float_model_di
         return float(np.abs(np.asarray(qat_lib.load_qat_model(model_dir)[0](x, training=False)[1]) - reference).mean())
 
     assert gap(out) <= gap(labels) * 1.05
+
+
+@pytest.mark.parametrize("steps", [-1, 2.5, True])
+def test_qat_refuses_a_bad_timing_steps_before_reading_anything(steps, tmp_path):
+    with pytest.raises(ValueError, match=f"timing_steps must be an integer >= 0.*got {steps!r}"):
+        core.qat(tmp_path / "no-model", str(tmp_path / "no-data"), tmp_path / "q", timing_steps=steps)
 
 
 def test_qat_names_an_unknown_objective(float_model_dir, qat_dataset, tmp_path):
