@@ -124,12 +124,6 @@ class EvaluationReport:
         value = self.doc.get(INTERVALS)
         return value if isinstance(value, dict) else {}
 
-    @property
-    def latency_host(self) -> dict:
-        """The host's load while latency was timed ({} in reports that do not say)."""
-        value = self.doc.get(LATENCY_HOST)
-        return value if isinstance(value, dict) else {}
-
     def float_reference(self) -> tuple[str, float]:
         """(name, mAP) of the float reference: the Keras float model, else the fp32 variant."""
         if self.float_keras is not None and self.float_keras.get("map") is not None:
