@@ -123,7 +123,7 @@ def test_parameters_types_and_defaults(spec):
         "anchors": ("STRING", None), "backbone_weights": ("STRING", "none"),
         "frozen_epochs": ("NUMBER_INTEGER", 0), "init_from": ("STRING", ""), "head": ("STRING", "ssd"),
         "train_min_steps": ("NUMBER_INTEGER", None), "seed": ("NUMBER_INTEGER", 0),
-        "qat_objective": ("STRING", "both"), "early_stop": ("STRING", "val_loss"),
+        "qat_objective": ("STRING", "both"), "early_stop": ("STRING", "none"),
     }
     assert set(params) == set(expected)
     for name, (kind, default) in expected.items():
