@@ -30,7 +30,7 @@ from components.evaluate import calibration as calib
 from components.evaluate import diagnose as diagnosis
 from components.evaluate import views as tta
 from components.evaluate.intervals import add_intervals, latency_method, measure_latency
-from components.evaluate.outputs import autoquant_search, calibration_records, key_metrics  # noqa: F401 (re-export)
+from components.evaluate.outputs import autoquant_search, calibration_records, key_metrics, set_aside  # noqa: F401 (re-export)
 from components.evaluate.report import write_reports
 from components.evaluate.robustness import SLICES, make_slices
 from components.evaluate.running import VIEWS, Run, progress_bar
@@ -152,6 +152,7 @@ class EvalReport:
     diagnosis: dict[str, Any] | None = None  # the per-layer diagnosis, when int8 missed the budget
     intervals: dict[str, Any] | None = None  # how the intervals were made (report.json "intervals")
     latency_host: dict[str, Any] | None = None  # the host's load while latency was timed
+    set_aside: list[dict[str, Any]] = field(default_factory=list)  # quantize's skipped variants
 
     def to_dict(self) -> dict[str, Any]:
         doc = {
@@ -168,6 +169,7 @@ class EvalReport:
             "float_keras": self.float_keras.to_dict() if self.float_keras is not None else None,
             evaluation.INTERVALS: self.intervals,
             evaluation.LATENCY_HOST: self.latency_host,
+            "set_aside": list(self.set_aside),
         }
         if self.autoquant is not None:
             doc["autoquant"] = self.autoquant
@@ -378,6 +380,7 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
         diagnosis.costs(hook.found, report.variants)
         report.diagnosis = hook.found.to_dict()
     report.autoquant = search
+    report.set_aside = set_aside(variants_dir)
     for name, record in calibration_records(variants_dir).items():
         if name in report.variants:
             report.variants[name].calibration_set = record

@@ -1,5 +1,5 @@
 """What the evaluation keeps from its inputs besides the measurements (the autoquant search, the
-int8 calibration record of every variant) and the flat figures it logs as KFP Metrics."""
+int8 calibration record of every variant, the variants quantize set aside) and the flat figures it logs as KFP Metrics."""
 from __future__ import annotations
 
 import os
@@ -24,6 +24,15 @@ def autoquant_search(variants_dir: str | os.PathLike) -> dict[str, Any] | None:
                                     "delta_pt", "fits", "misses", "error")}
             for c in doc.get("candidates") or []]
     return {**{k: doc.get(k) for k in keep}, "candidates": rows}
+
+
+def set_aside(variants_dir: str | os.PathLike) -> list[dict[str, Any]]:
+    """The variants quantize set aside (variants.json "skipped": a parity miss, a failed
+    experimental scheme), each as name, stage and error: not evaluated, never published."""
+    from edgeship.contracts.variants import read_variants
+
+    return [{k: str(entry.get(k) or "") for k in ("name", "stage", "error")}
+            for entry in read_variants(variants_dir).get("skipped") or [] if isinstance(entry, dict)]
 
 
 def calibration_records(variants_dir: str | os.PathLike) -> dict[str, dict[str, Any]]:

@@ -169,6 +169,9 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
                      f"{host.get('cpus')} CPUs ({host.get('load_per_cpu')} per CPU)"
                      + ("; **busy: the latencies are not trusted to rank variants** (the gate ranks by "
                         "scheme instead)" if host.get("busy") else ""))
+    for entry in report.get("set_aside") or []:
+        lines.append(f"- **set aside by quantize, not evaluated**: {entry.get('name')} "
+                     f"({entry.get('error')})")
     views = iv.get("views") if isinstance(iv, Mapping) else None
     if isinstance(views, Mapping):
         lines.append(f"- ΔmAP \"views\" (what the gate judges): over the {views.get('photos')} val photos each scored "

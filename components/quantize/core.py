@@ -16,6 +16,12 @@ converted model itself (LiteRT with ``experimental_preserve_all_tensors``): clas
 pixels. ``score_max_abs`` = max |Δscore|; ``score_mean_abs`` = mean |Δscore|; ``box_nmae`` =
 mean |Δencoding| / max(std(Keras encodings), 0.25) (scale-free). A variant passes when each is ≤ its
 tolerance. qat_int8 is compared with the QAT Keras model (which simulates int8 itself).
+
+A parity miss (``strict_parity``, the default) sets that variant aside — recorded in
+variants.json "skipped" with the figures, its file removed, never evaluated or published — and
+the step goes on with the others: rounding on real photos can push one scheme past its tolerance
+(raccoon, seed 2: full_int8_pt's score_max_abs 0.258 > 0.25) while its siblings are fine. A miss
+of the reference ``fp32`` still fails the step: then the conversion itself is wrong.
 """
 from __future__ import annotations
 
@@ -50,6 +56,11 @@ from edgeship.detection.postprocess import PostprocessConfig
 from edgeship.detection.verify import check_outputs, inspect_tflite, parity, run_detection
 
 log = logging.getLogger(__name__)
+REFERENCE = "fp32"  # its parity miss means a broken conversion, not one scheme's rounding
+
+
+class ParityMiss(QuantizeError):
+    """A converted variant whose outputs are outside its scheme's tolerance."""
 
 
 @dataclass
@@ -101,7 +112,8 @@ def quantize(float_model_dir: str | os.PathLike, out_dir: str | os.PathLike, *,
     train when the split is smaller; recorded per variant and as ``calibration_set``) or a list of
     examples; ``schemes`` defaults to all
     (qat_int8 only when ``qat_model_dir`` is given). Raises QuantizeError (a ValueError) naming
-    the stage and variant; with ``strict_parity`` a parity miss is an error, else it is recorded.
+    the stage and variant; with ``strict_parity`` a parity miss sets the variant aside
+    (``skipped``; the reference fp32's fails the step), else it is recorded and the variant kept.
     """
     schemes = _resolve_schemes(schemes, qat_model_dir)
 
@@ -199,9 +211,11 @@ def _convert_all(schemes: list[str], loaded: LoadedModel, qat_loaded: LoadedMode
                 if entry.get("calibration") is not None:
                     entry["calibration"] = calibration_record  # how many images, which splits
             except QuantizeError as exc:
-                if s not in OPTIONAL_SCHEMES:
+                set_aside = isinstance(exc, ParityMiss) and s != REFERENCE
+                if s not in OPTIONAL_SCHEMES and not set_aside:
                     raise
-                log.warning("%s failed, skipped (an experimental scheme): %s", s, exc)
+                why = "outputs outside its tolerance" if set_aside else "an experimental scheme"
+                log.warning("%s set aside, not evaluated (%s): %s", s, why, exc)
                 skipped.append({"name": s, "stage": exc.stage, "error": str(exc)})
                 (out / f"{s}.tflite").unlink(missing_ok=True)
                 bar.advance(task)
@@ -261,7 +275,7 @@ def _one_variant(s: str, source: LoadedModel | None, out: Path, rep: Callable | 
     if not par["passed"]:
         msg = f"parity outside tolerance: {par['failed']}"
         if strict_parity:
-            raise QuantizeError("validate-after", s, msg)
+            raise ParityMiss("validate-after", s, msg)
         log.warning("%s: %s", s, msg)
         errors.append(f"{s}: {msg}")
     report = write_op_report(path, out, s)

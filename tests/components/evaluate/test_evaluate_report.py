@@ -120,3 +120,13 @@ def test_bad_inputs(standin_variants, tmp_path, examples):
         variants_contract.load_variants(standin_variants, only=["int4"])
     with pytest.raises(ValueError, match="'foggy'"):
         core.evaluate_examples(specs, examples, CLASSES, slices=["foggy"], show_progress=False)
+
+
+def test_variants_set_aside_by_quantize_are_named_in_the_report(evaluated):
+    report, _ = evaluated
+    doc = report.to_dict()
+    assert doc["set_aside"] == [] and "set aside" not in render_markdown(doc)
+    doc["set_aside"] = [{"name": "full_int8_pt", "stage": "validate-after",
+                         "error": "quantize [validate-after] full_int8_pt: parity outside tolerance"}]
+    text = render_markdown(doc)
+    assert "set aside by quantize, not evaluated**: full_int8_pt (quantize [validate-after]" in text
