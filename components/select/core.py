@@ -27,7 +27,10 @@ decision.md and in the published manifest. The rules that know noise live in ``r
    it passes if its mAP is not lower than the champion's by more than ``tolerance`` points.
    With no champion (first run on the channel) the comparison is skipped and recorded as such.
    When the champion was measured on another dataset (different fingerprint) the comparison still
-   runs and the reasons say that the figures are not strictly comparable.
+   runs and the reasons say that the figures are not strictly comparable. When the champion
+   serves **other labels** (its manifest's label map differs from the evaluated classes) the
+   rule fails whatever the mAPs: they are not comparable, and publishing would change the label
+   map the channel's apps read (force_promote overrides; or publish under another model name).
 6. **Force-promote** publishes the choice even when a rule failed (if no variant is within the
    budget, the most accurate one), and records which rules were overridden.
 
@@ -37,8 +40,9 @@ from __future__ import annotations
 
 import logging
 import math
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from components.select import rules
 from components.select.report import render_html, render_markdown
@@ -221,6 +225,13 @@ def _champion_rule_fails(chosen: Candidate, champion: Champion | None, report: d
     if champion.map is None:
         reasons.append(f"champion {champion.version} has no mAP in its manifest: comparison skipped")
         return False
+    classes = [str(c) for c in report.get("classes") or []]
+    if champion.labels and classes and list(champion.labels) != classes:
+        reasons.append(f"champion {champion.version} serves other labels ({_names(champion.labels)} "
+                       f"vs this model's {_names(classes)}): the mAPs are not comparable and "
+                       "publishing would change the label map this channel's apps read; publish "
+                       "under another model name or channel, or force_promote")
+        return True
     drop = round((champion.map - chosen.map) * 100.0, 4)
     fp = report.get("dataset_fingerprint")
     if champion.dataset_fingerprint and fp and champion.dataset_fingerprint != fp:
@@ -235,6 +246,12 @@ def _champion_rule_fails(chosen: Candidate, champion: Champion | None, report: d
                    f"{chosen.map:.4f} vs {champion.map:.4f} "
                    f"({-drop:+.2f} pt, tolerance {config.tolerance:.2f} pt)")
     return False
+
+
+def _names(labels: Sequence[str], most: int = 6) -> str:
+    """A label list for a reason: the first ``most`` names and how many in all."""
+    shown = ", ".join(repr(str(x)) for x in list(labels)[:most])
+    return f"[{shown}{', …' if len(labels) > most else ''}] ({len(labels)})"
 
 
 def _verdict(chosen: Candidate | None, rule_failed: bool, config: GateConfig,
@@ -268,7 +285,8 @@ def champion_from_manifest(manifest: dict, source: str) -> Champion:
             break
     return Champion(version=str(manifest.get("version")), map=value,
                     variant=manifest.get("variant") or metrics.get("variant"),
-                    dataset_fingerprint=manifest.get("dataset_fingerprint"), source=source)
+                    dataset_fingerprint=manifest.get("dataset_fingerprint"), source=source,
+                    labels=[str(x) for x in manifest["labels"]] if isinstance(manifest.get("labels"), list) else None)
 
 
 def run_select(evaluation_dir: str | Path, out_json: str | Path, out_md: str | Path, *,
@@ -318,8 +336,7 @@ def find_champion_firestore(model_name: str, channel: str, db=None) -> Champion 
     if manifest is None:
         return Champion(version=version, map=None, source=source + " without a version record")
     champion = champion_from_manifest(manifest, source=source)
-    return Champion(version=version, map=champion.map, variant=champion.variant,
-                    dataset_fingerprint=champion.dataset_fingerprint, source=source)
+    return replace(champion, version=version, source=source)
 
 
 def find_champion(bucket: str, model_name: str, channel: str) -> Champion | None:
@@ -334,9 +351,7 @@ def find_champion(bucket: str, model_name: str, channel: str) -> Champion | None
         champion = find_champion_gcs(bucket, model_name, channel) if bucket else None
         if champion is None:
             return None
-        return Champion(version=champion.version, map=champion.map, variant=champion.variant,
-                        dataset_fingerprint=champion.dataset_fingerprint,
-                        source=f"{champion.source} (Firestore unavailable)")
+        return replace(champion, source=f"{champion.source} (Firestore unavailable)")
 
 
 def _fraction(value: Any, name: str) -> float:

@@ -60,6 +60,7 @@ class Champion:
     variant: str | None = None
     dataset_fingerprint: str | None = None
     source: str = ""  # where it was read from (for the record)
+    labels: list[str] | None = None  # its manifest's label map (None: not known)
 
 
 @dataclass

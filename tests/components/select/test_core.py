@@ -1,5 +1,6 @@
 """The quality gate's decisions, on hand-made evaluation reports (no TF, no stack)."""
 import json
+from dataclasses import replace
 
 import pytest
 
@@ -168,3 +169,21 @@ def test_latency_budget_nobody_meets_names_the_fastest():
     d = decide(REPORT, GateConfig(accuracy_budget=1.0, latency_budget_ms=3.0), champion=None)
     assert not d.publish
     assert "none the latency budget 3.00 ms (fastest of them: 'qat_int8', 5.10 ms)" in d.reasons[0]
+
+
+def test_a_champion_with_other_labels_refuses_whatever_the_maps():
+    """The main job on raccoon after the embedded data on one channel: the mAPs are not
+    comparable, and a higher one must not swap the apps' label map silently."""
+    report = {**REPORT, "classes": ["raccoon"]}
+    champ = core.champion_from_manifest({"version": "v1", "metrics": {"map": 0.10},
+                                         "labels": ["circle", "square", "triangle", "star", "hexagon", "ring",
+                                                    "cross"]}, source="test")
+    assert champ.labels[:2] == ["circle", "square"]
+    d = decide(report, GateConfig(accuracy_budget=1.0), champ)
+    assert not d.publish and d.outcome == "refused" and d.chosen == "qat_int8"
+    assert any("champion v1 serves other labels (['circle', 'square', 'triangle', 'star', 'hexagon', "
+               "'ring', …] (7) vs this model's ['raccoon'] (1))" in r for r in d.reasons), d.reasons
+    assert decide(report, GateConfig(accuracy_budget=1.0, force_promote=True), champ).forced
+    same = replace(champ, labels=["raccoon"])
+    assert decide(report, GateConfig(accuracy_budget=1.0), same).publish  # same labels: mAPs compared
+    assert decide(report, GateConfig(accuracy_budget=1.0), replace(champ, labels=None)).publish
