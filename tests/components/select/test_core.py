@@ -3,6 +3,8 @@ import json
 from dataclasses import replace
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from components.select import core
 from components.select.core import decide
@@ -187,3 +189,14 @@ def test_a_champion_with_other_labels_refuses_whatever_the_maps():
     same = replace(champ, labels=["raccoon"])
     assert decide(report, GateConfig(accuracy_budget=1.0), same).publish  # same labels: mAPs compared
     assert decide(report, GateConfig(accuracy_budget=1.0), replace(champ, labels=None)).publish
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=8),
+       st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=8))
+def test_the_labels_rule_refuses_exactly_when_the_label_maps_differ(champion_labels, classes):
+    champ = Champion(version="v1", map=0.10, labels=champion_labels, source="test")
+    d = decide({**REPORT, "classes": classes}, GateConfig(accuracy_budget=1.0), champ)
+    differ = [str(c) for c in classes] != champion_labels
+    assert d.publish is not differ
+    assert any("serves other labels" in r for r in d.reasons) is differ
