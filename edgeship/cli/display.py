@@ -157,6 +157,10 @@ def summary_table(report: dict[str, Any], decision: dict[str, Any]):
                       f"{size / 1024:.0f}" if size else "—",
                       f"{size / fp32_size:.2f}" if size and fp32_size else "—",
                       f"{latency:.2f}" if latency != float("inf") else "—", verdict)
+    for entry in report.get("set_aside") or []:  # quantize's parity misses: never evaluated
+        why = str(entry.get("error") or entry.get("stage") or "")
+        table.add_row(str(entry.get("name")), "—", "—", "—", "—", "—", "—",
+                      "[yellow]set aside by quantize: " + why.split(": ", 1)[-1])
     return table
 
 

@@ -37,6 +37,16 @@ def test_fixed_variants_report_marks_why_others_were_passed_over():
     assert "0.40" in next(ln for ln in text.splitlines() if "full_int8" in ln)
 
 
+def test_a_variant_set_aside_by_quantize_gets_a_row_with_the_reason():
+    report = {"variants": {"fp32": row(0.30, 2000, 0.5)},
+              "set_aside": [{"name": "full_int8_pt", "stage": "validate-after", "error": "quantize "
+                             "[validate-after] full_int8_pt: parity outside tolerance: {'score_max_abs': 0.258}"}]}
+    decision = {"chosen": "fp32", "publish": True, "candidates": [
+        {"name": "fp32", "eligible": True, "delta_map_pts": 0.0}]}
+    line = next(ln for ln in render(summary_table(report, decision)).splitlines() if "full_int8_pt" in ln)
+    assert "set aside by quantize: parity outside tolerance" in line
+
+
 def test_progress_shows_a_branch_step_under_its_plain_name():
     from types import SimpleNamespace
 
