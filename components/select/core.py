@@ -222,9 +222,6 @@ def _champion_rule_fails(chosen: Candidate, champion: Champion | None, report: d
                           f"bounds its absolute quality (mAP {chosen.map:.4f}"
                           + (f", mAP@.5 {chosen.map50:.4f}" if chosen.map50 is not None else "") + ")"))
         return False
-    if champion.map is None:
-        reasons.append(f"champion {champion.version} has no mAP in its manifest: comparison skipped")
-        return False
     classes = [str(c) for c in report.get("classes") or []]
     if champion.labels and classes and list(champion.labels) != classes:
         reasons.append(f"champion {champion.version} serves other labels ({_names(champion.labels)} "
@@ -232,6 +229,9 @@ def _champion_rule_fails(chosen: Candidate, champion: Champion | None, report: d
                        "publishing would change the label map this channel's apps read; publish "
                        "under another model name or channel, or force_promote")
         return True
+    if champion.map is None:
+        reasons.append(f"champion {champion.version} has no mAP in its manifest: comparison skipped")
+        return False
     drop = round((champion.map - chosen.map) * 100.0, 4)
     fp = report.get("dataset_fingerprint")
     if champion.dataset_fingerprint and fp and champion.dataset_fingerprint != fp:

@@ -200,3 +200,9 @@ def test_the_labels_rule_refuses_exactly_when_the_label_maps_differ(champion_lab
     differ = [str(c) for c in classes] != champion_labels
     assert d.publish is not differ
     assert any("serves other labels" in r for r in d.reasons) is differ
+
+
+def test_the_labels_rule_holds_for_a_champion_without_an_map():
+    champ = Champion(version="v1", map=None, labels=["cat"], source="test")
+    d = decide({**REPORT, "classes": ["raccoon"]}, GateConfig(accuracy_budget=1.0), champ)
+    assert not d.publish and any("serves other labels" in r for r in d.reasons)
