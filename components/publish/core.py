@@ -226,13 +226,15 @@ def _decision_upload(dpath: Path) -> _Upload:
 
 
 def _io_spec(entry: dict) -> dict[str, Any]:
-    """The manifest's ``input`` and ``outputs`` blocks from the variant's entry in variants.json."""
+    """The manifest's ``input`` and ``outputs`` blocks from the variant's entry in variants.json;
+    ``input.resize`` is the model's resize policy (how an app must fit a photo to the input)."""
     inp = entry["input"]
     return {
         "input": {"name": str(inp.get("name", "")), "shape": list(inp.get("shape", [])),
                   "dtype": inp.get("dtype"), "scale": inp.get("scale"),
                   "zero_point": inp.get("zero_point"),
-                  "normalization": str(inp.get("normalization", ""))},
+                  "normalization": str(inp.get("normalization", "")),
+                  "resize": str(inp.get("resize") or "stretch")},  # variants.json before it had none: stretch
         "outputs": {k: {"index": int(v["index"]), "name": str(v.get("name", "")),
                         **({"position": int(v["position"])} if "position" in v else {})}
                     for k, v in (entry.get("outputs") or {}).items()},

@@ -37,6 +37,25 @@ def test_manifest_has_every_field_and_matches_the_schema(variants):
     assert manifest["parent_version"] == "20260101t000000000000z-abcdef"
 
 
+@pytest.mark.parametrize("policy, published", [(None, "stretch"), ("stretch", "stretch"),
+                                               ("letterbox", "letterbox")])
+def test_manifest_tells_apps_the_resize_policy(variants, policy, published):
+    """The model's resize policy (variants.json input.resize) reaches the manifest, so an app fits
+    its photos the way the model was trained and evaluated; none recorded (older artifacts) = stretch."""
+    vdir, _ = variants
+    doc = json.loads((vdir / "variants.json").read_text())
+    doc["variants"][0]["input"].pop("resize", None)
+    if policy is not None:
+        doc["variants"][0]["input"]["resize"] = policy
+    (vdir / "variants.json").write_text(json.dumps(doc))
+    manifest, _ = _build(variants)
+    assert manifest["input"]["resize"] == published
+    mf.validate(manifest)
+    manifest["input"]["resize"] = "crop"
+    with pytest.raises(ValueError, match="crop"):
+        mf.validate(manifest, source="a hand-edited manifest")
+
+
 @pytest.mark.parametrize("kw, message", [
     ({"model": "../etc"}, "model name '../etc'"),
     ({"model": "Détecteur"}, "model name"),

@@ -71,6 +71,8 @@ public enum ReleaseRecord {
     public static let inputScale = FieldSpec("input.scale", .double, .nullable)
     public static let inputZeroPoint = FieldSpec("input.zero_point", .int, .nullable)
     public static let inputNormalization = FieldSpec("input.normalization", .string)
+    /// "stretch" or "letterbox" (absent in releases published before it: stretch). docs/ios.md §5.
+    public static let inputResize = FieldSpec("input.resize", .string, .optional)
     public static let outputs = FieldSpec("outputs", .map)
     public static let boxesIndex = FieldSpec("outputs.boxes.index", .int)
     public static let boxesName = FieldSpec("outputs.boxes.name", .string)
@@ -96,6 +98,7 @@ public enum ReleaseRecord {
         modelFile, modelFilePath, modelFileSize, modelFileSHA256, modelFileURI, modelFileQuantization,
         files, filePath, fileFormat, fileSize, fileSHA256,
         input, inputName, inputShape, inputDType, inputScale, inputZeroPoint, inputNormalization,
+        inputResize,
         outputs, boxesIndex, boxesName, boxesPosition, classesIndex, classesName, classesPosition,
         scoresIndex, scoresName, scoresPosition, countIndex, countName, countPosition,
         labels, variant, parentVersion, manifestSHA256, registeredAt,

@@ -29,6 +29,13 @@ public struct Release: Codable, Hashable, Sendable {
         public let scale: Double?
         public let zeroPoint: Int?
         public let normalization: String
+        /// How a photo becomes the input: "stretch" (scale each side to the input size) or
+        /// "letterbox" (scale by min(H/h, W/w), centre, pad with gray 114; map the boxes back).
+        /// Releases published before the field existed have none: stretch.
+        public let resize: String?
+
+        /// True when photos must be letterboxed (docs/ios.md §5).
+        public var isLetterbox: Bool { resize == "letterbox" }
     }
 
     /// Where each detection output is. Never assume the order: TFLite's
@@ -131,7 +138,8 @@ public struct Release: Codable, Hashable, Sendable {
                       dtype: try reader.string(R.inputDType),
                       scale: try reader.optionalDouble(R.inputScale),
                       zeroPoint: try reader.optionalInt(R.inputZeroPoint),
-                      normalization: try reader.string(R.inputNormalization))
+                      normalization: try reader.string(R.inputNormalization),
+                      resize: try reader.optionalString(R.inputResize))
 
         func output(_ index: FieldSpec, _ name: FieldSpec, _ position: FieldSpec) throws -> Output {
             Output(index: try reader.int(index), name: try reader.string(name),
