@@ -101,7 +101,8 @@ def evaluate_gate_publish(step: Placement, *, variants, dataset, float_model, mo
     evaluation adds selective-int8 candidates when no int8 variant is within the budget (the
     autoquant branch has searched those already)."""
     evaluate_task = step("evaluate", dataset=dataset, float_model=float_model, variants=variants,
-                         accuracy_budget=accuracy_budget, diagnose=diagnose)
+                         accuracy_budget=accuracy_budget, diagnose=diagnose,
+                         bucket=bucket, model_name=model_name, channel=channel)  # re-scores the champion
     evaluation = evaluate_task.outputs["evaluation"]
 
     select_task = step("select", 

@@ -22,6 +22,9 @@ def evaluate(
     accuracy_budget: str = "",
     diagnose: bool = True,
     views: int = -1,
+    bucket: str = "",
+    model_name: str = "",
+    channel: str = "",
 ):
     """Evaluate the float Keras model and every .tflite variant (run in LiteRT) on the val split.
 
@@ -37,6 +40,9 @@ def evaluate(
             evaluation/selective, where publish finds them if the gate picks one.
         views: views per val photo for the gate's ΔmAP (photo, mirror, centre crop, both; drawn
             by photo in the bootstrap): -1 = auto (up to 4 until 200 images are scored), 1 = none.
+        bucket / model_name / channel: where the gate will publish; when given, the model that
+            channel serves now (the champion) is downloaded, checked and scored on the same images
+            (same labels only), and each variant gets a paired ΔmAP against it for the gate.
     Outputs: evaluation (report.json, report.md, report.html, tradeoff.png), metrics (mAP, ΔmAP,
     size and latency per variant, with their interval bounds), report_html / report_md (table + plot, shown by Vertex AI and
     kfp.local).
@@ -49,7 +55,8 @@ def evaluate(
     report = core.evaluate(variants.path, dataset.path, evaluation.path, float_model_dir=float_model.path,
                            split=split, latency_runs=latency_runs, bootstrap_resamples=bootstrap_resamples,
                            confidence=confidence, latency_blocks=latency_blocks, show_progress=False,
-                           accuracy_budget=accuracy_budget, diagnose=diagnose, views=views)
+                           accuracy_budget=accuracy_budget, diagnose=diagnose, views=views,
+                           bucket=bucket, model_name=model_name, channel=channel)
     log_metrics(metrics, core.key_metrics(report))
     shutil.copyfile(report.files["report.html"], report_html.path)
     shutil.copyfile(report.files["report.md"], report_md.path)

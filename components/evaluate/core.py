@@ -20,162 +20,38 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, field
+import tempfile
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
 from components.evaluate import calibration as calib
+from components.evaluate import champion as champ
 from components.evaluate import diagnose as diagnosis
 from components.evaluate import views as tta
-from components.evaluate.intervals import add_intervals, latency_method, measure_latency
+from components.evaluate.intervals import (
+    add_accuracy_intervals,
+    add_champion_deltas,
+    add_intervals,
+    latency_method,
+    measure_latency,
+)
 from components.evaluate.outputs import autoquant_search, calibration_records, key_metrics, set_aside  # noqa: F401 (re-export)
 from components.evaluate.report import write_reports
 from components.evaluate.robustness import SLICES, make_slices
 from components.evaluate.running import VIEWS, Run, progress_bar
 from components.evaluate.settings import EVALUATE
 from edgeship.contracts import evaluation
-from edgeship.contracts.evaluation import LATENCY_1T, LATENCY_NT
 from edgeship.contracts.variants import VariantSpec, load_variants
-from edgeship.detection.coco import CocoResult, Detections, class_names_by_id, validate_examples
-from edgeship.detection.latency import LatencyStats, all_threads
+from edgeship.detection.coco import Detections, class_names_by_id, validate_examples
+from edgeship.detection.latency import all_threads
 from edgeship.detection.runners import check_label_maps, load_examples
 from edgeship.detection.streamed import StreamedSplit, truth_of
 
 log = logging.getLogger(__name__)
 
-REPORT_FORMAT_VERSION = 1
-FLOAT_KERAS = "float_keras"
-
-
-# --------------------------------------------------------------------------- results
-
-@dataclass
-class ModelEval:
-    """Everything measured for one model (a variant or the float Keras model)."""
-
-    name: str
-    coco: CocoResult
-    size_bytes: int | None = None
-    file: str | None = None
-    scheme: str | None = None
-    source: str | None = None
-    input_dtype: str | None = None
-    latency_1: LatencyStats | None = None
-    latency_n: LatencyStats | None = None
-    robustness: dict[str, CocoResult] = field(default_factory=dict)
-    calibration: calib.Calibration | None = None
-    shift: calib.ScoreShift | None = None
-    delta_map_vs_float: float | None = None  # (float − this) × 100, mAP points; + = accuracy lost
-    size_ratio_vs_fp32: float | None = None
-    latency_ratio_vs_fp32: float | None = None
-    map_ci: tuple[float, float] | None = None    # bootstrap interval over images, 0..1
-    map50_ci: tuple[float, float] | None = None
-    delta_map_ci: tuple[float, float] | None = None  # paired bootstrap interval, points
-    calibration_set: dict[str, Any] | None = None  # quantize's record of the int8 calibration images
-    views_coco: CocoResult | None = None  # the split's photos with their views (small splits: views.py)
-    delta_map_views: float | None = None  # the gate's ΔmAP over them, points
-    delta_map_views_ci: tuple[float, float] | None = None
-
-    @property
-    def map(self) -> float:
-        return self.coco.map
-
-    @property
-    def map50(self) -> float:
-        return self.coco.map50
-
-    def to_dict(self) -> dict[str, Any]:
-        """The row of report.json for this model (contract keys first, then extras)."""
-        latency = None
-        if self.latency_1 is not None:
-            latency = {LATENCY_1T: _latency_row(self.latency_1),
-                       LATENCY_NT: _latency_row(self.latency_n) if self.latency_n else None,
-                       "N": self.latency_n.threads if self.latency_n else None,
-                       "runs": self.latency_1.runs, "warmup": self.latency_1.warmup}
-        cal = None
-        if self.calibration is not None:
-            cal = {"ece": self.calibration.ece,
-                   "score_shift": self.shift.mean if self.shift is not None else None,
-                   "score_shift_abs": self.shift.mean_abs if self.shift is not None else None,
-                   "matched_with_float": self.shift.matched if self.shift is not None else None,
-                   "match_rate_with_float": self.shift.match_rate if self.shift is not None else None,
-                   "detections": self.calibration.detections,
-                   "mean_score": self.calibration.mean_score, "hit_rate": self.calibration.hit_rate}
-        return {
-            "size_bytes": self.size_bytes,
-            "map": self.coco.map,
-            "map50": self.coco.map50,
-            "per_class_ap": dict(self.coco.per_class_ap),
-            "delta_map_vs_float": self.delta_map_vs_float,
-            "latency_ms": latency,
-            "robustness": {k: {"map": v.map, "map50": v.map50} for k, v in self.robustness.items()},
-            "calibration": cal,
-            "per_class_ap50": dict(self.coco.per_class_ap50),
-            "size_ratio_vs_fp32": self.size_ratio_vs_fp32,
-            "latency_ratio_vs_fp32": self.latency_ratio_vs_fp32,
-            "file": self.file, "scheme": self.scheme, "source": self.source,
-            "input_dtype": self.input_dtype, "detections": self.coco.detections,
-            evaluation.MAP_CI: _pair(self.map_ci), evaluation.MAP50_CI: _pair(self.map50_ci),
-            evaluation.DELTA_MAP_CI: _pair(self.delta_map_ci),
-            evaluation.CALIBRATION_SET: self.calibration_set,
-            evaluation.DELTA_MAP_VIEWS: self.delta_map_views, evaluation.DELTA_MAP_VIEWS_CI: _pair(self.delta_map_views_ci),
-        }
-
-
-def _pair(value: tuple[float, float] | None) -> list[float] | None:
-    return [float(value[0]), float(value[1])] if value is not None else None
-
-
-def _latency_row(stats: LatencyStats) -> dict[str, Any]:
-    return {"median": stats.median, "p90": stats.p90, "ci": _pair(stats.ci)}
-
-
-@dataclass
-class EvalReport:
-    """The evaluation of every variant; ``to_dict()`` is report.json."""
-
-    dataset_fingerprint: str | None
-    split: str
-    images: int
-    objects: int
-    classes: list[str]
-    variants: dict[str, ModelEval]
-    float_keras: ModelEval | None
-    float_reference: str | None
-    latency_runs: int
-    threads_n: int
-    out_dir: Path | None = None
-    files: dict[str, Path] = field(default_factory=dict)
-    autoquant: dict[str, Any] | None = None  # the search behind an autoquant variants artifact
-    diagnosis: dict[str, Any] | None = None  # the per-layer diagnosis, when int8 missed the budget
-    intervals: dict[str, Any] | None = None  # how the intervals were made (report.json "intervals")
-    latency_host: dict[str, Any] | None = None  # the host's load while latency was timed
-    set_aside: list[dict[str, Any]] = field(default_factory=list)  # quantize's skipped variants
-
-    def to_dict(self) -> dict[str, Any]:
-        doc = {
-            "format_version": REPORT_FORMAT_VERSION,
-            "dataset_fingerprint": self.dataset_fingerprint,
-            "split": self.split,
-            "images": self.images,
-            "objects": self.objects,
-            "classes": list(self.classes),
-            "float_reference": self.float_reference,
-            "latency_runs": self.latency_runs,
-            LATENCY_NT: self.threads_n,
-            "variants": {name: row.to_dict() for name, row in self.variants.items()},
-            "float_keras": self.float_keras.to_dict() if self.float_keras is not None else None,
-            evaluation.INTERVALS: self.intervals,
-            evaluation.LATENCY_HOST: self.latency_host,
-            "set_aside": list(self.set_aside),
-        }
-        if self.autoquant is not None:
-            doc["autoquant"] = self.autoquant
-        if self.diagnosis is not None:
-            doc["diagnosis"] = self.diagnosis
-        return doc
+from components.evaluate.rows import FLOAT_KERAS, REPORT_FORMAT_VERSION, EvalReport, ModelEval  # noqa: F401 (re-export)
 
 
 # --------------------------------------------------------------------------- running
@@ -208,6 +84,38 @@ def _variant_row(run: Run, spec: VariantSpec, index: int) -> tuple[ModelEval, li
     return row, dets, detector.prepare(run.examples[0].image)
 
 
+def _champion_row(run: Run, found: champ.ChampionFound | None, index: int,
+                  samples: dict[str, tuple[Path, np.ndarray]]) -> ModelEval | None:
+    """The champion scored like a variant on the same images (its sample joins the latency turns)."""
+    if found is None or found.detector is None:
+        return None
+    detector = found.detector
+    cocos, _ = run.accuracy(detector, index)
+    samples[detector.name] = (detector.path, detector.prepare(run.examples[0].image))
+    return ModelEval(name=detector.name, coco=cocos[run.split], size_bytes=detector.path.stat().st_size,
+                     file=found.record.get("file"), scheme=found.record.get("variant"), source="champion",
+                     input_dtype=str(detector.input_dtype))
+
+
+def _champion_record(found: champ.ChampionFound | None, row: ModelEval | None, results: dict[str, ModelEval],
+                     lat: tuple[dict, dict], interval_args: dict[str, Any]) -> dict[str, Any] | None:
+    """report.json ``champion``: the record, and when re-scored its row (latency timed in the same
+    turns) with every variant's paired ΔmAP against it."""
+    if found is None:
+        return None
+    if row is None:
+        return dict(found.record)
+    row.latency_1, row.latency_n = lat[0].get(row.name), lat[1].get(row.name)
+    add_champion_deltas(results, row, resamples=interval_args["resamples"],
+                        confidence=interval_args["confidence"], seed=interval_args["seed"])
+    add_accuracy_intervals({row.name: row}, None, resamples=interval_args["resamples"],
+                           confidence=interval_args["confidence"], seed=interval_args["seed"])
+    keep = ("size_bytes", "map", "map50", "per_class_ap", "per_class_ap50", "latency_ms", "file", "scheme",
+            "input_dtype", "detections", evaluation.MAP_CI, evaluation.MAP50_CI)
+    doc = row.to_dict()
+    return {**found.record, "rescored": True, **{k: doc[k] for k in keep}}
+
+
 def _compare(results: dict[str, ModelEval], float_eval: ModelEval | None,
              dets: dict[str, list[Detections]], ece_min_score: float) -> str | None:
     """ΔmAP, score shift and ratios against the float reference (the Keras model, else the fp32
@@ -238,14 +146,15 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
                       bootstrap_resamples: int = EVALUATE.bootstrap_resamples,
                       confidence: float = EVALUATE.confidence, latency_blocks: int = EVALUATE.latency_blocks,
                       show_progress: bool = True, diagnose: Diagnose | None = None,
-                      views: int = EVALUATE.views) -> EvalReport:
+                      views: int = EVALUATE.views, champion: champ.ChampionFound | None = None) -> EvalReport:
     """Evaluate ``variants`` (and the optional float detector) on in-memory examples.
 
     The examples are validated first (non-empty, labels inside the label map). Raises ValueError
     otherwise. ``bootstrap_resamples`` = 0 leaves the mAP intervals out. ``diagnose`` (rows with
     ΔmAP and its interval → more variants) runs after the accuracy pass; what it returns is
     measured like the rest (components/evaluate/diagnose.py). ``views`` per photo for the gate's
-    ΔmAP (-1 = auto: more on small splits; components/evaluate/views.py).
+    ΔmAP (-1 = auto: more on small splits; components/evaluate/views.py). ``champion``
+    (components/evaluate/champion.py): the channel's current model, scored on the same images.
     """
     from edgeship.base import progress as step_progress
 
@@ -258,7 +167,7 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
     dets: dict[str, list[Detections]] = {}
     samples: dict[str, tuple[Path, np.ndarray]] = {}
     float_eval: ModelEval | None = None
-    count = len(variants) + (1 if float_detector is not None else 0)
+    count = len(variants) + (1 if float_detector is not None else 0) + (1 if champion and champion.detector else 0)
     per_photo = 1 if isinstance(examples, StreamedSplit) else tta.views_for(len(examples), views)
     extra, groups = tta.extra_views(examples, per_photo)
     interval_args = dict(resamples=bootstrap_resamples, confidence=confidence, seed=seed, groups=groups,
@@ -274,10 +183,11 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
         if diagnose is not None:
             _more_variants(run, diagnose, results, float_eval, dets, samples, interval_args)
             count = run.count
+        champion_row = _champion_row(run, champion, count, samples)
     step_progress.emit(phase=f"latency of {len(samples)} variant(s), timed in turns")
     lat1, latn, host = measure_latency(samples, threads_n=run.threads_n, runs=latency_runs,
                                        warmup=latency_warmup, blocks=latency_blocks, confidence=confidence)
-    for index, (name, row) in enumerate(results.items(), count - len(results) + 1):
+    for index, (name, row) in enumerate(results.items(), count - len(results) + 1 - (champion_row is not None)):
         row.latency_1, row.latency_n = lat1[name], latn[name]
         step_progress.emit(item=name, index=index, count=count, map=row.map,
                            phase=f"1-thread {row.latency_1.median:.2f} ms", mark=True)
@@ -288,11 +198,12 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
     intervals = add_intervals(models, reference, **interval_args)
     if intervals is not None:
         intervals["latency"] = latency_method(latency_blocks, latency_runs, confidence)
+    champion_doc = _champion_record(champion, champion_row, results, (lat1, latn), interval_args)
     return EvalReport(dataset_fingerprint=dataset_fingerprint, split=split, images=len(examples),
                       objects=int(sum(len(np.asarray(ex.labels).reshape(-1)) for ex in truth_of(examples))),
                       classes=[names[i] for i in sorted(names)], variants=results, float_keras=float_eval,
                       float_reference=reference, latency_runs=int(latency_runs), threads_n=run.threads_n,
-                      intervals=intervals, latency_host=host)
+                      intervals=intervals, latency_host=host, champion=champion_doc)
 
 
 Diagnose = Callable[[dict[str, ModelEval]], Sequence[VariantSpec]]
@@ -330,7 +241,8 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
              variants: Sequence[str] | None = None, bootstrap_resamples: int = EVALUATE.bootstrap_resamples,
              confidence: float = EVALUATE.confidence, latency_blocks: int = EVALUATE.latency_blocks,
              show_progress: bool = True, accuracy_budget: Any = None,
-             diagnose: bool = EVALUATE.diagnose, views: int = EVALUATE.views) -> EvalReport:
+             diagnose: bool = EVALUATE.diagnose, views: int = EVALUATE.views, bucket: str = "",
+             model_name: str = "", channel: str = "", champion_lookup: Any = None) -> EvalReport:
     """Evaluate every variant in ``variants_dir`` (and the float Keras model) on ``split`` of the
     dataset at ``dataset_uri``; write report.json/.md/.html and tradeoff.png into ``out_dir``.
 
@@ -353,6 +265,11 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
             (components/evaluate/diagnose.py; written under ``out_dir``/selective).
         views: views per val photo for the gate's ΔmAP (mirror, centre crop; 1 = the photos only;
             -1 = auto: up to 4 until 200 images are scored; components/evaluate/views.py).
+        bucket / model_name / channel: where the model is published; when all three are given, the
+            channel's champion (the model it serves now) is re-scored on the same images when it
+            has the same labels, and every variant gets a paired ΔmAP against it
+            (components/evaluate/champion.py; ``champion_lookup(model, channel)`` replaces the
+            registry lookup).
     Raises FileNotFoundError / ValueError for missing or inconsistent inputs (empty split, labels
     outside the label map, label maps that disagree, corrupt models), naming the culprit.
     """
@@ -370,12 +287,14 @@ def evaluate(variants_dir: str | os.PathLike, dataset_uri: str, out_dir: str | o
     log.info("evaluating %d variant(s)%s on %d %s images of %s", len(specs),
              " + the float Keras model" if float_detector else "", len(examples), split, dataset_uri)
     hook = diagnosis.hook_for(variants_dir, dataset_uri, out_dir, float_model_dir, accuracy_budget) if diagnose else None
-    report = evaluate_examples(specs, examples, class_names, float_detector=float_detector, split=split,
-                               dataset_fingerprint=fingerprint, latency_runs=latency_runs,
-                               latency_warmup=latency_warmup, threads=threads, slices=slices, seed=seed,
-                               bootstrap_resamples=bootstrap_resamples, confidence=confidence,
-                               latency_blocks=latency_blocks, show_progress=show_progress,
-                               diagnose=hook, views=views)
+    with tempfile.TemporaryDirectory(prefix="edgeship-champion-") as work:
+        found = champ.find(bucket, model_name, channel, class_names, work, threads=threads, lookup=champion_lookup)
+        report = evaluate_examples(specs, examples, class_names, float_detector=float_detector, split=split,
+                                   dataset_fingerprint=fingerprint, latency_runs=latency_runs,
+                                   latency_warmup=latency_warmup, threads=threads, slices=slices, seed=seed,
+                                   bootstrap_resamples=bootstrap_resamples, confidence=confidence,
+                                   latency_blocks=latency_blocks, show_progress=show_progress,
+                                   diagnose=hook, views=views, champion=found)
     if hook is not None and hook.found is not None:
         diagnosis.costs(hook.found, report.variants)
         report.diagnosis = hook.found.to_dict()

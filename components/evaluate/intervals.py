@@ -76,6 +76,26 @@ def add_accuracy_intervals(models: Mapping[str, Any], reference: str | None, *, 
     return result.describe()
 
 
+def add_champion_deltas(models: Mapping[str, Any], champion: Any, *, resamples: int, confidence: float,
+                        seed: int) -> None:
+    """Set ``delta_map_vs_champion`` (champion mAP − row mAP, points) and its paired bootstrap
+    interval (the same drawn images for the champion and the row) on every row of ``models``;
+    ``champion`` is the champion's row, scored on the same images."""
+    for row in models.values():
+        row.delta_map_vs_champion = round((champion.coco.map - row.coco.map) * 100.0, 4)
+    tables = {name: row.coco.matches for name, row in models.items() if row.coco.matches is not None}
+    if int(resamples) <= 0 or not tables or champion.coco.matches is None:
+        return
+    key = "\0champion"  # not a variant name (variant names are identifiers)
+    result = bootstrap_intervals({**tables, key: champion.coco.matches}, reference=key, resamples=resamples,
+                                 confidence=confidence, seed=seed)
+    for name, iv in result.intervals.items():
+        if name != key and iv.delta_map is not None:
+            models[name].delta_map_vs_champion_ci = (round(iv.delta_map[0], 4), round(iv.delta_map[1], 4))
+    log.info("ΔmAP vs the champion: %d models × %d resamples over %d images in %.1f s", len(tables),
+             result.resamples, result.images, result.seconds)
+
+
 def measure_latency(models: Mapping[str, tuple[Any, np.ndarray]], *, threads_n: int, runs: int,
                     warmup: int, blocks: int, confidence: float
                     ) -> tuple[dict[str, LatencyStats], dict[str, LatencyStats], dict[str, Any] | None]:

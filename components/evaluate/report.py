@@ -178,7 +178,40 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
                      f"in {views.get('per_image')} views ({', '.join(views.get('kinds') or [])}; "
                      f"{views.get('scored_images')} images), resampled by photo with all its views; the "
                      "first ΔmAP is on the photos alone (components/evaluate/views.py)")
-    return lines
+    champion = champion_line(report)
+    return lines + ([champion] if champion else [])
+
+
+def champion_line(report: Mapping[str, Any]) -> str | None:
+    """The channel's champion in one line: re-scored on these images (its figures and every
+    variant's paired ΔmAP against it), or why it was not."""
+    record = report.get(evaluation.CHAMPION)
+    if not isinstance(record, Mapping):
+        return None
+    who = f"the model `{record.get('model')}/{record.get('channel')}` serves now"
+    if not record.get("rescored"):
+        return f"- champion ({who}): not re-scored here: {record.get('reason')}"
+    size = record.get("size_bytes")
+    deltas = ", ".join(
+        f"{name} {_with_ci(row.get(evaluation.DELTA_MAP_VS_CHAMPION), evaluation.interval(dict(row), evaluation.DELTA_MAP_VS_CHAMPION_CI), '+.2f')}"
+        for name, row in sorted((report.get("variants") or {}).items())
+        if row.get(evaluation.DELTA_MAP_VS_CHAMPION) is not None)
+    return (f"- champion ({who}): {record.get('version')} ({record.get('variant')}, "
+            f"{_num(size / 1024.0 if size else None, '.1f')} KB, {record.get('resize')} "
+            f"{record.get('input_shape')}) re-scored on these images: mAP "
+            f"{_with_ci(record.get('map'), evaluation.interval(dict(record), evaluation.MAP_CI), '.4f')}, mAP@.5 "
+            f"{_num(record.get('map50'))}, 1-thread {_latency_cell(record, LATENCY_1T)} ms; ΔmAP vs the "
+            f"champion (champion − variant, points, paired: the same resampled images): {deltas or '—'}"
+            + _champion_data_note(record, report))
+
+
+def _champion_data_note(record: Mapping[str, Any], report: Mapping[str, Any]) -> str:
+    theirs, ours = record.get("dataset_fingerprint"), report.get("dataset_fingerprint")
+    if not theirs or not ours or theirs == ours:
+        return ""
+    return ("; note: the champion was trained on another dataset (fingerprint "
+            f"{str(theirs)[:19]}… vs {str(ours)[:19]}…): where its training images are among these, "
+            "its score reads high, so the comparison errs toward keeping it")
 
 
 def _views_cell(row: Mapping[str, Any]) -> str:

@@ -26,8 +26,11 @@ decision.md and in the published manifest. The rules that know noise live in ``r
 5. **Champion.** The chosen variant is compared with the model currently on the target channel:
    it passes if its mAP is not lower than the champion's by more than ``tolerance`` points.
    With no champion (first run on the channel) the comparison is skipped and recorded as such.
-   When the champion was measured on another dataset (different fingerprint) the comparison still
-   runs and the reasons say that the figures are not strictly comparable. When the champion
+   When the evaluation re-scored the champion on this run's images (report.json ``champion``,
+   components/evaluate/champion.py) the drop is the **paired** ΔmAP on those images (point
+   estimate vs ``tolerance``, its interval in the reasons); otherwise the champion's manifest mAP
+   is used, and when that was measured on another dataset (different fingerprint) the reasons say
+   the figures are not strictly comparable. When the champion
    serves **other labels** (its manifest's label map differs from the evaluated classes) the
    rule fails whatever the mAPs: they are not comparable, and publishing would change the label
    map the channel's apps read (force_promote overrides; or publish under another model name).
@@ -40,9 +43,9 @@ from __future__ import annotations
 
 import logging
 import math
-from dataclasses import replace
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from components.select import rules
 from components.select.report import render_html, render_markdown
@@ -52,7 +55,12 @@ from edgeship.contracts import decision as decision_contract
 from edgeship.contracts import evaluation
 from edgeship.contracts.budget import parse_budget
 from edgeship.contracts.decision import Candidate, Champion, Decision, GateConfig
-from edgeship.delivery import registry
+from edgeship.delivery.champion import (  # noqa: F401 (re-exported: the lookup lives in the library)
+    champion_from_manifest,
+    find_champion,
+    find_champion_firestore,
+    find_champion_gcs,
+)
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +237,16 @@ def _champion_rule_fails(chosen: Candidate, champion: Champion | None, report: d
                        "publishing would change the label map this channel's apps read; publish "
                        "under another model name or channel, or force_promote")
         return True
+    paired = evaluation.champion_delta(report, chosen.name, champion.version)
+    if paired is not None:
+        return _paired_champion_rule_fails(chosen, champion, report, paired, config, reasons)
+    record = report.get(evaluation.CHAMPION)
+    if isinstance(record, dict):
+        why = (record.get("reason") if not record.get("rescored") else
+               f"the evaluation re-scored {record.get('version')}; the channel serves it no more"
+               if record.get("version") != champion.version else f"no paired ΔmAP in {chosen.name!r}'s row")
+        reasons.append(f"champion {champion.version} was not re-scored on this split ({why}): "
+                       "compared by the mAP in its manifest")
     if champion.map is None:
         reasons.append(f"champion {champion.version} has no mAP in its manifest: comparison skipped")
         return False
@@ -272,21 +290,26 @@ def _verdict(chosen: Candidate | None, rule_failed: bool, config: GateConfig,
     return publish, forced
 
 
+def _paired_champion_rule_fails(chosen: Candidate, champion: Champion, report: dict,
+                                paired: tuple[dict, float, tuple[float, float] | None],
+                                config: GateConfig, reasons: list[str]) -> bool:
+    """Rule 4 on the champion re-scored on this run's images: the drop is the paired ΔmAP
+    (champion − chosen, same images), judged by its point estimate against ``tolerance``."""
+    record, drop, ci = paired
+    champ_map = float(record.get("map") or 0.0)
+    scored = (f"both scored on this run's {report.get('images', '?')} {report.get('split', 'val')} images "
+              f"(paired ΔmAP{f' [{ci[0]:+.2f}, {ci[1]:+.2f}]' if ci else ''}")
+    manifest = f"; its manifest says mAP {champion.map:.4f} on its own val split" if champion.map is not None else ""
+    if drop > config.tolerance:
+        reasons.append(f"worse than champion {champion.version}: mAP {chosen.map:.4f} vs {champ_map:.4f}, "
+                       f"{scored}: −{drop:.2f} pt > tolerance {config.tolerance:.2f} pt{manifest})")
+        return True
+    reasons.append(f"not worse than champion {champion.version} beyond tolerance: mAP {chosen.map:.4f} vs "
+                   f"{champ_map:.4f}, {scored}: {-drop:+.2f} pt, tolerance {config.tolerance:.2f} pt{manifest})")
+    return False
+
+
 ChampionLookup = Callable[[str, str], "Champion | None"]
-
-
-def champion_from_manifest(manifest: dict, source: str) -> Champion:
-    """Build a Champion from a published manifest.json (functions/register_model/manifest.schema.json)."""
-    metrics = manifest.get("metrics") or {}
-    value = None
-    for key in ("map", "mAP", "map_50_95"):
-        if metrics.get(key) is not None:
-            value = float(metrics[key])
-            break
-    return Champion(version=str(manifest.get("version")), map=value,
-                    variant=manifest.get("variant") or metrics.get("variant"),
-                    dataset_fingerprint=manifest.get("dataset_fingerprint"), source=source,
-                    labels=[str(x) for x in manifest["labels"]] if isinstance(manifest.get("labels"), list) else None)
 
 
 def run_select(evaluation_dir: str | Path, out_json: str | Path, out_md: str | Path, *,
@@ -309,49 +332,6 @@ def run_select(evaluation_dir: str | Path, out_json: str | Path, out_md: str | P
     level = logging.INFO if decision.publish else logging.WARNING
     log.log(level, "gate: %s", "; ".join(decision.reasons))
     return decision
-
-
-def find_champion_gcs(bucket: str, model_name: str, channel: str) -> Champion | None:
-    """The newest manifest published to ``channel`` under gs://bucket/models/{model}/ (used when
-    the Firestore registry cannot be read). None when nothing was published there yet."""
-    found = registry.newest_manifest_in_bucket(bucket, model_name, channel)
-    return champion_from_manifest(found[1], source=found[0]) if found else None
-
-
-def find_champion_firestore(model_name: str, channel: str, db=None) -> Champion | None:
-    """The channel's current model as clients see it (the channel rule,
-    ``edgeship.delivery.registry.serving_version``). Its mAP comes from the registered manifest
-    (``models/{model}/versions/{version}.manifest.metrics``). None when nothing was released.
-    """
-    db = db or registry.firestore_client()
-    control = registry.channel_state(db, model_name, channel)
-    newest = registry.newest_release(db, model_name, channel)
-    version = registry.serving_version(control, newest["version"] if newest else None)
-    if version is None:
-        return None
-    how = "pinned by operator" if control.get("pinned_version") else "newest release"
-    source = f"firestore models/{model_name} channel {channel} ({how}"
-    source += ", channel paused)" if control.get("paused") else ")"
-    manifest = registry.version_manifest(db, model_name, version)
-    if manifest is None:
-        return Champion(version=version, map=None, source=source + " without a version record")
-    champion = champion_from_manifest(manifest, source=source)
-    return replace(champion, version=version, source=source)
-
-
-def find_champion(bucket: str, model_name: str, channel: str) -> Champion | None:
-    """The model currently on ``channel``: from the Firestore registry (what clients follow);
-    when Firestore cannot be read, the newest manifest for that channel in the bucket (the
-    source says which was used)."""
-    try:
-        return find_champion_firestore(model_name, channel)
-    except Exception as exc:  # noqa: BLE001 - any registry failure: fall back, and say so
-        log.warning("gate: cannot read the Firestore registry (%s); using the newest manifest "
-                    "in gs://%s", str(exc)[:200], bucket)
-        champion = find_champion_gcs(bucket, model_name, channel) if bucket else None
-        if champion is None:
-            return None
-        return replace(champion, source=f"{champion.source} (Firestore unavailable)")
 
 
 def _fraction(value: Any, name: str) -> float:

@@ -39,6 +39,12 @@ INTERVALS = "intervals"  # top level: method, resamples, confidence, seed, image
 # on a busy host the gate does not rank variants by latency (components/select/rules.py)
 LATENCY_HOST = "latency_host"
 CALIBRATION_SET = "calibration_set"  # per row: the int8 calibration images (quantize's record)
+# top level: the channel's champion (the model serving now) re-scored on the same images, or why
+# not: {"version", "source", "rescored": bool, "reason", + a row's keys when rescored}; per row:
+# champion mAP − this row's mAP (points, + = worse than the champion) and its paired interval
+CHAMPION = "champion"
+DELTA_MAP_VS_CHAMPION = "delta_map_vs_champion"
+DELTA_MAP_VS_CHAMPION_CI = "delta_map_vs_champion_ci"
 
 
 def interval(row: dict | None, key: str) -> tuple[float, float] | None:
@@ -60,6 +66,20 @@ def gate_delta(row: dict | None) -> tuple[float | None, tuple[float, float] | No
     delta = row.get("delta_map_vs_float")
     return (float(delta) if isinstance(delta, (int, float)) and not isinstance(delta, bool) else None,
             interval(row, DELTA_MAP_CI), False)
+
+
+def champion_delta(report: dict | None, row_name: str, version: str | None) -> tuple[dict, float, tuple[float, float] | None] | None:
+    """(champion record, ΔmAP vs champion in points, its paired interval) for ``row_name`` when
+    the report re-scored champion ``version`` on its images; None otherwise (no champion, another
+    version, not re-scored, or the row lacks the figure)."""
+    record = report.get(CHAMPION) if isinstance(report, dict) else None
+    if not isinstance(record, dict) or not record.get("rescored") or record.get("version") != version:
+        return None
+    row = (report.get("variants") or {}).get(row_name)
+    delta = row.get(DELTA_MAP_VS_CHAMPION) if isinstance(row, dict) else None
+    if not isinstance(delta, (int, float)) or isinstance(delta, bool) or not math.isfinite(delta):
+        return None
+    return record, float(delta), interval(row, DELTA_MAP_VS_CHAMPION_CI)
 
 
 def latency_interval(row: dict | None, threads: str = LATENCY_1T) -> tuple[float, float] | None:
@@ -144,13 +164,13 @@ class EvaluationReport:
         for name, row in variants.items():
             if not isinstance(row, dict):
                 raise ValueError(f"{where}: variants[{name!r}] must be an object, got {row!r}")
-            for key in ("map", "map50", "delta_map_vs_float"):
+            for key in ("map", "map50", "delta_map_vs_float", DELTA_MAP_VS_CHAMPION):
                 value = row.get(key)
                 if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))
                                           or not math.isfinite(value)):
                     raise ValueError(f"{where}: variants[{name!r}].{key} must be a finite number, "
                                      f"got {value!r}")
-            for key in CI_KEYS:
+            for key in (*CI_KEYS, DELTA_MAP_VS_CHAMPION_CI):
                 _check_interval(row.get(key), f"{where}: variants[{name!r}].{key}")
         return self
 
