@@ -31,7 +31,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         "resampled by photo): -1 = auto, up to 4 until 200 images are scored; 1 = photos only")
     p.add_argument("--no-diagnose", dest="diagnose", action="store_false", default=EVALUATE.diagnose,
                    help="skip the per-layer diagnosis even when int8 misses the budget")
+    p.add_argument("--champion-of", metavar="BUCKET/MODEL/CHANNEL",
+                   help="re-score the model this channel serves now on the same images (same labels "
+                        "only) and give every variant a paired ΔmAP against it; e.g. edgeship/raccoon/stable")
     p.set_defaults(func=_evaluate)
+
+
+def _champion_of(value: str | None) -> dict[str, str]:
+    if not value:
+        return {}
+    parts = value.removeprefix("gs://").split("/")
+    if len(parts) != 3 or not all(parts):
+        raise ValueError(f"--champion-of must be BUCKET/MODEL/CHANNEL, got {value!r}")
+    return dict(zip(("bucket", "model_name", "channel"), parts))
 
 
 def _evaluate(args: argparse.Namespace) -> int:
@@ -48,7 +60,7 @@ def _evaluate(args: argparse.Namespace) -> int:
                            latency_warmup=args.latency_warmup, threads=args.threads, slices=slices,
                            max_images=args.max_images, variants=args.only,
                            accuracy_budget=args.accuracy_budget, diagnose=args.diagnose,
-                           views=args.views)
+                           views=args.views, **_champion_of(args.champion_of))
     from rich.table import Table
 
     table = Table(title=f"{report.split} split: {report.images} images, {report.objects} objects")

@@ -38,3 +38,14 @@ def test_cli_rejects_zero_latency_runs(tmp_path, capsys):
     code = cli.main(["evaluate", "--variants", str(tmp_path), "--data", str(tmp_path), "--out",
                      str(tmp_path / "o"), "--latency-runs", "0"])
     assert code == 2 and "--latency-runs must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_cli_champion_of_is_bucket_model_channel(tmp_path, capsys):
+    from edgeship.cli.commands.evaluate import _champion_of
+
+    assert _champion_of("gs://edgeship/raccoon/stable") == {"bucket": "edgeship", "model_name": "raccoon",
+                                                             "channel": "stable"}
+    assert _champion_of(None) == {}
+    code = cli.main(["evaluate", "--variants", str(tmp_path), "--data", str(tmp_path), "--out",
+                     str(tmp_path / "o"), "--champion-of", "edgeship/raccoon"])
+    assert code == 2 and "--champion-of must be BUCKET/MODEL/CHANNEL, got 'edgeship/raccoon'" in capsys.readouterr().err
