@@ -94,7 +94,7 @@ def _champion_row(run: Run, found: champ.ChampionFound | None, index: int,
     samples[detector.name] = (detector.path, detector.prepare(run.examples[0].image))
     return ModelEval(name=detector.name, coco=cocos[run.split], size_bytes=detector.path.stat().st_size,
                      file=found.record.get("file"), scheme=found.record.get("variant"), source="champion",
-                     input_dtype=str(detector.input_dtype))
+                     input_dtype=str(detector.input_dtype), views_coco=cocos.get(VIEWS))
 
 
 def _champion_record(found: champ.ChampionFound | None, row: ModelEval | None, results: dict[str, ModelEval],
@@ -106,14 +106,18 @@ def _champion_record(found: champ.ChampionFound | None, row: ModelEval | None, r
     if row is None:
         return dict(found.record)
     row.latency_1, row.latency_n = lat[0].get(row.name), lat[1].get(row.name)
-    add_champion_deltas(results, row, resamples=interval_args["resamples"],
-                        confidence=interval_args["confidence"], seed=interval_args["seed"])
+    scored_on = add_champion_deltas(results, row, resamples=interval_args["resamples"],
+                                    confidence=interval_args["confidence"], seed=interval_args["seed"],
+                                    groups=interval_args["groups"])
     add_accuracy_intervals({row.name: row}, None, resamples=interval_args["resamples"],
                            confidence=interval_args["confidence"], seed=interval_args["seed"])
     keep = ("size_bytes", "map", "map50", "per_class_ap", "per_class_ap50", "latency_ms", "file", "scheme",
             "input_dtype", "detections", evaluation.MAP_CI, evaluation.MAP50_CI)
     doc = row.to_dict()
-    return {**found.record, "rescored": True, **{k: doc[k] for k in keep}}
+    scored = row.views_coco if scored_on != "photos" else row.coco
+    return {**found.record, "rescored": True, "delta_scored_on": scored_on, "delta_images": scored.images,
+            "delta_champion_map": scored.map,
+            **{k: doc[k] for k in keep}}
 
 
 def _compare(results: dict[str, ModelEval], float_eval: ModelEval | None,

@@ -77,23 +77,30 @@ def add_accuracy_intervals(models: Mapping[str, Any], reference: str | None, *, 
 
 
 def add_champion_deltas(models: Mapping[str, Any], champion: Any, *, resamples: int, confidence: float,
-                        seed: int) -> None:
+                        seed: int, groups: np.ndarray | None = None) -> str:
     """Set ``delta_map_vs_champion`` (champion mAP − row mAP, points) and its paired bootstrap
     interval (the same drawn images for the champion and the row) on every row of ``models``;
-    ``champion`` is the champion's row, scored on the same images."""
+    ``champion`` is the champion's row, scored on the same images. When every row and the
+    champion were also scored with the photos' views (``views_coco``, ``groups``: the photo of
+    each scored image), the delta is over those, drawn by photo, like the gate's ΔmAP vs float.
+    Returns what it was computed on: "photos" or "photos and their views"."""
+    views = groups is not None and champion.views_coco is not None and all(
+        getattr(row, "views_coco", None) is not None for row in models.values())
+    coco_of = (lambda row: row.views_coco) if views else (lambda row: row.coco)
     for row in models.values():
-        row.delta_map_vs_champion = round((champion.coco.map - row.coco.map) * 100.0, 4)
-    tables = {name: row.coco.matches for name, row in models.items() if row.coco.matches is not None}
-    if int(resamples) <= 0 or not tables or champion.coco.matches is None:
-        return
-    key = "\0champion"  # not a variant name (variant names are identifiers)
-    result = bootstrap_intervals({**tables, key: champion.coco.matches}, reference=key, resamples=resamples,
-                                 confidence=confidence, seed=seed)
-    for name, iv in result.intervals.items():
-        if name != key and iv.delta_map is not None:
-            models[name].delta_map_vs_champion_ci = (round(iv.delta_map[0], 4), round(iv.delta_map[1], 4))
-    log.info("ΔmAP vs the champion: %d models × %d resamples over %d images in %.1f s", len(tables),
-             result.resamples, result.images, result.seconds)
+        row.delta_map_vs_champion = round((coco_of(champion).map - coco_of(row).map) * 100.0, 4)
+    tables = {name: coco_of(row).matches for name, row in models.items() if coco_of(row).matches is not None}
+    if int(resamples) > 0 and tables and coco_of(champion).matches is not None:
+        key = "\0champion"  # not a variant name (variant names are identifiers)
+        result = bootstrap_intervals({**tables, key: coco_of(champion).matches}, reference=key,
+                                     resamples=resamples, confidence=confidence, seed=seed,
+                                     groups=groups if views else None)
+        for name, iv in result.intervals.items():
+            if name != key and iv.delta_map is not None:
+                models[name].delta_map_vs_champion_ci = (round(iv.delta_map[0], 4), round(iv.delta_map[1], 4))
+        log.info("ΔmAP vs the champion: %d models × %d resamples over %d images in %.1f s", len(tables),
+                 result.resamples, result.images, result.seconds)
+    return "photos and their views" if views else "photos"
 
 
 def measure_latency(models: Mapping[str, tuple[Any, np.ndarray]], *, threads_n: int, runs: int,

@@ -201,7 +201,8 @@ def champion_line(report: Mapping[str, Any]) -> str | None:
             f"{record.get('input_shape')}) re-scored on these images: mAP "
             f"{_with_ci(record.get('map'), evaluation.interval(dict(record), evaluation.MAP_CI), '.4f')}, mAP@.5 "
             f"{_num(record.get('map50'))}, 1-thread {_latency_cell(record, LATENCY_1T)} ms; ΔmAP vs the "
-            f"champion (champion − variant, points, paired: the same resampled images): {deltas or '—'}"
+            f"champion (champion − variant, points, paired: the same resampled images; over the "
+            f"{record.get('delta_scored_on') or 'photos'}, {record.get('delta_images')} images): {deltas or '—'}"
             + _champion_data_note(record, report))
 
 

@@ -297,15 +297,17 @@ def _paired_champion_rule_fails(chosen: Candidate, champion: Champion, report: d
     (champion − chosen, same images), judged by its point estimate against ``tolerance``."""
     record, drop, ci = paired
     champ_map = float(record.get("map") or 0.0)
-    scored = (f"both scored on this run's {report.get('images', '?')} {report.get('split', 'val')} images "
-              f"(paired ΔmAP{f' [{ci[0]:+.2f}, {ci[1]:+.2f}]' if ci else ''}")
+    scored = (f"mAP {chosen.map:.4f} vs {champ_map:.4f} on the same photos; ΔmAP over the same "
+              f"{record.get('delta_images') or report.get('images', '?')} images of this run's "
+              f"{report.get('split', 'val')} split ({record.get('delta_scored_on') or 'photos'}; "
+              f"paired ΔmAP{f' [{ci[0]:+.2f}, {ci[1]:+.2f}]' if ci else ''})")
     manifest = f"; its manifest says mAP {champion.map:.4f} on its own val split" if champion.map is not None else ""
     if drop > config.tolerance:
-        reasons.append(f"worse than champion {champion.version}: mAP {chosen.map:.4f} vs {champ_map:.4f}, "
-                       f"{scored}: −{drop:.2f} pt > tolerance {config.tolerance:.2f} pt{manifest})")
+        reasons.append(f"worse than champion {champion.version} re-scored here: {scored}: −{drop:.2f} pt > "
+                       f"tolerance {config.tolerance:.2f} pt{manifest}")
         return True
-    reasons.append(f"not worse than champion {champion.version} beyond tolerance: mAP {chosen.map:.4f} vs "
-                   f"{champ_map:.4f}, {scored}: {-drop:+.2f} pt, tolerance {config.tolerance:.2f} pt{manifest})")
+    reasons.append(f"not worse than champion {champion.version} beyond tolerance, re-scored here: {scored}: "
+                   f"{-drop:+.2f} pt, tolerance {config.tolerance:.2f} pt{manifest}")
     return False
 
 

@@ -75,8 +75,11 @@ def test_the_champion_is_rescored_on_the_same_images_with_a_paired_delta(clean_s
     assert record["file"] == f"gs://{clean_stack.buckets[0]}/models/det/{VERSION}/model.tflite"
     assert record["size_bytes"] == len(weaker_tflite[0]) and record["latency_ms"]["threads_1"]["median"] > 0
     assert record["map"] < 0.9  # it reports one object per image
+    # 7 photos × 4 views (small split: views on by default), drawn by photo like the gate's ΔmAP
+    assert record["delta_scored_on"] == "photos and their views" and record["delta_images"] == 28
     for name, row in report.variants.items():
-        assert row.delta_map_vs_champion == pytest.approx((record["map"] - row.map) * 100.0, abs=1e-3), name
+        assert row.delta_map_vs_champion == pytest.approx(
+            (record["delta_champion_map"] - row.views_coco.map) * 100.0, abs=1e-3), name
         assert row.delta_map_vs_champion < 0  # the variants find more: better than the champion
         lo, hi = row.delta_map_vs_champion_ci
         assert lo <= row.delta_map_vs_champion <= hi and hi < 0, (name, lo, hi)
