@@ -171,7 +171,8 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
     dets: dict[str, list[Detections]] = {}
     samples: dict[str, tuple[Path, np.ndarray]] = {}
     float_eval: ModelEval | None = None
-    count = len(variants) + (1 if float_detector is not None else 0) + (1 if champion and champion.detector else 0)
+    first = 2 if float_detector is not None else 1  # the progress index of the first variant
+    count = len(variants) + first - 1 + (1 if champion is not None and champion.detector is not None else 0)
     per_photo = 1 if isinstance(examples, StreamedSplit) else tta.views_for(len(examples), views)
     extra, groups = tta.extra_views(examples, per_photo)
     interval_args = dict(resamples=bootstrap_resamples, confidence=confidence, seed=seed, groups=groups,
@@ -181,17 +182,17 @@ def evaluate_examples(variants: Sequence[VariantSpec], examples: Sequence[Any], 
                   split, ece_min_score, progress, count, int(threads or all_threads()), views=extra)
         if float_detector is not None:
             float_eval, dets[FLOAT_KERAS] = _float_row(run, float_detector)
-        for index, spec in enumerate(variants, count - len(variants) + 1):
+        for index, spec in enumerate(variants, first):
             results[spec.name], dets[spec.name], sample = _variant_row(run, spec, index)
             samples[spec.name] = (spec.path, sample)
         if diagnose is not None:
             _more_variants(run, diagnose, results, float_eval, dets, samples, interval_args)
             count = run.count
-        champion_row = _champion_row(run, champion, count, samples)
+        champion_row = _champion_row(run, champion, count, samples)  # the champion comes last
     step_progress.emit(phase=f"latency of {len(samples)} variant(s), timed in turns")
     lat1, latn, host = measure_latency(samples, threads_n=run.threads_n, runs=latency_runs,
                                        warmup=latency_warmup, blocks=latency_blocks, confidence=confidence)
-    for index, (name, row) in enumerate(results.items(), count - len(results) + 1 - (champion_row is not None)):
+    for index, (name, row) in enumerate(results.items(), first):
         row.latency_1, row.latency_n = lat1[name], latn[name]
         step_progress.emit(item=name, index=index, count=count, map=row.map,
                            phase=f"1-thread {row.latency_1.median:.2f} ms", mark=True)
@@ -221,8 +222,9 @@ def _more_variants(run: Run, diagnose: Diagnose, results: dict[str, ModelEval], 
     models = {**results, **({FLOAT_KERAS: float_eval} if float_eval is not None else {})}
     add_intervals(models, reference, **interval_args)
     extra = [spec for spec in diagnose(results) if spec.name not in results]
+    start = len(results) + (2 if float_eval is not None else 1)  # after the variants, before a champion
     run.count += len(extra)
-    for index, spec in enumerate(extra, run.count - len(extra) + 1):
+    for index, spec in enumerate(extra, start):
         results[spec.name], dets[spec.name], sample = _variant_row(run, spec, index)
         samples[spec.name] = (spec.path, sample)
 

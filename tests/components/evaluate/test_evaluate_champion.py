@@ -62,7 +62,11 @@ def mixed_examples():
 
 @pytest.mark.stack
 def test_the_champion_is_rescored_on_the_same_images_with_a_paired_delta(clean_stack, standin_variants,
-                                                                        weaker_tflite, tmp_path):
+                                                                        weaker_tflite, tmp_path,
+                                                                        monkeypatch, capsys):
+    from edgeship.base import progress
+
+    monkeypatch.setenv(progress.ENV, "1")
     upload_version(clean_stack.buckets[0], *weaker_tflite)
     found = champ.find(clean_stack.buckets[0], "det", "stable", CLASSES, tmp_path, threads=2, lookup=lookup())
     assert found.detector is not None and found.detector.input_size == (48, 48)
@@ -70,6 +74,9 @@ def test_the_champion_is_rescored_on_the_same_images_with_a_paired_delta(clean_s
     report = core.evaluate_examples(specs, mixed_examples(), CLASSES, latency_runs=4, latency_warmup=1,
                                     threads=2, show_progress=False, slices=(), champion=found,
                                     bootstrap_resamples=100)
+    lines = [progress.parse(line) for line in capsys.readouterr().out.splitlines()]
+    scored = {(e["item"], e["index"], e["count"]) for e in lines if e and "map" in e and "phase" not in e}
+    assert scored == {("fp32", 1, 3), ("full_int8", 2, 3), (f"champion {VERSION}", 3, 3)}  # the champion last
     record = report.champion
     assert record["rescored"] and record["version"] == VERSION and record["resize"] == "stretch"
     assert record["file"] == f"gs://{clean_stack.buckets[0]}/models/det/{VERSION}/model.tflite"
