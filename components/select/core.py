@@ -300,7 +300,7 @@ def _paired_champion_rule_fails(chosen: Candidate, champion: Champion, report: d
     scored = (f"mAP {chosen.map:.4f} vs {champ_map:.4f} on the same photos; ΔmAP over the same "
               f"{record.get('delta_images') or report.get('images', '?')} images of this run's "
               f"{report.get('split', 'val')} split ({record.get('delta_scored_on') or 'photos'}; "
-              f"paired ΔmAP{f' [{ci[0]:+.2f}, {ci[1]:+.2f}]' if ci else ''})")
+              f"paired, chosen − champion{f' [{-ci[1]:+.2f}, {-ci[0]:+.2f}]' if ci else ''})")
     manifest = f"; its manifest says mAP {champion.map:.4f} on its own val split" if champion.map is not None else ""
     if drop > config.tolerance:
         reasons.append(f"worse than champion {champion.version} re-scored here: {scored}: −{drop:.2f} pt > "

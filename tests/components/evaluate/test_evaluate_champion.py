@@ -95,7 +95,7 @@ def test_the_champion_is_rescored_on_the_same_images_with_a_paired_delta(clean_s
     assert set(report.variants) == {"fp32", "full_int8"}  # the champion is no candidate
     assert f"champion (the model `det/stable` serves now): {VERSION}" in render_markdown(doc)
     d = decide(doc, GateConfig(accuracy_budget=1.0, tolerance=0.5), lookup()("det", "stable"))
-    assert d.publish and any("paired ΔmAP" in r for r in d.reasons)
+    assert d.publish and any("paired, chosen − champion" in r for r in d.reasons)
 
 
 @pytest.mark.stack

@@ -35,7 +35,7 @@ def test_a_rescored_champion_is_judged_on_the_same_images_not_its_manifest():
     assert d.publish and d.chosen == "qat_int8"
     reason = next(r for r in d.reasons if "champion v1" in r)
     assert "not worse than champion v1" in reason and "the same 120 images of this run's val split" in reason
-    assert "paired ΔmAP [-0.40, +0.60]" in reason and "manifest says mAP 0.6000" in reason
+    assert "paired, chosen − champion [-0.60, +0.40]): -0.10 pt" in reason and "manifest says mAP 0.6000" in reason
     assert not any("another dataset" in r for r in d.reasons)
 
 
