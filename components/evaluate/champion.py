@@ -51,13 +51,18 @@ def find(bucket: str, model_name: str, channel: str, class_names: Sequence[str],
                                 f"{list(class_names)[:8]}): not comparable on these images")
     try:
         fetched = registry_champion.fetch_model(bucket, model_name, found.version, work_dir)
+        spec = fetched.manifest.get("input")
+        if not isinstance(spec, dict) or spec.get("resize") not in ("stretch", "letterbox"):
+            return _without(record, f"champion {found.version}'s manifest does not say its resize policy "
+                                    "(input.resize: published before manifests carried it), so it cannot be run "
+                                    "the way it was trained")
         from edgeship.detection.runners import TFLiteDetector
 
-        detector = TFLiteDetector(fetched.path, num_threads=threads, input_spec=fetched.manifest.get("input"),
+        detector = TFLiteDetector(fetched.path, num_threads=threads, input_spec=spec,
                                   output_map=fetched.manifest.get("outputs"), name=f"champion {found.version}",
                                   num_classes=len(class_names))
-    except (ValueError, FileNotFoundError) as exc:
-        return _without(record, str(exc)[:300])
+    except Exception as exc:  # noqa: BLE001 - any champion that cannot be loaded: say why, go on
+        return _without(record, f"{type(exc).__name__}: {str(exc)[:300]}")
     record.update(file=fetched.uri, variant=fetched.manifest.get("variant"),
                   input_shape=list((fetched.manifest.get("input") or {}).get("shape") or []),
                   resize=(fetched.manifest.get("input") or {}).get("resize") or "stretch")

@@ -90,8 +90,15 @@ def _champion_row(run: Run, found: champ.ChampionFound | None, index: int,
     if found is None or found.detector is None:
         return None
     detector = found.detector
-    cocos, _ = run.accuracy(detector, index)
-    samples[detector.name] = (detector.path, detector.prepare(run.examples[0].image))
+    try:
+        cocos, _ = run.accuracy(detector, index)
+        samples[detector.name] = (detector.path, detector.prepare(run.examples[0].image))
+    except Exception as exc:  # noqa: BLE001 - a champion that fails on these images must not fail the step
+        log.warning("champion %s could not be scored: %s", found.record.get("version"), exc)
+        found.record.update(rescored=False, reason=f"scoring it on this split failed: {type(exc).__name__}: "
+                                                   f"{str(exc)[:300]}")
+        found.detector = None
+        return None
     return ModelEval(name=detector.name, coco=cocos[run.split], size_bytes=detector.path.stat().st_size,
                      file=found.record.get("file"), scheme=found.record.get("variant"), source="champion",
                      input_dtype=str(detector.input_dtype), views_coco=cocos.get(VIEWS))

@@ -297,7 +297,7 @@ def _paired_champion_rule_fails(chosen: Candidate, champion: Champion, report: d
     (champion − chosen, same images), judged by its point estimate against ``tolerance``."""
     record, drop, ci = paired
     champ_map = float(record.get("map") or 0.0)
-    scored = (f"mAP {chosen.map:.4f} vs {champ_map:.4f} on the same photos; ΔmAP over the same "
+    scored = (f"mAP {chosen.map:.4f} vs {champ_map:.4f} on the photos alone; ΔmAP over the same "
               f"{record.get('delta_images') or report.get('images', '?')} images of this run's "
               f"{report.get('split', 'val')} split ({record.get('delta_scored_on') or 'photos'}; "
               f"paired, chosen − champion{f' [{-ci[1]:+.2f}, {-ci[0]:+.2f}]' if ci else ''})")

@@ -103,11 +103,18 @@ def fetch_model(bucket: str, model_name: str, version: str, dest_dir: str | Path
     if not isinstance(manifest, dict) or manifest.get("version") != version:
         raise ValueError(f"champion {version}: {prefix}manifest.json is for version "
                          f"{manifest.get('version') if isinstance(manifest, dict) else None!r}")
-    entries = [f for f in manifest.get("files") or [] if isinstance(f, dict) and f.get("format") == "tflite"]
+    files = manifest.get("files")
+    if not isinstance(files, list):
+        raise ValueError(f"champion {version}: {prefix}manifest.json 'files' must be a list, got {files!r:.80}")
+    entries = [f for f in files if isinstance(f, dict) and f.get("format") == "tflite"]
     if not entries:
         raise ValueError(f"champion {version}: {prefix}manifest.json lists no .tflite file (a Core ML "
                          "or other model cannot be re-scored here)")
     entry = entries[0]
+    size = entry.get("size")
+    if not isinstance(size, int) or isinstance(size, bool) or not isinstance(entry.get("sha256"), str):
+        raise ValueError(f"champion {version}: {prefix}manifest.json gives the model file size {size!r:.40} "
+                         f"and sha256 {entry.get('sha256')!r:.80}: not an integer and a hex string")
     name = str(entry.get("path", ""))
     if not name or "/" in name or name.startswith("."):
         raise ValueError(f"champion {version}: bad model file path {name!r} in {prefix}manifest.json")
@@ -116,7 +123,7 @@ def fetch_model(bucket: str, model_name: str, version: str, dest_dir: str | Path
     except FileNotFoundError as exc:
         raise ValueError(f"champion {version}: model file {prefix}{name} does not exist") from exc
     sha = hashlib.sha256(data).hexdigest()
-    if len(data) != entry.get("size") or sha != entry.get("sha256"):
+    if len(data) != size or sha != entry["sha256"]:
         raise ValueError(f"champion {version}: {prefix}{name} is {len(data)} B, sha256 {sha[:16]}…; its "
                          f"manifest says {entry.get('size')} B, {str(entry.get('sha256'))[:16]}…")
     dest = Path(dest_dir)

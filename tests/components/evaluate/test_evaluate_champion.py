@@ -159,3 +159,41 @@ def test_the_report_warns_when_the_champion_came_from_other_data():
     assert "trained on another dataset" in champion_line(report)
     report["dataset_fingerprint"] = record["dataset_fingerprint"]
     assert "another dataset" not in champion_line(report)
+
+
+class _Failing:
+    """A champion whose model fails on these images (e.g. a class index outside the label map)."""
+
+    name = "champion v9"
+
+    def __call__(self, image):
+        raise ValueError("model returned class index 7 outside 0..2")
+
+
+def test_a_champion_that_fails_on_the_images_does_not_fail_the_evaluation(standin_variants):
+    specs, _ = variants_contract.load_variants(standin_variants)
+    found = champ.ChampionFound(_Failing(), {"version": "v9", "rescored": False})
+    report = core.evaluate_examples(specs[:1], standin_examples(2), CLASSES, latency_runs=2, latency_warmup=1,
+                                    threads=1, show_progress=False, slices=(), champion=found)
+    assert report.variants["fp32"].map == pytest.approx(1.0) and report.variants["fp32"].delta_map_vs_champion is None
+    assert report.champion["rescored"] is False
+    assert "scoring it on this split failed: ValueError: model returned class index 7" in report.champion["reason"]
+
+
+@pytest.mark.stack
+@pytest.mark.parametrize("damage, reason", [
+    (lambda m: m["input"].pop("resize"), "does not say its resize policy"),
+    (lambda m: m.update(files=3), "'files' must be a list, got 3"),
+    (lambda m: m["files"][0].update(size="3"), "model file size '3'"),
+])
+def test_a_champion_manifest_that_cannot_be_trusted_is_not_rescored(clean_stack, weaker_tflite, tmp_path,
+                                                                    damage, reason):
+    from edgeship.base import storage
+
+    upload_version(clean_stack.buckets[0], *weaker_tflite)
+    blob = storage.gcs_client().bucket(clean_stack.buckets[0]).blob(f"models/det/{VERSION}/manifest.json")
+    manifest = json.loads(blob.download_as_bytes())
+    damage(manifest)
+    blob.upload_from_string(json.dumps(manifest))
+    found = champ.find(clean_stack.buckets[0], "det", "stable", CLASSES, tmp_path, lookup=lookup())
+    assert found.detector is None and reason in found.record["reason"], found.record["reason"]

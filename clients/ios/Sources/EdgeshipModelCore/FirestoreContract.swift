@@ -71,7 +71,7 @@ public enum ReleaseRecord {
     public static let inputScale = FieldSpec("input.scale", .double, .nullable)
     public static let inputZeroPoint = FieldSpec("input.zero_point", .int, .nullable)
     public static let inputNormalization = FieldSpec("input.normalization", .string)
-    /// "stretch" or "letterbox" (absent in releases published before it: stretch). docs/ios.md §5.
+    /// "stretch" or "letterbox"; absent in releases published before it (most are stretch). docs/ios.md §5.
     public static let inputResize = FieldSpec("input.resize", .string, .optional)
     public static let outputs = FieldSpec("outputs", .map)
     public static let boxesIndex = FieldSpec("outputs.boxes.index", .int)

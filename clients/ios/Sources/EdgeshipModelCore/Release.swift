@@ -31,7 +31,7 @@ public struct Release: Codable, Hashable, Sendable {
         public let normalization: String
         /// How a photo becomes the input: "stretch" (scale each side to the input size) or
         /// "letterbox" (scale by min(H/h, W/w), centre, pad with gray 114; map the boxes back).
-        /// Releases published before the field existed have none: stretch.
+        /// nil for releases published before the field existed: most are stretch (docs/ios.md §5).
         public let resize: String?
 
         /// True when photos must be letterboxed (docs/ios.md §5).
