@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -90,8 +91,8 @@ def _champion_row(run: Run, found: champ.ChampionFound | None, index: int,
     if found is None or found.detector is None:
         return None
     detector = found.detector
-    try:
-        cocos, _ = run.accuracy(detector, index)
+    try:  # the split (and its views) only: the robustness slices are the variants' figures
+        cocos, _ = replace(run, sets={run.split: run.examples}).accuracy(detector, index)
         samples[detector.name] = (detector.path, detector.prepare(run.examples[0].image))
     except Exception as exc:  # noqa: BLE001 - a champion that fails on these images must not fail the step
         log.warning("champion %s could not be scored: %s", found.record.get("version"), exc)
