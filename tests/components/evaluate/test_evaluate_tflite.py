@@ -104,3 +104,52 @@ def test_tflite_latency_at_one_and_two_threads(standin_variants):
         assert 0 < stats.median <= stats.p90
     with pytest.raises(ValueError, match="does not match"):
         tflite_latency(path, x.astype(np.float32), runs=2)
+
+
+class _OnePass:
+    """Examples that can be read once, in order (as a StreamedSplit is read per pass)."""
+
+    def __init__(self, examples):
+        self.examples, self.reads = examples, 0
+
+    def __iter__(self):
+        self.reads += 1
+        assert self.reads == 1, "read twice"
+        return iter(self.examples)
+
+
+@pytest.mark.parametrize("name", ["fp32", "full_int8"])
+def test_lanes_give_each_image_its_own_detections_in_order(standin_variants, name):
+    from edgeship.detection.runners import run_detector
+    from tests.support.evaluate_data import make_example
+
+    path, entry = spec(standin_variants, name)
+    kw = {"input_spec": entry["input"], "output_map": entry["outputs"], "num_classes": 3}
+    one, three = TFLiteDetector(path, num_threads=1, **kw), TFLiteDetector(path, num_threads=3, **kw)
+    assert one.lanes() == [one]
+    lanes = three.lanes()
+    assert len(lanes) == 3 and {lane.num_threads for lane in lanes} == {1} and three.lanes() is lanes
+    examples = []
+    for i in range(29):  # not a multiple of the lanes or of a chunk (24)
+        ex = make_example(i, [[0.1, 0.1, 0.5, 0.5]], [1])
+        ex.image[...] = (i * 9) % 256  # the stand-in's scores follow the image's brightness
+        examples.append(ex)
+    ticks = []
+    got = run_detector(three, _OnePass(examples), on_image=lambda: ticks.append(1))
+    want = [one(ex.image) for ex in examples]
+    assert len(ticks) == len(got) == 29
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.scores, w.scores)
+        np.testing.assert_array_equal(g.boxes, w.boxes)
+        np.testing.assert_array_equal(g.labels, w.labels)
+    assert len({float(g.scores[0]) for g in got}) > 10  # the images really differ
+
+
+def test_an_error_in_a_lane_reaches_the_caller(standin_variants):
+    from edgeship.detection.runners import run_detector
+    from tests.support.evaluate_data import make_example
+
+    path, entry = spec(standin_variants, "fp32")
+    det = TFLiteDetector(path, num_threads=2, output_map=entry["outputs"], num_classes=2)
+    with pytest.raises(ValueError, match="label map disagrees"):
+        run_detector(det, [make_example(i, [[0.1, 0.1, 0.5, 0.5]], [1]) for i in range(5)])
