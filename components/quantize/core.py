@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import os
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -44,9 +45,11 @@ from edgeship.detection.convert import (
     PARITY_TOLERANCES,
     SCHEMES,
     ConverterFactory,
+    ExportedModule,
     LoadedModel,
     QuantizeError,
     convert_variant,
+    export_module,
     load_model_artifact,
     make_converter,
     representative_dataset,
@@ -199,15 +202,17 @@ def _convert_all(schemes: list[str], loaded: LoadedModel, qat_loaded: LoadedMode
     from edgeship.base import progress as step_progress
 
     entries, errors, skipped = [], [], []
-    with Progress(disable=not progress, transient=True) as bar:
+    with Progress(disable=not progress, transient=True) as bar, tempfile.TemporaryDirectory() as tmp:
+        exports = _Exports(schemes, Path(tmp), cfg)
         task = bar.add_task("quantize", total=len(schemes) + (2 if coreml else 0))
         count = len(schemes) + (1 if coreml else 0)
         for index, s in enumerate(schemes, 1):
             bar.update(task, description=f"convert {s}")
             step_progress.emit(item=s, index=index, count=count, phase="converting and checking")
             try:
-                entry = _one_variant(s, qat_loaded if SCHEMES[s][0] == "qat" else loaded, out, rep,
-                                     cfg, check_images, images, where, strict_parity, converter_factory, errors)
+                source = qat_loaded if SCHEMES[s][0] == "qat" else loaded
+                entry = _one_variant(s, source, out, rep, cfg, check_images, images, where, strict_parity,
+                                     converter_factory, errors, exported=exports.get(s, source))
                 if entry.get("calibration") is not None:
                     entry["calibration"] = calibration_record  # how many images, which splits
             except QuantizeError as exc:
@@ -247,17 +252,41 @@ def _write_index(result: VariantsResult, loaded: LoadedModel, *,
         "parity_tolerances": PARITY_TOLERANCES, "calibration_set": calibration_set}, out)
 
 
+class _Exports:
+    """Each source model (float, QAT) saved once for the schemes converted from it, when it is
+    the source of more than one (``export_module``); None when that failed (each scheme then
+    converts as before and reports its own error)."""
+
+    def __init__(self, schemes: Sequence[str], root: Path, cfg: PostprocessConfig) -> None:
+        self.shared = {src for src in (SCHEMES[s][0] for s in schemes)
+                       if sum(SCHEMES[x][0] == src for x in schemes) > 1}
+        self.root, self.cfg, self.done = root, cfg, {}
+
+    def get(self, scheme: str, source: LoadedModel | None) -> ExportedModule | None:
+        src = SCHEMES[scheme][0]
+        if source is None or src not in self.shared:
+            return None
+        if src not in self.done:
+            try:
+                self.done[src] = export_module(source, self.cfg, self.root / src)
+            except Exception as exc:  # noqa: BLE001 - the per-scheme conversion reports it properly
+                log.warning("could not save the %s model once for all its schemes (%s: %s); "
+                            "converting each from the model", src, type(exc).__name__, str(exc)[:300])
+                self.done[src] = None
+        return self.done[src]
+
+
 def _one_variant(s: str, source: LoadedModel | None, out: Path, rep: Callable | None,
                  cfg: PostprocessConfig, check_images: list[np.ndarray], images: list[np.ndarray],
                  where: str, strict_parity: bool, converter_factory: ConverterFactory,
-                 errors: list[str]) -> dict[str, Any]:
+                 errors: list[str], *, exported: ExportedModule | None = None) -> dict[str, Any]:
     """Convert, validate and report one variant; returns its variants.json entry."""
     from edgeship.detection.op_report import write_op_report
 
     if source is None:
         raise QuantizeError("validate-before", s, "no source model")
     blob = convert_variant(source, s, representative=rep, postprocess=cfg,
-                           converter_factory=converter_factory)
+                           converter_factory=converter_factory, exported=exported)
     path = out / f"{s}.tflite"
     path.write_bytes(blob)
     spec = inspect_tflite(path, s)
