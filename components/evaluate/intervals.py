@@ -9,9 +9,11 @@ from typing import Any, Mapping
 
 import numpy as np
 
+from edgeship.contracts.evaluation import host_busy_text
 from edgeship.detection.bootstrap import bootstrap_intervals
 from edgeship.detection.latency import (
     LatencyStats,
+    OthersMeter,
     host_conditions,
     host_load,
     interleaved_tflite_latency,
@@ -112,14 +114,13 @@ def measure_latency(models: Mapping[str, tuple[Any, np.ndarray]], *, threads_n: 
     1-thread figures were timed (:func:`host_conditions`: ``busy`` = not to be trusted)."""
     if not models:
         return {}, {}, None
-    before = host_load()
+    before, others = host_load(), OthersMeter()
     one = interleaved_tflite_latency(models, threads=1, runs=runs, warmup=warmup, blocks=blocks,
                                      confidence=confidence)
-    host = host_conditions(before, host_load())
+    host = host_conditions(before, host_load(), others=others.read())
     if host["busy"]:
-        log.warning("latency timed on a busy host (load %.2f per CPU on %d CPUs > %.1f): the 1-thread "
-                    "figures are reported but the gate will not rank variants by them",
-                    host["load_per_cpu"], host["cpus"], host["threshold_load_per_cpu"])
+        log.warning("latency timed on a busy host (%s): the 1-thread figures are reported but the "
+                    "gate will not rank variants by them", host_busy_text(host))
     many = {name: tflite_latency(path, x, threads=threads_n, runs=runs, warmup=warmup, blocks=blocks,
                                  confidence=confidence) for name, (path, x) in models.items()}
     return one, many, host

@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 from components.evaluate.tradeoff_plot import plot_tradeoff
 from edgeship.contracts import evaluation
-from edgeship.contracts.evaluation import LATENCY_1T, LATENCY_NT
+from edgeship.contracts.evaluation import LATENCY_1T, LATENCY_NT, host_busy_text
 
 COLUMNS = ("variant", "size (KB)", "size ÷ fp32", "mAP@[.5:.95] [CI]", "mAP@.5 [CI]", "ΔmAP vs float (pt) [CI]",
            "1-thread median [CI] / p90 (ms)", "N-thread median [CI] / p90 (ms)", "latency ÷ fp32", "ECE",
@@ -167,6 +167,9 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
         lines.append(f"- host while the 1-thread latencies were timed: load average "
                      f"{host.get('load_1min_before')} before, {host.get('load_1min_after')} after, on "
                      f"{host.get('cpus')} CPUs ({host.get('load_per_cpu')} per CPU)"
+                     + (f"; other processes' CPUs in use meanwhile {host.get('others_cpus')}"
+                        if host.get("others_cpus") is not None else "")
+                     + (f" ({host_busy_text(host)})" if host.get("busy") else "")
                      + ("; **busy: the latencies are not trusted to rank variants** (the gate ranks by "
                         "scheme instead)" if host.get("busy") else ""))
     for entry in report.get("set_aside") or []:

@@ -51,9 +51,7 @@ class Evidence:
 
     @property
     def host_text(self) -> str:
-        h = self.latency_host or {}
-        return (f"load average {max((x for x in (h.get('load_1min_before'), h.get('load_1min_after')) if x is not None), default=0.0):.2f} "
-                f"on {h.get('cpus', '?')} CPUs, {h.get('load_per_cpu', '?')} per CPU > {h.get('threshold_load_per_cpu', '?')}")
+        return evaluation.host_busy_text(self.latency_host or {})
 
     @property
     def basis(self) -> str:

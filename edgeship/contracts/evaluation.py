@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 FILE_NAME = "report.json"
 FORMAT_VERSION = 1
@@ -206,3 +206,14 @@ def load(evaluation_dir: str | Path) -> EvaluationReport:
     except json.JSONDecodeError as exc:
         raise ValueError(f"{path} is not valid JSON: {exc}") from exc
     return EvaluationReport(doc, path).validate()
+
+
+def host_busy_text(host: Mapping[str, Any]) -> str:
+    """Why a report's ``latency_host`` (edgeship.detection.latency.host_conditions) says busy, in
+    words: the report's and the gate's."""
+    if host.get("others_cpus") is not None:
+        return (f"other processes kept {host['others_cpus']:.2f} of {host.get('cpus', '?')} CPUs busy while "
+                f"it was timed, {host.get('others_per_cpu')} per CPU > {host.get('threshold_others_per_cpu')}")
+    loads = [x for x in (host.get("load_1min_before"), host.get("load_1min_after")) if x is not None]
+    return (f"load average {max(loads, default=0.0):.2f} on {host.get('cpus', '?')} CPUs, "
+            f"{host.get('load_per_cpu', '?')} per CPU > {host.get('threshold_load_per_cpu', '?')}")

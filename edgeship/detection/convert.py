@@ -304,10 +304,9 @@ class ExportedModule:
     """A detection module saved once as a SavedModel, for converting it to several schemes.
 
     ``TFLiteConverter.from_concrete_functions`` saves its module to a fresh SavedModel on every
-    ``convert()`` (and loads it back): for the six float schemes that was six identical saves
-    (the quantize step 251 s → 208 s on 2 cores, 2026-12-03). Converting from the one saved here
-    gives the same model: every tensor equal, one byte of the converter's metadata apart (where
-    the model came from: a SavedModel instead of concrete functions).
+    ``convert()`` (and loads it back): six identical saves for the six float schemes (quantize
+    251 s → 208 s on 2 cores, 2026-12-03). Converting from the one saved here gives the same
+    model: every tensor equal, one byte of converter metadata (the source's kind) apart.
     """
 
     module: Any

@@ -43,12 +43,14 @@ def test_evaluate_on_the_data_steps_val_split(tiny_dataset, matching_variants, t
 def test_latency_timed_on_a_busy_host_is_marked_in_the_report(tiny_dataset, matching_variants, tmp_path,
                                                               monkeypatch):
     """The host's load is read before and after the 1-thread timing (the real os.getloadavg in the
-    test above; here a reading the test controls): above one per usable CPU the report says busy."""
+    test above; here a reading the test controls): where other processes' CPU time is unknown
+    (no /proc/stat), above one per usable CPU the report says busy."""
     from edgeship.detection import latency
 
     cpus = latency.usable_cpus()
     readings = iter([(0.2 * cpus, 0.0, 0.0), (1.6 * cpus, 0.0, 0.0)])
     monkeypatch.setattr(latency, "_loadavg", lambda: next(readings))
+    monkeypatch.setattr(latency, "_cpu_seconds", lambda: None)
     uri, _ = tiny_dataset
     core.evaluate(matching_variants, str(uri), tmp_path / "eval", latency_runs=3, latency_warmup=1,
                   show_progress=False, slices=[])
@@ -132,3 +134,21 @@ def test_corrupt_autoquant_json_is_named(tiny_dataset, matching_variants, tmp_pa
     with pytest.raises(ValueError, match="autoquant.json is not valid JSON"):
         core.evaluate(aq, str(uri), tmp_path / "eval", latency_runs=2, latency_warmup=1, show_progress=False,
                       variants=["fp32"])
+
+
+def test_other_processes_cpu_time_marks_the_host_busy(tiny_dataset, matching_variants, tmp_path, monkeypatch):
+    """Where /proc/stat says how busy this process's CPUs were, other processes' share decides,
+    whatever the load average (the evaluation's own threads lift that)."""
+    from edgeship.detection import latency
+
+    cpus = latency.usable_cpus()
+    monkeypatch.setattr(latency, "_loadavg", lambda: (0.1, 0.0, 0.0))
+    counters = iter([(0.0, 0.0), (1e6, 1.0)])  # others took every CPU-second there was
+    monkeypatch.setattr(latency, "_cpu_seconds", lambda: next(counters))
+    uri, _ = tiny_dataset
+    core.evaluate(matching_variants, str(uri), tmp_path / "eval", latency_runs=3, latency_warmup=1,
+                  show_progress=False, slices=[])
+    host = json.loads((tmp_path / "eval" / "report.json").read_text())["latency_host"]
+    assert host["busy"] is True and host["others_cpus"] > cpus and host["load_per_cpu"] < 1
+    md = (tmp_path / "eval" / "report.md").read_text()
+    assert "busy: the latencies are not trusted" in md and "other processes kept" in md

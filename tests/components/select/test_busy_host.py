@@ -5,6 +5,7 @@ file, then the more accurate, and says so. The case behind it: raccoon seed 1 (R
 beside the test suite, every variant 5x its quiet latency, int8 slower than fp32, and the gate
 published dynamic_int8, 3.6x slower than full int8 on a quiet machine."""
 import json
+import time
 
 import pytest
 from hypothesis import given, settings
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 
 from components.select.core import decide
 from components.select.rules import SCHEME_SPEED_CLASS
+from edgeship.contracts import evaluation
 from edgeship.contracts.decision import GateConfig
 from edgeship.detection import latency
 
@@ -96,3 +98,48 @@ def test_busy_choice_is_the_fastest_class_then_smallest_then_most_accurate(rows)
         return
     best = min(within, key=lambda c: (SCHEME_SPEED_CLASS[c.name], c.size_bytes, -c.map, c.name))
     assert d.chosen == best.name and d.publish
+
+
+def test_where_others_cpu_time_is_known_it_decides_and_own_load_does_not_count():
+    """The evaluation's own threads (one LiteRT interpreter per core) lift the load average; what
+    other processes took of this process's CPUs while the latencies were timed is what counts."""
+    own_load_only = latency.host_conditions(1.9, 1.7, 2, others=0.1)  # load 0.95/CPU, others quiet
+    assert not own_load_only["busy"] and own_load_only["others_per_cpu"] == pytest.approx(0.05)
+    beside_tests = latency.host_conditions(2.2, 2.2, 2, others=1.3)   # measured beside the test suite
+    assert beside_tests["busy"] and beside_tests["others_per_cpu"] == pytest.approx(0.65)
+    text = evaluation.host_busy_text(beside_tests)
+    assert "other processes kept 1.30 of 2 CPUs busy" in text and "0.65 per CPU > 0.5" in text
+    assert "load average 9.40 on 2 CPUs" in evaluation.host_busy_text(BUSY)  # no others figure: the load
+
+
+@settings(max_examples=200, deadline=None)
+@given(others=st.one_of(st.none(), st.floats(0, 64)), load=st.one_of(st.none(), st.floats(0, 200)),
+       cpus=st.integers(1, 64))
+def test_busy_follows_others_when_measured_else_the_load(others, load, cpus):
+    host = latency.host_conditions(load, load, cpus, others=others)
+    if others is not None:
+        assert host["busy"] == (others / cpus > latency.BUSY_OTHERS_PER_CPU)
+    else:
+        assert host["busy"] == (load is not None and load / cpus > latency.BUSY_LOAD_PER_CPU)
+
+
+def test_others_meter_subtracts_this_process(monkeypatch):
+    readings = iter([(100.0, 10.0), (103.0, 12.5)])  # host +3 CPU-s, this process +2.5 of them
+    monkeypatch.setattr(latency, "_cpu_seconds", lambda: next(readings))
+    clock = iter([50.0, 52.0, 60.0, 61.0])
+    assert latency.OthersMeter(lambda: next(clock)).read() == pytest.approx(0.25)  # 0.5 CPU-s over 2 s
+    monkeypatch.setattr(latency, "_cpu_seconds", lambda: None)  # no /proc/stat: unknown
+    assert latency.OthersMeter(lambda: next(clock)).read() is None
+
+
+def test_cpu_seconds_counts_this_process_on_its_cpus():
+    start = latency.cpu_seconds()
+    if start is None:
+        pytest.skip("no /proc/stat here")
+    t = time.process_time()
+    while time.process_time() - t < 0.3:  # keep one CPU busy for 0.3 s
+        pass
+    end = latency.cpu_seconds()
+    own = end[1] - start[1]
+    assert own >= 0.25
+    assert end[0] - start[0] >= own - 0.05  # the host's busy time includes ours (10 ms ticks)
