@@ -169,9 +169,8 @@ def _summary_lines(report: Mapping[str, Any]) -> list[str]:
                      f"{host.get('cpus')} CPUs ({host.get('load_per_cpu')} per CPU)"
                      + (f"; other processes' CPUs in use meanwhile {host.get('others_cpus')}"
                         if host.get("others_cpus") is not None else "")
-                     + (f" ({host_busy_text(host)})" if host.get("busy") else "")
-                     + ("; **busy: the latencies are not trusted to rank variants** (the gate ranks by "
-                        "scheme instead)" if host.get("busy") else ""))
+                     + (f" ({host_busy_text(host)}); **busy: the latencies are not trusted to rank variants** "
+                        "(the gate ranks by scheme instead)" if host.get("busy") else ""))
     for entry in report.get("set_aside") or []:
         lines.append(f"- **set aside by quantize, not evaluated**: {entry.get('name')} "
                      f"({entry.get('error')})")

@@ -226,7 +226,6 @@ def host_conditions(before: float | None, after: float | None, cpus: int | None 
             "busy": bool(busy)}
 
 
-
 def all_threads() -> int:
     """The thread count used for the "all threads" figure: os.cpu_count()."""
     return max(1, os.cpu_count() or 1)
