@@ -9,7 +9,7 @@ import json
 import logging
 import math
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -33,16 +33,21 @@ log = logging.getLogger(__name__)
 @contextmanager
 def op_determinism(enabled: bool) -> Iterator[bool]:
     """TensorFlow's deterministic ops (and tf.data's deterministic order) while inside, when
-    ``enabled``: the same seed then gives the same losses and weights, bit for bit, on the same
-    machine and TensorFlow build (measured: ~2-4 % slower on 2 CPU cores). Restored on exit, so a
-    process that trains more than once (tests, notebooks) is not left changed. Yields whether it is on."""
+    ``enabled``, and gradient sums in a fixed order (edgeship.base.gradient_sums: TF's AddN adds
+    3+ gradients in an order that follows thread timing): the same seed then gives the same
+    losses and weights, bit for bit, on the same machine and TensorFlow build (measured: ~2-4 %
+    slower on 2 CPU cores). Restored on exit, so a process that trains more than once (tests,
+    notebooks) is not left changed. Yields whether TF's op determinism is on."""
     from tensorflow.python.framework import config as tf_config  # disable_op_determinism is not public
+
+    from edgeship.base.gradient_sums import ordered_gradient_sums
 
     turn_on = enabled and not tf_config.is_op_determinism_enabled()
     if turn_on:
         tf_config.enable_op_determinism()
     try:
-        yield tf_config.is_op_determinism_enabled()
+        with ordered_gradient_sums() if enabled else nullcontext():
+            yield tf_config.is_op_determinism_enabled()
     finally:
         if turn_on:
             tf_config.disable_op_determinism()
